@@ -1,0 +1,1 @@
+"""What training and serving share: the raw-log schema (and, later, the featurizer)."""

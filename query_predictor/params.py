@@ -1,0 +1,185 @@
+"""Typed view of ``params.yaml``: parsed once, checked once, then passed around as objects.
+
+Each section of ``params.yaml`` is a frozen pydantic model that rejects unknown keys and wrong
+types; :func:`load_params` turns any problem into a :class:`ParamsError` naming the dotted key,
+the value and the rule, so library code never sees the raw dict.
+
+    >>> params = load_params("params.yaml")
+    >>> params.data_loading.cpu_threshold_seconds
+    300.0
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+__all__ = ["DataLoading", "Filters", "Params", "ParamsError", "Synth", "load_params"]
+
+
+class ParamsError(ValueError):
+    """params.yaml has an unknown key, a wrong type or a value out of range."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_window(start: dt.date, end: dt.date, section: str) -> None:
+    if end < start:
+        raise ValueError(
+            f"end_date={end} is before start_date={start}; set {section}.end_date on or after it"
+        )
+
+
+class Synth(_Section):
+    """The synthetic Trino query log (stage ``generate``)."""
+
+    seed: int = 20250601
+    start_date: dt.date = dt.date(2025, 6, 1)
+    end_date: dt.date = dt.date(2025, 7, 29)
+    queries_per_day: int = Field(20_000, gt=0, le=5_000_000)
+    metadata_share: float = Field(0.14, ge=0.0, lt=0.9)
+    curated_share: float = Field(0.12, ge=0.0, lt=0.9)
+    volume_growth: float = Field(0.15, ge=-0.5, le=5.0)
+    duplicate_event_rate: float = Field(0.003, ge=0.0, le=0.2)
+    corrupt_rate: float = Field(0.0002, ge=0.0, le=0.2)
+    output_dir: str = "data/raw"
+
+    @model_validator(mode="after")
+    def _window(self) -> Synth:
+        _check_window(self.start_date, self.end_date, "synth")
+        if self.metadata_share + self.curated_share >= 0.95:
+            raise ValueError("metadata_share + curated_share must stay below 0.95")
+        return self
+
+
+class DataLoading(_Section):
+    """Reading, labelling and sampling the raw log (stage ``load``)."""
+
+    raw_path: str = "data/raw"
+    start_date: dt.date = dt.date(2025, 6, 1)
+    end_date: dt.date = dt.date(2025, 7, 15)
+    cpu_threshold_seconds: float = Field(300.0, gt=0)
+    memory_threshold_gb: float = Field(10.0, gt=0)
+    resource_error_codes: tuple[str, ...] = (
+        "EXCEEDED_LOCAL_MEMORY_LIMIT",
+        "EXCEEDED_GLOBAL_MEMORY_LIMIT",
+        "CLUSTER_OUT_OF_MEMORY",
+        "EXCEEDED_CPU_LIMIT",
+        "EXCEEDED_TIME_LIMIT",
+        "EXCEEDED_SPILL_LIMIT",
+        "EXCEEDED_SCAN_LIMIT",
+    )
+    sample_fraction: float = Field(1.0, gt=0.0, le=1.0)
+    sample_seed: int = 0
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+
+    @model_validator(mode="after")
+    def _window(self) -> DataLoading:
+        _check_window(self.start_date, self.end_date, "data_loading")
+        return self
+
+
+class Filters(_Section):
+    """Which labeled queries the model is trained on (stage ``load``)."""
+
+    curated_column: str = "resource_group_id"
+    curated_pattern: str = r"^global\.curated(\.|$)"
+    keep_workload: Literal["NON-CURATED", "CURATED", "ALL"] = "NON-CURATED"
+    query_types: tuple[str, ...] = ("SELECT", "INSERT", "EXPLAIN", "DESCRIBE", "DATA_DEFINITION")
+    dedup_window_seconds: float = Field(60.0, ge=0.0)
+
+
+class Splits(_Section):
+    train_days: int = Field(30, gt=0)
+    val_days: int = Field(7, gt=0)
+    test_days: int = Field(7, gt=0)
+
+
+class BoundarySampling(_Section):
+    balance_ratio: float = Field(5.0, gt=0)
+    max_boost: float = Field(2.0, gt=0)
+    min_multiplier: float = Field(0.05, gt=0)
+    seed: int = 42
+
+
+class Features(_Section):
+    base_feature_count: Literal[78] = 78
+    historical_feature_count: Literal[17] = 17
+    tfidf_vocab_size: int = Field(1000, ge=10, le=100_000)
+
+
+class Model(_Section):
+    algorithm: Literal["xgboost"] = "xgboost"
+    n_estimators: int = Field(100, gt=0)
+    cv_folds: int = Field(5, ge=2)
+    cost_fn: float = Field(100.0, gt=0)
+    cost_fp: float = Field(1.0, gt=0)
+    seed: int = 42
+
+
+class Replay(_Section):
+    start_date: dt.date = dt.date(2025, 7, 16)
+    end_date: dt.date = dt.date(2025, 7, 29)
+
+    @model_validator(mode="after")
+    def _window(self) -> Replay:
+        _check_window(self.start_date, self.end_date, "replay")
+        return self
+
+
+class Engine(_Section):
+    """How stages compute. Only polars runs today; Spark arrives with its own issue."""
+
+    name: Literal["polars"] = "polars"
+    workers: int = Field(0, ge=0, description="processes for generate; 0 = one per core")
+
+
+class Params(_Section):
+    synth: Synth = Synth()
+    data_loading: DataLoading = DataLoading()
+    filters: Filters = Filters()
+    splits: Splits = Splits()
+    boundary_sampling: BoundarySampling = BoundarySampling()
+    features: Features = Features()
+    model: Model = Model()
+    replay: Replay = Replay()
+    engine: Engine = Engine()
+
+
+def _format(error: dict[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key; remove it or fix its spelling"
+    value = error.get("input")
+    shown = "" if isinstance(value, dict) else f"={value!r}"
+    return f"{key}{shown}: {error['msg']}"
+
+
+def parse_params(raw: dict[str, Any], *, origin: str = "params.yaml") -> Params:
+    """Validate an already-parsed params mapping (see :func:`load_params`)."""
+    try:
+        return Params.model_validate(raw or {})
+    except ValidationError as exc:
+        lines = "\n  ".join(_format(e) for e in exc.errors())
+        raise ParamsError(f"{origin} is invalid:\n  {lines}\nFix these keys in {origin}.") from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate ``params.yaml``; raises :class:`ParamsError` naming every bad key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{path} not found; run from the repository root") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path} is not valid YAML: {exc}") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ParamsError(f"{path} must hold a mapping of sections, found {type(raw).__name__}")
+    return parse_params(raw, origin=str(path))

@@ -1,0 +1,1 @@
+"""Serving-time code: loads the model bundle and answers routing requests."""

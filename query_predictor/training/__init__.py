@@ -1,0 +1,1 @@
+"""Pipeline-only code: loading, labelling, filtering (never imported by serving)."""
