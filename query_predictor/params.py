@@ -48,7 +48,6 @@ class Synth(_Section):
     volume_growth: float = Field(0.15, ge=-0.5, le=5.0)
     duplicate_event_rate: float = Field(0.003, ge=0.0, le=0.2)
     corrupt_rate: float = Field(0.0002, ge=0.0, le=0.2)
-    output_dir: str = "data/raw"
 
     @model_validator(mode="after")
     def _window(self) -> Synth:

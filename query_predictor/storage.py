@@ -17,10 +17,21 @@ from typing import Any
 
 import polars as pl
 
-__all__ = ["atomic_dir", "atomic_file", "is_s3", "s3_storage_options", "write_json", "write_parquet"]
+__all__ = [
+    "atomic_dir",
+    "atomic_file",
+    "is_s3",
+    "s3_storage_options",
+    "write_json",
+    "write_parquet",
+]
 
 # zstd keeps the raw log small; statistics let polars and Spark skip row groups by time.
-PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 3, "statistics": True}
+PARQUET_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "compression_level": 3,
+    "statistics": True,
+}
 
 
 @contextlib.contextmanager
@@ -83,8 +94,8 @@ def s3_storage_options(
     plain ``http://`` endpoints are allowed so a local test server works.
     """
     options: dict[str, str] = {}
-    endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get(
-        "AWS_ENDPOINT_URL"
+    endpoint = (
+        endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     )
     if endpoint:
         options["aws_endpoint_url"] = endpoint

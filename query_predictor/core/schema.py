@@ -80,7 +80,9 @@ RAW_COLUMNS: tuple[Column, ...] = (
     Column("cumulative_memory", pl.Float64, False, "integral of memory over time, byte-seconds"),
     Column("completed_splits", INT, False, "splits completed"),
     Column("error_code", STR, False, "Trino error code name, e.g. EXCEEDED_LOCAL_MEMORY_LIMIT"),
-    Column("error_type", STR, False, "USER_ERROR, INTERNAL_ERROR, INSUFFICIENT_RESOURCES, EXTERNAL"),
+    Column(
+        "error_type", STR, False, "USER_ERROR, INTERNAL_ERROR, INSUFFICIENT_RESOURCES, EXTERNAL"
+    ),
     Column("failure_type", STR, False, "Java exception class of the failure"),
     Column("failure_message", STR, False, "failure message"),
     Column("inputs", pl.List(STR), False, "tables read, as catalog.schema.table"),
@@ -107,8 +109,8 @@ def conform(frame: pl.LazyFrame | pl.DataFrame, *, origin: str = "raw log") -> p
     Missing optional columns are added as nulls; extra columns are dropped. Integer widths,
     naive or zoned timestamps (naive ones are taken as UTC), ISO-8601 timestamp strings and
     binary text are converted. A value that does not convert (a malformed timestamp string)
-    becomes null; bytes that are not UTF-8 are decoded with U+FFFD replacements: in a required column :func:`split_valid` then
-    quarantines the row as ``null_<column>``.
+    becomes null, and in a required column :func:`split_valid` then quarantines the row as
+    ``null_<column>``; bytes that are not UTF-8 are decoded with U+FFFD replacements.
 
     Raises
     ------
@@ -154,9 +156,9 @@ def _convert(column: Column, have: pl.DataType, origin: str) -> pl.Expr:
         return col.map_elements(_decode_lossy, return_dtype=STR)
     elif want == STR and isinstance(have, pl.Categorical | pl.Enum):
         return col.cast(STR)
-    elif want in (INT, pl.Float64) and (have.is_integer() or have.is_float()):
-        return col.cast(want, strict=False)
-    elif isinstance(want, pl.List) and isinstance(have, pl.List):
+    elif (want in (INT, pl.Float64) and (have.is_integer() or have.is_float())) or (
+        isinstance(want, pl.List) and isinstance(have, pl.List)
+    ):
         return col.cast(want, strict=False)
     raise SchemaError(
         f"{origin}: column {name!r} has type {have}, expected {want} ({column.doc}); "

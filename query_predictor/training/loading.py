@@ -1,0 +1,261 @@
+"""Stage ``load``: read the raw Trino log, validate, label, filter and deduplicate.
+
+    python stages/load.py
+
+Order of steps, with the row count recorded after each in ``metrics/load.json``:
+
+1. ``read``: every parquet file under ``data_loading.raw_path`` (local or ``s3://``).
+2. ``window``: queries created (UTC) between ``start_date`` and ``end_date`` inclusive.
+3. ``sample``: a deterministic hash-based ``sample_fraction`` of ``query_id`` (quick runs).
+4. ``valid``: rows breaking the schema's row rules go to ``data/quarantine`` with a reason.
+5. ``unique_id``: exact ``query_id`` duplicates (at-least-once delivery from Kafka or a
+   re-ingested file) keep one record, the most complete one.
+6. ``complete``: failures for reasons that say nothing about the query's cost (syntax errors,
+   cancels, metastore outages, queue full...) stopped early, so their cost is truncated and
+   their label unknown: dropped, counted by error code. If the truncated cost already
+   crossed a threshold the query is heavy whatever happened next: kept.
+7. ``workload``: ``CURATED`` vs ``NON-CURATED`` from ``filters.curated_column`` matched against
+   ``filters.curated_pattern``; only ``filters.keep_workload`` stays.
+8. ``query_type``: only ``filters.query_types`` stay.
+9. ``dedup_burst``: the same user submitting the same text again within
+   ``filters.dedup_window_seconds`` of the previous submission (client retries, a dashboard
+   double-firing) is one decision for a router, not several training rows: keep the first.
+   Identical text hours or days apart is a recurring query and stays.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from query_predictor.core.schema import QUARANTINE_REASON, SchemaError, conform, split_valid
+from query_predictor.params import DataLoading, Filters
+from query_predictor.storage import is_s3, s3_storage_options, write_parquet
+
+from .hashing import keep_fraction
+
+log = logging.getLogger(__name__)
+
+GIB = 1024**3
+LABEL_COLUMNS = ("workload", "is_heavy", "heavy_reason", "event_date")
+
+
+@dataclass
+class LoadResult:
+    labeled: pl.DataFrame
+    quarantined: pl.DataFrame
+    metrics: dict[str, object]
+
+
+def scan_raw(
+    path: str, *, endpoint_url: str | None = None, region: str | None = None
+) -> pl.LazyFrame:
+    """Lazily scan every ``*.parquet`` under ``path`` (a directory, a file or ``s3://`` prefix)."""
+    options = {"hive_partitioning": False, "missing_columns": "insert", "extra_columns": "ignore"}
+    if is_s3(path):
+        source = path if path.endswith(".parquet") else f"{path.rstrip('/')}/**/*.parquet"
+        return pl.scan_parquet(
+            source,
+            storage_options=s3_storage_options(endpoint_url=endpoint_url, region=region),
+            **options,
+        )
+    local = Path(path)
+    if local.is_file():
+        files = [local]
+    elif local.is_dir():
+        files = sorted(p for p in local.rglob("*.parquet") if not p.name.startswith("."))
+    else:
+        raise FileNotFoundError(
+            f"raw log path {path!r} does not exist; set "
+            "data_loading.raw_path in params.yaml or run `dvc repro generate`"
+        )
+    if not files:
+        raise FileNotFoundError(f"no parquet files under {path!r} (data_loading.raw_path)")
+    return pl.scan_parquet(files, **options)
+
+
+def label(
+    frame: pl.DataFrame,
+    *,
+    cpu_threshold_seconds: float,
+    memory_threshold_gb: float,
+    resource_error_codes: tuple[str, ...],
+) -> pl.DataFrame:
+    """Add ``is_heavy`` and ``heavy_reason`` ("cpu", "memory", "resource_error", joined by "+").
+
+    Heavy when ``cpu_time_millis >= cpu_threshold_seconds * 1000``, or ``peak_memory_bytes >
+    memory_threshold_gb * 2**30`` (Trino reports memory in binary units: its "10GB" is 10 GiB),
+    or ``error_code`` is one of ``resource_error_codes``.
+    """
+    cpu = pl.col("cpu_time_millis") >= cpu_threshold_seconds * 1000.0
+    memory = pl.col("peak_memory_bytes") > memory_threshold_gb * GIB
+    resource = pl.col("error_code").is_in(list(resource_error_codes)).fill_null(False)
+    reason = pl.concat_str(
+        [
+            pl.when(cpu).then(pl.lit("cpu")),
+            pl.when(memory).then(pl.lit("memory")),
+            pl.when(resource).then(pl.lit("resource_error")),
+        ],
+        separator="+",
+        ignore_nulls=True,
+    )
+    return frame.with_columns(
+        is_heavy=cpu | memory | resource,
+        heavy_reason=pl.when(cpu | memory | resource).then(reason),
+    )
+
+
+def workload(filters: Filters) -> pl.Expr:
+    matched = pl.col(filters.curated_column).str.contains(filters.curated_pattern).fill_null(False)
+    return pl.when(matched).then(pl.lit("CURATED")).otherwise(pl.lit("NON-CURATED"))
+
+
+def _counts(frame: pl.DataFrame, column: str) -> dict[str, int]:
+    if frame.is_empty():
+        return {}
+    counted = frame.group_by(column).len().sort(column, nulls_last=True)
+    return {str(k): int(v) for k, v in zip(counted[column], counted["len"], strict=True)}
+
+
+def _heavy_share(frame: pl.DataFrame) -> float | None:
+    if "is_heavy" not in frame.columns or frame.is_empty():
+        return None
+    return round(float(frame["is_heavy"].mean()), 6)  # type: ignore[arg-type]
+
+
+def dedup_query_id(frame: pl.DataFrame) -> pl.DataFrame:
+    """Keep one row per ``query_id``: the one that finished last, then the costliest."""
+    ordered = frame.sort(
+        ["query_id", "end_time", "cpu_time_millis", "peak_memory_bytes"],
+        descending=[False, True, True, True],
+        nulls_last=True,
+    )
+    return ordered.unique("query_id", keep="first", maintain_order=True)
+
+
+def dedup_bursts(frame: pl.DataFrame, *, window_seconds: float) -> pl.DataFrame:
+    """Drop a submission of the same text by the same user within ``window_seconds`` of the
+    previous one (see the module docstring)."""
+    if window_seconds <= 0 or frame.is_empty():
+        return frame
+    ordered = frame.sort(["user", "query", "create_time", "query_id"])
+    gap = pl.col("create_time").diff().over(["user", "query"])
+    keep = gap.is_null() | (gap > pl.duration(microseconds=int(window_seconds * 1e6)))
+    return ordered.filter(keep)
+
+
+def run_load(data: DataLoading, filters: Filters) -> LoadResult:
+    """Run steps 1-9 (module docstring) and return labeled rows, quarantine and metrics."""
+    lazy = scan_raw(data.raw_path, endpoint_url=data.s3_endpoint_url, region=data.s3_region)
+    lazy = conform(lazy, origin=f"raw log at {data.raw_path}")
+    steps: dict[str, dict[str, object]] = {}
+    dropped: dict[str, object] = {}
+
+    def record(step: str, frame: pl.DataFrame) -> None:
+        steps[f"{len(steps)}_{step}"] = {"rows": frame.height, "heavy_share": _heavy_share(frame)}
+        log.info("%-12s %9d rows", step, frame.height)
+
+    total = lazy.select(pl.len()).collect().item()
+    steps["0_read"] = {"rows": int(total), "heavy_share": None}
+    in_window = pl.col("create_time").is_null() | pl.col("create_time").dt.date().is_between(
+        data.start_date, data.end_date
+    )
+    frame = lazy.filter(in_window).collect()
+    dropped["outside_window"] = int(total) - frame.height
+    record("window", frame)
+
+    before = frame.height
+    frame = frame.filter(keep_fraction(frame, fraction=data.sample_fraction, seed=data.sample_seed))
+    dropped["sampled_out"] = before - frame.height
+    record("sample", frame)
+
+    frame, quarantined = split_valid(frame)
+    record("valid", frame)
+
+    before = frame.height
+    frame = dedup_query_id(frame)
+    dropped["duplicate_query_id"] = before - frame.height
+    record("unique_id", frame)
+
+    frame = label(
+        frame,
+        cpu_threshold_seconds=data.cpu_threshold_seconds,
+        memory_threshold_gb=data.memory_threshold_gb,
+        resource_error_codes=data.resource_error_codes,
+    )
+    truncated = (pl.col("query_state") == "FAILED") & ~pl.col("is_heavy")
+    failed_heavy = frame.filter(
+        (pl.col("query_state") == "FAILED")
+        & pl.col("is_heavy")
+        & ~(pl.col("error_code").is_in(list(data.resource_error_codes)))
+    )
+    dropped["failed_truncated"] = _counts(frame.filter(truncated), "error_code")
+    frame = frame.filter(~truncated)
+    record("complete", frame)
+
+    frame = frame.with_columns(workload=workload(filters))
+    before = frame.height
+    if filters.keep_workload != "ALL":
+        frame = frame.filter(pl.col("workload") == filters.keep_workload)
+    dropped["workload"] = before - frame.height
+    record("workload", frame)
+
+    dropped["query_type"] = _counts(
+        frame.filter(~pl.col("query_type").is_in(list(filters.query_types))), "query_type"
+    )
+    frame = frame.filter(pl.col("query_type").is_in(list(filters.query_types)))
+    record("query_type", frame)
+
+    before = frame.height
+    frame = dedup_bursts(frame, window_seconds=filters.dedup_window_seconds)
+    dropped["duplicate_burst"] = before - frame.height
+    record("dedup_burst", frame)
+
+    frame = frame.with_columns(event_date=pl.col("create_time").dt.date()).sort(
+        "create_time", "query_id"
+    )
+    heavy = frame.filter(pl.col("is_heavy"))
+    metrics: dict[str, object] = {
+        "rows_read": int(total),
+        "rows_labeled": frame.height,
+        "heavy_count": heavy.height,
+        "heavy_share": _heavy_share(frame),
+        "heavy_by_reason": _counts(heavy, "heavy_reason"),
+        "quarantined": quarantined.height,
+        "quarantine_by_reason": _counts(quarantined, QUARANTINE_REASON),
+        "failed_kept_as_heavy": failed_heavy.height,
+        "dropped": dropped,
+        "steps": steps,
+        "days": frame["event_date"].n_unique(),
+        "window": {"start_date": str(data.start_date), "end_date": str(data.end_date)},
+    }
+    if frame.is_empty():
+        log.warning(
+            "no rows left after loading %s between %s and %s",
+            data.raw_path,
+            data.start_date,
+            data.end_date,
+        )
+    return LoadResult(frame, quarantined, metrics)
+
+
+def write_by_day(frame: pl.DataFrame, out_dir: Path) -> None:
+    """One ``date=YYYY-MM-DD/part-0.parquet`` per ``event_date`` under ``out_dir``."""
+    for (day,), part in frame.group_by(["event_date"], maintain_order=True):
+        write_parquet(part, out_dir / f"date={day}" / "part-0.parquet")
+
+
+__all__ = [
+    "LABEL_COLUMNS",
+    "LoadResult",
+    "SchemaError",
+    "dedup_bursts",
+    "dedup_query_id",
+    "label",
+    "run_load",
+    "scan_raw",
+    "write_by_day",
+]

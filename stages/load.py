@@ -1,0 +1,50 @@
+"""Stage load: validate, label, filter and deduplicate the raw log (params: data_loading, filters).
+
+python stages/load.py --out data/labeled --quarantine data/quarantine --metrics metrics/load.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+from query_predictor.params import load_params
+from query_predictor.storage import atomic_dir, write_json, write_parquet
+from query_predictor.summary import print_summary, run_stage
+from query_predictor.training.loading import run_load, write_by_day
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="labeled rows, one directory per day")
+    parser.add_argument("--quarantine", required=True, help="rows that failed validation")
+    parser.add_argument("--metrics", required=True, help="metrics JSON")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    params = load_params()
+    started = time.perf_counter()
+    result = run_load(params.data_loading, params.filters)
+    with atomic_dir(args.out) as tmp:
+        write_by_day(result.labeled, tmp)
+    with atomic_dir(args.quarantine) as tmp:
+        write_parquet(result.quarantined, Path(tmp) / "quarantine.parquet")
+    metrics = result.metrics
+    write_json(args.metrics, metrics)
+    print_summary(
+        "load",
+        {
+            "rows read": metrics["rows_read"],
+            "rows labeled": metrics["rows_labeled"],
+            "heavy share": metrics["heavy_share"],
+            "heavy by reason": metrics["heavy_by_reason"],
+            "quarantined": metrics["quarantine_by_reason"],
+            "dropped": metrics["dropped"],
+            "seconds": round(time.perf_counter() - started, 1),
+        },
+    )
+
+
+if __name__ == "__main__":
+    run_stage(main)
