@@ -17,10 +17,10 @@ $(STAMP): requirements.lock pyproject.toml
 	@touch $@
 
 pipeline: setup
-	$(BIN)/dvc repro
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
 test: setup
-	$(BIN)/python -m pytest
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 lint: setup
 	$(BIN)/ruff check .

@@ -664,7 +664,8 @@ class Day:
                     ),
                     (
                         "SELECT column_name, data_type FROM "
-                        f"{t.catalog}.information_schema.columns WHERE table_schema = '{t.schema}' AND table_name = '{t.name}'",
+                        f"{t.catalog}.information_schema.columns WHERE table_schema = '{t.schema}' "
+                        f"AND table_name = '{t.name}'",
                         "SELECT",
                         0.2,
                     ),
