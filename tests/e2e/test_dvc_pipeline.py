@@ -1,0 +1,96 @@
+"""The real ``dvc`` CLI runs the pipeline on a tiny configuration in a temporary copy."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "synth": {"queries_per_day": 300, "start_date": "2025-06-01", "end_date": "2025-06-06"},
+    "data_loading": {"start_date": "2025-06-01", "end_date": "2025-06-05"},
+}
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["DVC_NO_ANALYTICS"] = "1"
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    for name in ("stages", "query_predictor"):
+        shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, values in TINY.items():
+        params[section].update(values)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _run(["git", "init", "-q"], tmp_path)
+    _run(["git", "config", "user.email", "ci@example.com"], tmp_path)
+    _run(["git", "config", "user.name", "CI"], tmp_path)
+    _run(["dvc", "init", "-q"], tmp_path)
+    _run(["dvc", "config", "core.analytics", "false"], tmp_path)
+    return tmp_path
+
+
+def test_repro_runs_once_then_only_what_changed(project: Path) -> None:
+    first = _run(["dvc", "repro"], project)
+    assert "Running stage 'generate'" in first.stdout
+    assert "Running stage 'load'" in first.stdout
+    metrics = json.loads((project / "metrics" / "load.json").read_text())
+    assert metrics["rows_labeled"] > 500
+    assert metrics["steps"]["0_read"]["rows"] == metrics["rows_read"]
+    assert (project / "data" / "labeled" / "date=2025-06-05").is_dir()
+    assert not (project / "data" / "labeled" / "date=2025-06-06").exists()
+    assert (project / "dvc.lock").exists()
+    _run(["git", "add", "-A"], project)
+    _run(["git", "commit", "-qm", "first run"], project)
+
+    started = time.perf_counter()
+    second = _run(["dvc", "repro"], project)
+    assert time.perf_counter() - started < 5.0
+    assert "Running stage" not in second.stdout
+    status = _run(["dvc", "status"], project)
+    assert "up to date" in status.stdout
+
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["data_loading"]["cpu_threshold_seconds"] = 60
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    third = _run(["dvc", "repro"], project)
+    assert "Running stage 'load'" in third.stdout
+    assert "Running stage 'generate'" not in third.stdout
+    relabeled = json.loads((project / "metrics" / "load.json").read_text())
+    assert relabeled["heavy_share"] > metrics["heavy_share"]
+
+
+def test_bad_params_fail_with_the_key_named(project: Path) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["data_loading"]["sample_fraction"] = 0
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    done = subprocess.run(
+        [sys.executable, "stages/load.py", "--out", "o", "--quarantine", "q", "--metrics", "m"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "data_loading.sample_fraction=0" in done.stderr
+    assert "Traceback" not in done.stderr
