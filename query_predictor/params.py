@@ -75,7 +75,7 @@ class DataLoading(_Section):
         "EXCEEDED_SCAN_LIMIT",
     )
     sample_fraction: float = Field(1.0, gt=0.0, le=1.0)
-    sample_seed: int = 0
+    sample_seed: int = Field(0, ge=0, lt=2**63)
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
 
@@ -105,7 +105,7 @@ class BoundarySampling(_Section):
     balance_ratio: float = Field(5.0, gt=0)
     max_boost: float = Field(2.0, gt=0)
     min_multiplier: float = Field(0.05, gt=0)
-    seed: int = 42
+    seed: int = Field(42, ge=0, lt=2**63)
 
 
 class Features(_Section):

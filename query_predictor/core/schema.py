@@ -149,7 +149,7 @@ def _convert(column: Column, have: pl.DataType, origin: str) -> pl.Expr:
         if have == pl.Date:
             return col.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
         if have == STR:
-            return col.str.to_datetime(time_unit="us", time_zone="UTC", strict=False)
+            return _parse_iso(col)
     elif want == STR and have == pl.Binary:
         # Parquet written by other tools may hold text as bytes. Invalid UTF-8 is replaced
         # with U+FFFD rather than failing the file: the row stays, its bad bytes do not.
@@ -163,6 +163,19 @@ def _convert(column: Column, have: pl.DataType, origin: str) -> pl.Expr:
     raise SchemaError(
         f"{origin}: column {name!r} has type {have}, expected {want} ({column.doc}); "
         "convert it before loading, or check that the right files are being read."
+    )
+
+
+# ISO-8601 with "T" or " ", optional fraction, "Z", an offset or no zone (taken as UTC). Each
+# row is parsed on its own: one column may mix styles.
+_ISO_FORMATS = ("%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d")
+
+
+def _parse_iso(col: pl.Expr) -> pl.Expr:
+    text = col.str.strip_chars().str.replace("T", " ").str.replace(r"Z$", "+00:00")
+    return pl.coalesce(
+        text.str.to_datetime(format=f, time_unit="us", time_zone="UTC", strict=False)
+        for f in _ISO_FORMATS
     )
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import multiprocessing
 import os
 import random
 from concurrent.futures import ProcessPoolExecutor
@@ -857,7 +858,10 @@ def generate(synth: Synth, *, output_dir: str | Path, workers: int = 0) -> dict[
             for i in tqdm(range(n_days), desc="generate", unit="day", disable=None):
                 days.append(_generate_day(synth, i, tmp))
         else:
-            with ProcessPoolExecutor(max_workers=min(workers, n_days)) as pool:
+            # spawn, not fork: forking a process in which polars' thread pool already runs
+            # can deadlock the child
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=min(workers, n_days), mp_context=context) as pool:
                 futures = pool.map(_generate_day, [synth] * n_days, range(n_days), [tmp] * n_days)
                 days = list(tqdm(futures, total=n_days, desc="generate", unit="day", disable=None))
     return {"days": days}

@@ -50,31 +50,55 @@ class LoadResult:
     metrics: dict[str, object]
 
 
+def list_raw_files(path: str, *, storage_options: dict[str, str] | None = None) -> list[str]:
+    """Every ``*.parquet`` under ``path`` (a file, a directory or an ``s3://`` prefix), sorted."""
+    if is_s3(path):
+        import fsspec  # installed with dvc-s3 (s3fs); only needed for S3 sources
+
+        options = dict(storage_options or {})
+        client: dict[str, str] = {}
+        if "aws_endpoint_url" in options:
+            client["endpoint_url"] = options["aws_endpoint_url"]
+        if "aws_region" in options:
+            client["region_name"] = options["aws_region"]
+        fs = fsspec.filesystem("s3", client_kwargs=client)
+        if path.endswith(".parquet"):
+            return [path]
+        scheme = path.split("://", 1)[0]
+        found = fs.glob(f"{path.rstrip('/')}/**/*.parquet")
+        files = sorted(f"{scheme}://{p}" for p in found)
+    else:
+        local = Path(path)
+        if local.is_file():
+            return [str(local)]
+        if not local.is_dir():
+            raise FileNotFoundError(
+                f"raw log path {path!r} does not exist; set data_loading.raw_path in "
+                "params.yaml or run `dvc repro generate`"
+            )
+        files = sorted(str(p) for p in local.rglob("*.parquet") if not p.name.startswith("."))
+    if not files:
+        raise FileNotFoundError(f"no parquet files under {path!r} (data_loading.raw_path)")
+    return files
+
+
 def scan_raw(
     path: str, *, endpoint_url: str | None = None, region: str | None = None
 ) -> pl.LazyFrame:
-    """Lazily scan every ``*.parquet`` under ``path`` (a directory, a file or ``s3://`` prefix)."""
-    options = {"hive_partitioning": False, "missing_columns": "insert", "extra_columns": "ignore"}
-    if is_s3(path):
-        source = path if path.endswith(".parquet") else f"{path.rstrip('/')}/**/*.parquet"
-        return pl.scan_parquet(
-            source,
-            storage_options=s3_storage_options(endpoint_url=endpoint_url, region=region),
-            **options,
+    """Lazily scan the raw log under ``path``, each file conformed to the schema on its own.
+
+    Files written at different times may differ (a column added later, Int32 versus Int64):
+    conforming file by file keeps every column of every file and names the file at fault.
+    """
+    options = s3_storage_options(endpoint_url=endpoint_url, region=region) if is_s3(path) else {}
+    frames = [
+        conform(
+            pl.scan_parquet(f, hive_partitioning=False, storage_options=options or None),
+            origin=f"raw log file {f}",
         )
-    local = Path(path)
-    if local.is_file():
-        files = [local]
-    elif local.is_dir():
-        files = sorted(p for p in local.rglob("*.parquet") if not p.name.startswith("."))
-    else:
-        raise FileNotFoundError(
-            f"raw log path {path!r} does not exist; set "
-            "data_loading.raw_path in params.yaml or run `dvc repro generate`"
-        )
-    if not files:
-        raise FileNotFoundError(f"no parquet files under {path!r} (data_loading.raw_path)")
-    return pl.scan_parquet(files, **options)
+        for f in list_raw_files(path, storage_options=options)
+    ]
+    return pl.concat(frames, how="vertical")
 
 
 def label(
@@ -150,7 +174,6 @@ def dedup_bursts(frame: pl.DataFrame, *, window_seconds: float) -> pl.DataFrame:
 def run_load(data: DataLoading, filters: Filters) -> LoadResult:
     """Run steps 1-9 (module docstring) and return labeled rows, quarantine and metrics."""
     lazy = scan_raw(data.raw_path, endpoint_url=data.s3_endpoint_url, region=data.s3_region)
-    lazy = conform(lazy, origin=f"raw log at {data.raw_path}")
     steps: dict[str, dict[str, object]] = {}
     dropped: dict[str, object] = {}
 

@@ -105,7 +105,10 @@ def test_sections_are_frozen() -> None:
             r"data_loading\.cpu_threshold: unknown key; remove it or fix its spelling",
         ),
         ({"filter": {}}, r"\n  filter: unknown key"),
-        ({"model": {"n_estimators": 10, "learning_rate": 0.1}}, r"model\.learning_rate: unknown key"),
+        (
+            {"model": {"n_estimators": 10, "learning_rate": 0.1}},
+            r"model\.learning_rate: unknown key",
+        ),
         ({"synth": {"seed": 1, "sede": 2}}, r"synth\.sede: unknown key"),
     ],
 )
@@ -217,14 +220,6 @@ def test_synth_shares_must_leave_room_for_adhoc_queries() -> None:
     assert parse_params({"synth": {"metadata_share": 0.5, "curated_share": 0.44}}).synth
 
 
-@pytest.mark.xfail(
-    reason=(
-        "params.DataLoading.sample_seed is an unbounded int, but hashing.unit_hash packs the "
-        "seed into 8 signed bytes: sample_seed=2**63 passes validation and then run_load "
-        "fails with a bare OverflowError('int too big to convert')"
-    ),
-    strict=True,
-)
 def test_sample_seed_outside_int64_is_rejected_by_name() -> None:
     with pytest.raises(ParamsError, match=r"data_loading\.sample_seed="):
         parse_params({"data_loading": {"sample_seed": 2**63}})
@@ -274,7 +269,9 @@ def test_top_level_must_be_a_mapping(tmp_path: Path, text: str, kind: str) -> No
 
 def test_load_params_names_the_file_and_key(tmp_path: Path) -> None:
     path = write(tmp_path, "model:\n  cv_folds: 1\n")
-    with pytest.raises(ParamsError, match=rf"^{re.escape(str(path))} is invalid:\n  model\.cv_folds=1"):
+    with pytest.raises(
+        ParamsError, match=rf"^{re.escape(str(path))} is invalid:\n  model\.cv_folds=1"
+    ):
         load_params(path)
 
 

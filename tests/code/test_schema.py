@@ -273,15 +273,6 @@ def test_malformed_timestamp_string_becomes_null_and_quarantines_the_row() -> No
     assert bad[QUARANTINE_REASON].to_list() == ["null_create_time"]
 
 
-@pytest.mark.xfail(
-    reason=(
-        "schema._convert parses ISO strings with str.to_datetime(strict=False) and no format: "
-        "polars infers ONE format from the first value, so a well-formed ISO timestamp in "
-        "another ISO style (no 'Z', space separator) becomes null and the row is quarantined "
-        "as null_create_time"
-    ),
-    strict=True,
-)
 def test_mixed_iso_styles_in_one_column_all_convert() -> None:
     frame = raw_frame([raw_row(query_id="q1"), raw_row(query_id="q2")]).with_columns(
         pl.Series("create_time", ["2025-06-01T10:15:12Z", "2025-06-01 10:15:12"])
@@ -382,8 +373,14 @@ def test_boundary_rows_are_valid(overrides: dict[str, Any]) -> None:
             {"cpu_time_millis": -1, "peak_memory_bytes": -1, "end_time": ended(-1)},
             "negative_cpu_time_millis",
         ),
-        ({"peak_memory_bytes": -1, "cpu_time_millis": MAX_CPU_MILLIS + 1}, "negative_peak_memory_bytes"),
-        ({"cpu_time_millis": MAX_CPU_MILLIS + 1, "peak_memory_bytes": 2**51}, "absurd_cpu_time_millis"),
+        (
+            {"peak_memory_bytes": -1, "cpu_time_millis": MAX_CPU_MILLIS + 1},
+            "negative_peak_memory_bytes",
+        ),
+        (
+            {"cpu_time_millis": MAX_CPU_MILLIS + 1, "peak_memory_bytes": 2**51},
+            "absurd_cpu_time_millis",
+        ),
         ({"peak_memory_bytes": 2**51, "end_time": ended(-1)}, "absurd_peak_memory_bytes"),
         ({"end_time": ended(-1), "query_state": "FAILED"}, "end_before_create"),
     ],

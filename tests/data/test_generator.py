@@ -37,7 +37,13 @@ def small_log(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pl.DataFr
 def labeled(small_log: tuple[Path, pl.DataFrame]) -> pl.DataFrame:
     out, _ = small_log
     params = parse_params(
-        {"data_loading": {"raw_path": str(out), "start_date": "2025-06-01", "end_date": "2025-06-14"}}
+        {
+            "data_loading": {
+                "raw_path": str(out),
+                "start_date": "2025-06-01",
+                "end_date": "2025-06-14",
+            }
+        }
     )
     return run_load(params.data_loading, params.filters).labeled
 
@@ -130,7 +136,8 @@ SQL_FEATURES = {
 @pytest.mark.parametrize("name", sorted(SQL_FEATURES))
 def test_sql_variety(small_log: tuple[Path, pl.DataFrame], name: str) -> None:
     _, frame = small_log
-    hits = frame["query"].drop_nulls().str.contains(SQL_FEATURES[name]).sum()
+    pattern = re.compile(SQL_FEATURES[name])  # Python re: polars has no look-around
+    hits = sum(1 for q in frame["query"].drop_nulls() if pattern.search(q))
     assert hits >= 3, f"{name}: {hits} queries"
 
 
