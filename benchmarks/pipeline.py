@@ -1,0 +1,112 @@
+"""Time and memory of the pipeline stages at one or more data sizes.
+
+    python benchmarks/pipeline.py                      # default size (20,000 queries/day)
+    python benchmarks/pipeline.py --scale 0.25 --scale 1
+
+Each stage runs as its own process in a scratch copy of the repository, exactly as
+``dvc repro`` runs it; peak memory is the largest summed RSS of the stage's process tree
+(the generator's worker processes included), sampled every 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+STAGES = {
+    "generate": ["stages/generate.py", "--out", "data/raw", "--metrics", "metrics/generate.json"],
+    "load": [
+        "stages/load.py",
+        "--out",
+        "data/labeled",
+        "--quarantine",
+        "data/quarantine",
+        "--metrics",
+        "metrics/load.json",
+    ],
+}
+
+
+def _tree_rss(proc: psutil.Process) -> int:
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def run_stage(args: list[str], cwd: Path) -> tuple[float, int, int]:
+    """Run one stage script; return (seconds, peak tree RSS in bytes, rows it reported)."""
+    started = time.perf_counter()
+    child = subprocess.Popen([sys.executable, *args], cwd=cwd, stdout=subprocess.PIPE, text=True)
+    proc = psutil.Process(child.pid)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            try:
+                peak = max(peak, _tree_rss(proc))
+            except psutil.Error:
+                return
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, _ = child.communicate()
+    done.set()
+    sampler.join()
+    if child.returncode != 0:
+        raise SystemExit(f"{args[0]} failed with status {child.returncode}:\n{out}")
+    rows = 0
+    for line in out.splitlines():
+        key = line.strip().split("  ")[0]
+        if key in ("rows", "rows read"):
+            rows = int(line.split()[-1])
+    return time.perf_counter() - started, peak, rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, action="append", help="x default queries/day")
+    args = parser.parse_args()
+    scales = args.scale or [1.0]
+    base = yaml.safe_load((REPO / "params.yaml").read_text())
+    print(f"{'scale':>6} {'stage':<9} {'rows':>10} {'seconds':>8} {'rows/s':>9} {'peak MB':>8}")
+    for scale in scales:
+        with tempfile.TemporaryDirectory(prefix="qp-bench-") as tmp:
+            work = Path(tmp)
+            shutil.copytree(REPO / "stages", work / "stages")
+            params = dict(base)
+            params["synth"] = dict(
+                base["synth"], queries_per_day=int(base["synth"]["queries_per_day"] * scale)
+            )
+            (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+            env_cpus = os.cpu_count()
+            for stage, stage_args in STAGES.items():
+                seconds, peak, rows = run_stage(stage_args, work)
+                rate = rows / seconds if seconds else 0.0
+                print(
+                    f"{scale:>6g} {stage:<9} {rows:>10,} {seconds:>8.1f} {rate:>9,.0f} "
+                    f"{peak / 2**20:>8,.0f}",
+                    flush=True,
+                )
+    print(f"({env_cpus} cores; python {sys.version.split()[0]})")
+
+
+if __name__ == "__main__":
+    main()
