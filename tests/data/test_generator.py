@@ -114,7 +114,7 @@ SQL_FEATURES = {
     "line comment": r"(?m)^--",
     "block comment": r"/\*",
     "quoted identifier": r'\."(user|order|group|values)"',
-    "keyword in literal": r"(?i)'[^']*\b(select|from|join|group|order by|delete|drop|union)\b[^']*'",
+    "keyword in literal": r"(?i)'[^']*\b(select|from|join|group|order by|delete|drop)\b[^']*'",
     "ctas": r"(?i)^(--[^\n]*\n|/\*.*?\*/\s*)*create table \S+ with",
     "insert": r"(?i)\binsert into\b",
     "show": r"(?i)^show (catalogs|schemas|tables|columns|create table|stats|functions|session)",
