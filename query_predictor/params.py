@@ -95,10 +95,56 @@ class Filters(_Section):
     dedup_window_seconds: float = Field(60.0, ge=0.0)
 
 
+class ZeroCost(_Section):
+    """Which statement categories serving may answer "not heavy" without the model."""
+
+    candidates: tuple[str, ...] = (
+        "SHOW",
+        "DESCRIBE",
+        "EXPLAIN",
+        "SET_SESSION",
+        "RESET_SESSION",
+        "USE",
+        "PREPARE",
+        "DEALLOCATE",
+        "TRANSACTION",
+        "SET_OTHER",
+        "METADATA",
+        "CONSTANT_SELECT",
+        "SMALL_LIMIT_SELECT",
+        "DDL",
+    )
+    max_heavy_rate: float = Field(0.01, ge=0.0, le=1.0)
+    min_support: int = Field(100, ge=1)
+    require_zero_heavy: bool = True
+    small_limit: int = Field(1000, gt=0)
+
+    @model_validator(mode="after")
+    def _known(self) -> ZeroCost:
+        from query_predictor.core.classifier import CANDIDATES
+
+        unknown = sorted(set(self.candidates) - set(CANDIDATES))
+        if unknown:
+            raise ValueError(
+                f"candidates {unknown} are not zero-cost candidate categories; "
+                f"choose from {list(CANDIDATES)}"
+            )
+        return self
+
+
 class Splits(_Section):
+    """Time windows, counted back from data_loading.end_date: test is the most recent."""
+
     train_days: int = Field(30, gt=0)
     val_days: int = Field(7, gt=0)
     test_days: int = Field(7, gt=0)
+
+
+class Analysis(_Section):
+    """Distribution summaries written by load and split for people to look at."""
+
+    enabled: bool = False
+    top_users: int = Field(20, gt=0)
 
 
 class BoundarySampling(_Section):
@@ -144,18 +190,35 @@ class Params(_Section):
     synth: Synth = Synth()
     data_loading: DataLoading = DataLoading()
     filters: Filters = Filters()
+    zero_cost: ZeroCost = ZeroCost()
     splits: Splits = Splits()
     boundary_sampling: BoundarySampling = BoundarySampling()
     features: Features = Features()
     model: Model = Model()
     replay: Replay = Replay()
     engine: Engine = Engine()
+    analysis: Analysis = Analysis()
+
+    @model_validator(mode="after")
+    def _splits_fit(self) -> Params:
+        from query_predictor.training.windows import split_windows
+
+        split_windows(
+            self.data_loading.start_date,
+            self.data_loading.end_date,
+            train_days=self.splits.train_days,
+            val_days=self.splits.val_days,
+            test_days=self.splits.test_days,
+        )
+        return self
 
 
 def _format(error: dict[str, Any]) -> str:
     key = ".".join(str(part) for part in error["loc"])
     if error["type"] == "extra_forbidden":
         return f"{key}: unknown key; remove it or fix its spelling"
+    if not key:  # a rule across sections
+        return str(error["msg"]).removeprefix("Value error, ")
     value = error.get("input")
     shown = "" if isinstance(value, dict) else f"={value!r}"
     return f"{key}{shown}: {error['msg']}"

@@ -35,9 +35,23 @@ METADATA, CONSTANT_SELECT, SMALL_LIMIT_SELECT = "METADATA", "CONSTANT_SELECT", "
 DDL, OTHER = "DDL", "OTHER"
 
 CATEGORIES = (
-    SHOW, DESCRIBE, EXPLAIN, EXPLAIN_ANALYZE, SET_SESSION, RESET_SESSION, USE, PREPARE,
-    DEALLOCATE, TRANSACTION, SET_OTHER, METADATA, CONSTANT_SELECT, SMALL_LIMIT_SELECT, DDL, OTHER,
-)  # fmt: skip
+    SHOW,
+    DESCRIBE,
+    EXPLAIN,
+    EXPLAIN_ANALYZE,
+    SET_SESSION,
+    RESET_SESSION,
+    USE,
+    PREPARE,
+    DEALLOCATE,
+    TRANSACTION,
+    SET_OTHER,
+    METADATA,
+    CONSTANT_SELECT,
+    SMALL_LIMIT_SELECT,
+    DDL,
+    OTHER,
+)
 # Categories that may be zero-cost; the zero_cost stage decides on data which ones are.
 CANDIDATES = tuple(c for c in CATEGORIES if c not in (EXPLAIN_ANALYZE, OTHER))
 
@@ -143,11 +157,17 @@ class QueryClassifier:
         if first in ("describe", "desc"):
             return DESCRIBE
         if first == "explain":
-            return EXPLAIN_ANALYZE if re.match(r"explain\s*(\([^)]*\)\s*)?analyze\b", text) \
+            return (
+                EXPLAIN_ANALYZE
+                if re.match(r"explain\s*(\([^)]*\)\s*)?analyze\b", text)
                 else EXPLAIN
+            )
         if first == "set":
-            return SET_SESSION if second == "session" else (
-                SET_OTHER if second in _SET_OTHER else OTHER)
+            return (
+                SET_SESSION
+                if second == "session"
+                else (SET_OTHER if second in _SET_OTHER else OTHER)
+            )
         if first == "reset" and second == "session":
             return RESET_SESSION
         if first == "use":

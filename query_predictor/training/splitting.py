@@ -1,0 +1,119 @@
+"""Stage ``split``: zero-cost categories out, time windows, boundary sampling of train only.
+
+python stages/split.py
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from query_predictor.core.classifier import QueryClassifier
+from query_predictor.params import Params
+
+from .sampling import boundary_sample, curve, kept_by_bucket
+from .windows import SPLITS, Window, read_labeled, split_windows
+from .zero_cost import categorize
+
+
+@dataclass
+class SplitResult:
+    frames: dict[str, pl.DataFrame]
+    metrics: dict[str, object]
+    curve: list[dict[str, float]]
+    buckets: list[dict[str, object]]
+    before_sampling: pl.DataFrame  # the training window before sampling (for analysis)
+
+
+def load_zero_cost(path: str | Path) -> tuple[list[str], int]:
+    """(validated categories, small_limit) from the zero_cost stage's JSON."""
+    try:
+        payload = json.loads(Path(path).read_text())
+        return list(payload["validated"]), int(payload["small_limit"])
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} not found; run `dvc repro zero_cost` first") from None
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"{path} is not a zero-cost categories file: {exc}") from None
+
+
+def _share(frame: pl.DataFrame) -> float | None:
+    return round(float(frame["is_heavy"].mean()), 6) if frame.height else None  # type: ignore[arg-type]
+
+
+def run_split(labeled_dir: str | Path, zero_cost_path: str | Path, params: Params) -> SplitResult:
+    validated, small_limit = load_zero_cost(zero_cost_path)
+    data, sampling = params.data_loading, params.boundary_sampling
+    windows = split_windows(
+        data.start_date,
+        data.end_date,
+        train_days=params.splits.train_days,
+        val_days=params.splits.val_days,
+        test_days=params.splits.test_days,
+    )
+    span = Window("all", windows["train"].start, windows["test"].end)
+    frame = categorize(read_labeled(labeled_dir, span), QueryClassifier(small_limit=small_limit))
+    frames: dict[str, pl.DataFrame] = {}
+    split_metrics: dict[str, dict[str, object]] = {}
+    removed: dict[str, int] = {}
+    for name in SPLITS:
+        window = windows[name]
+        rows = frame.filter(window.contains())
+        kept = rows.filter(~pl.col("category").is_in(validated))
+        removed[name] = rows.height - kept.height
+        if kept.is_empty() or not kept["is_heavy"].any():
+            raise ValueError(
+                f"the {name} window {window.start}..{window.end} has "
+                f"{'no rows' if kept.is_empty() else 'no heavy query'}; widen data_loading or "
+                "change splits.* in params.yaml"
+            )
+        frames[name] = kept
+        split_metrics[name] = {
+            "rows": kept.height,
+            "heavy": int(kept["is_heavy"].sum()),
+            "heavy_share": _share(kept),
+            **window.as_dict(),
+            "days": window.days,
+        }
+
+    train = frames["train"]
+    result = boundary_sample(
+        train,
+        balance_ratio=sampling.balance_ratio,
+        max_boost=sampling.max_boost,
+        min_multiplier=sampling.min_multiplier,
+        seed=sampling.seed,
+        cpu_threshold_seconds=data.cpu_threshold_seconds,
+        memory_threshold_gb=data.memory_threshold_gb,
+    )
+    buckets = kept_by_bucket(result, train["is_heavy"].to_numpy())
+    frames["train"] = train.filter(result.keep)
+    split_metrics["train"].update(
+        rows_before_sampling=train.height,
+        heavy_share_before_sampling=split_metrics["train"]["heavy_share"],
+        rows=frames["train"].height,
+        heavy_share=_share(frames["train"]),
+    )
+    metrics: dict[str, object] = {
+        "splits": split_metrics,
+        "zero_cost_removed": removed,
+        "zero_cost_categories": validated,
+        "rows_before_train_window": int(
+            frame.height - sum(frame.filter(windows[n].contains()).height for n in SPLITS)
+        ),
+        "sampling": {
+            "balance_ratio": sampling.balance_ratio,
+            "achieved_ratio": round(result.achieved_ratio, 6) if result.achieved_ratio else None,
+            "ratio_reachable": result.reachable,
+            "base_rate": round(result.base_rate, 8),
+            "kept_share_by_distance": {b["bucket"]: b["kept_share"] for b in buckets},
+        },
+    }
+    grid = curve(
+        base_rate=result.base_rate,
+        min_multiplier=sampling.min_multiplier,
+        max_boost=sampling.max_boost,
+    )
+    return SplitResult(frames, metrics, grid, buckets, train)
