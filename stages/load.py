@@ -13,6 +13,7 @@ from pathlib import Path
 from query_predictor.params import load_params
 from query_predictor.storage import atomic_dir, write_json, write_parquet
 from query_predictor.summary import print_summary, run_stage
+from query_predictor.training.analysis import distributions, write_tables
 from query_predictor.training.loading import run_load, write_by_day
 
 
@@ -21,6 +22,7 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="labeled rows, one directory per day")
     parser.add_argument("--quarantine", required=True, help="rows that failed validation")
     parser.add_argument("--metrics", required=True, help="metrics JSON")
+    parser.add_argument("--analysis", required=True, help="analysis-mode tables (dvc plots)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = load_params()
@@ -32,6 +34,10 @@ def main() -> None:
         write_parquet(result.quarantined, Path(tmp) / "quarantine.parquet")
     metrics = result.metrics
     write_json(args.metrics, metrics)
+    with atomic_dir(args.analysis) as tmp:
+        write_json(Path(tmp) / "analysis.json", {"enabled": params.analysis.enabled})
+        if params.analysis.enabled:
+            write_tables(distributions(result.labeled, top_users=params.analysis.top_users), tmp)
     print_summary(
         "load",
         {

@@ -1,7 +1,8 @@
 """Stage split: time windows, zero-cost categories removed, boundary sampling of train.
 
     python stages/split.py --labeled data/labeled --zero-cost models/zero_cost_categories.json \
-        --out data/splits --metrics metrics/split.json --plots plots/split
+        --out data/splits --metrics metrics/split.json --plots plots/split \
+        --analysis plots/analysis/split
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import polars as pl
 from query_predictor.params import load_params
 from query_predictor.storage import atomic_dir, write_json, write_parquet
 from query_predictor.summary import print_summary, run_stage
+from query_predictor.training.analysis import distributions, write_tables
 from query_predictor.training.splitting import run_split
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for flag in ("--labeled", "--zero-cost", "--out", "--metrics", "--plots"):
+    for flag in ("--labeled", "--zero-cost", "--out", "--metrics", "--plots", "--analysis"):
         parser.add_argument(flag, required=True)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -33,6 +35,13 @@ def main() -> None:
         pl.DataFrame(result.curve).write_csv(Path(tmp) / "sampling_curve.csv")
         pl.DataFrame(result.buckets).write_csv(Path(tmp) / "kept_by_distance.csv")
     write_json(args.metrics, result.metrics)
+    with atomic_dir(args.analysis) as tmp:
+        write_json(Path(tmp) / "analysis.json", {"enabled": params.analysis.enabled})
+        if params.analysis.enabled:
+            top = params.analysis.top_users
+            before, after = result.before_sampling, result.frames["train"]
+            write_tables(distributions(before, top_users=top), tmp, prefix="train_before_")
+            write_tables(distributions(after, top_users=top), tmp, prefix="train_after_")
     splits = result.metrics["splits"]
     sampling = result.metrics["sampling"]
     summary = {

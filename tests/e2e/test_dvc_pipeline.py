@@ -17,8 +17,10 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 TINY = {
-    "synth": {"queries_per_day": 300, "start_date": "2025-06-01", "end_date": "2025-06-06"},
+    "synth": {"queries_per_day": 600, "start_date": "2025-06-01", "end_date": "2025-06-06"},
     "data_loading": {"start_date": "2025-06-01", "end_date": "2025-06-05"},
+    "splits": {"train_days": 3, "val_days": 1, "test_days": 1},
+    "zero_cost": {"min_support": 20},
 }
 
 
@@ -50,14 +52,21 @@ def project(tmp_path: Path) -> Path:
 
 def test_repro_runs_once_then_only_what_changed(project: Path) -> None:
     first = _run(["dvc", "repro"], project)
-    assert "Running stage 'generate'" in first.stdout
-    assert "Running stage 'load'" in first.stdout
+    for stage in ("generate", "load", "zero_cost", "split"):
+        assert f"Running stage '{stage}'" in first.stdout
     metrics = json.loads((project / "metrics" / "load.json").read_text())
     assert metrics["rows_labeled"] > 500
     assert metrics["steps"]["0_read"]["rows"] == metrics["rows_read"]
     assert (project / "data" / "labeled" / "date=2025-06-05").is_dir()
     assert not (project / "data" / "labeled" / "date=2025-06-06").exists()
     assert (project / "dvc.lock").exists()
+    split = json.loads((project / "metrics" / "split.json").read_text())
+    assert abs(split["sampling"]["achieved_ratio"] - 5.0) <= 0.1
+    assert {p.name for p in (project / "data" / "splits").iterdir()} == {
+        "train.parquet",
+        "val.parquet",
+        "test.parquet",
+    }
     _run(["git", "add", "-A"], project)
     _run(["git", "commit", "-qm", "first run"], project)
 
@@ -77,6 +86,15 @@ def test_repro_runs_once_then_only_what_changed(project: Path) -> None:
     relabeled = json.loads((project / "metrics" / "load.json").read_text())
     assert relabeled["heavy_share"] > metrics["heavy_share"]
 
+    params["boundary_sampling"]["balance_ratio"] = 3.0
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    fourth = _run(["dvc", "repro"], project)
+    assert "Running stage 'split'" in fourth.stdout
+    for upstream in ("generate", "load", "zero_cost"):
+        assert f"Running stage '{upstream}'" not in fourth.stdout
+    resampled = json.loads((project / "metrics" / "split.json").read_text())
+    assert abs(resampled["sampling"]["achieved_ratio"] - 3.0) <= 0.1
+
 
 def test_bad_params_fail_with_the_key_named(project: Path) -> None:
     params = yaml.safe_load((project / "params.yaml").read_text())
@@ -84,7 +102,18 @@ def test_bad_params_fail_with_the_key_named(project: Path) -> None:
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     done = subprocess.run(
-        [sys.executable, "stages/load.py", "--out", "o", "--quarantine", "q", "--metrics", "m"],
+        [
+            sys.executable,
+            "stages/load.py",
+            "--out",
+            "o",
+            "--quarantine",
+            "q",
+            "--metrics",
+            "m",
+            "--analysis",
+            "a",
+        ],
         cwd=project,
         env=env,
         capture_output=True,
