@@ -25,18 +25,12 @@ import psutil
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = {
-    "generate": ["stages/generate.py", "--out", "data/raw", "--metrics", "metrics/generate.json"],
-    "load": [
-        "stages/load.py",
-        "--out",
-        "data/labeled",
-        "--quarantine",
-        "data/quarantine",
-        "--metrics",
-        "metrics/load.json",
-    ],
-}
+
+
+def stage_commands() -> dict[str, str]:
+    """Each stage's command, read from dvc.yaml (the one place they are declared)."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    return {name: " ".join(stage["cmd"].split()) for name, stage in stages.items()}
 
 
 def _tree_rss(proc: psutil.Process) -> int:
@@ -47,10 +41,13 @@ def _tree_rss(proc: psutil.Process) -> int:
     return total
 
 
-def run_stage(args: list[str], cwd: Path) -> tuple[float, int, int]:
-    """Run one stage script; return (seconds, peak tree RSS in bytes, rows it reported)."""
+def run_stage(command: str, cwd: Path) -> tuple[float, int, int]:
+    """Run one stage command; return (seconds, peak tree RSS in bytes, rows it reported)."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, *args], cwd=cwd, stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        command, shell=True, cwd=cwd, env=env, stdout=subprocess.PIPE, text=True
+    )
     proc = psutil.Process(child.pid)
     peak = 0
     done = threading.Event()
@@ -70,12 +67,12 @@ def run_stage(args: list[str], cwd: Path) -> tuple[float, int, int]:
     done.set()
     sampler.join()
     if child.returncode != 0:
-        raise SystemExit(f"{args[0]} failed with status {child.returncode}:\n{out}")
+        raise SystemExit(f"{command} failed with status {child.returncode}:\n{out}")
     rows = 0
     for line in out.splitlines():
         key = line.strip().split("  ")[0]
-        if key in ("rows", "rows read"):
-            rows = int(line.split()[-1])
+        if key in ("rows", "rows read", "rows labeled"):
+            rows = max(rows, int(line.split()[-1]))
     return time.perf_counter() - started, peak, rows
 
 
@@ -96,8 +93,8 @@ def main() -> None:
             )
             (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
             env_cpus = os.cpu_count()
-            for stage, stage_args in STAGES.items():
-                seconds, peak, rows = run_stage(stage_args, work)
+            for stage, command in stage_commands().items():
+                seconds, peak, rows = run_stage(command, work)
                 rate = rows / seconds if seconds else 0.0
                 print(
                     f"{scale:>6g} {stage:<9} {rows:>10,} {seconds:>8.1f} {rate:>9,.0f} "

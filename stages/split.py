@@ -51,6 +51,7 @@ def main() -> None:
     print_summary(
         "split",
         {
+            "rows": result.metrics["rows"],
             **summary,
             "zero-cost rows removed": result.metrics["zero_cost_removed"],
             "light:heavy in train": sampling["achieved_ratio"],

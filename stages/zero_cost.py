@@ -73,6 +73,7 @@ def main() -> None:
     print_summary(
         "zero_cost",
         {
+            "rows": frame.height,
             "training window": f"{train.start} .. {train.end}",
             **table,
             "validated": ", ".join(validated) or "(none)",

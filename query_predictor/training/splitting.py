@@ -97,6 +97,7 @@ def run_split(labeled_dir: str | Path, zero_cost_path: str | Path, params: Param
         heavy_share=_share(frames["train"]),
     )
     metrics: dict[str, object] = {
+        "rows": frame.height,
         "splits": split_metrics,
         "zero_cost_removed": removed,
         "zero_cost_categories": validated,
