@@ -562,7 +562,7 @@ class Day:
                 statement="explain_analyze" if rng.random() < 0.12 else "explain",
             )
             self.run_plan(plan, ui, when)
-        elif u < 0.5:
+        elif u < 0.75:
             prop = rng.choice(
                 [
                     "query_max_run_time = '2h'",
@@ -572,34 +572,20 @@ class Day:
                     "optimize_hash_generation = false",
                 ]
             )
+            sql, update_type = rng.choices(
+                [
+                    (f"SET SESSION {prop}", "SET SESSION"),
+                    (f"RESET SESSION {prop.split(' =')[0]}", "RESET SESSION"),
+                    (f"USE {t.catalog}.{t.schema}", "USE"),
+                ],
+                weights=[0.2, 0.1, 0.15],
+            )[0]
             self.emit(
                 user_index=ui,
-                sql=f"SET SESSION {prop}",
+                sql=sql,
                 when=when,
                 query_type="DATA_DEFINITION",
-                update_type="SET SESSION",
-                plan=None,
-                inputs=[],
-                cpu=0.0,
-                memory=0.0,
-            )
-        elif u < 0.6:
-            self.emit(
-                user_index=ui,
-                sql=f"RESET SESSION {rng.choice(['task_concurrency', 'query_max_run_time'])}",
-                when=when,
-                query_type="DATA_DEFINITION",
-                update_type="RESET SESSION",
-                plan=None,
-                inputs=[],
-            )
-        elif u < 0.75:
-            self.emit(
-                user_index=ui,
-                sql=f"USE {t.catalog}.{t.schema}",
-                when=when,
-                query_type="DATA_DEFINITION",
-                update_type="USE",
+                update_type=update_type,
                 plan=None,
                 inputs=[],
             )

@@ -101,9 +101,6 @@ def run_split(labeled_dir: str | Path, zero_cost_path: str | Path, params: Param
         "splits": split_metrics,
         "zero_cost_removed": removed,
         "zero_cost_categories": validated,
-        "rows_before_train_window": int(
-            frame.height - sum(frame.filter(windows[n].contains()).height for n in SPLITS)
-        ),
         "sampling": {
             "balance_ratio": sampling.balance_ratio,
             "achieved_ratio": round(result.achieved_ratio, 6) if result.achieved_ratio else None,
