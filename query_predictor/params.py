@@ -199,19 +199,6 @@ class Params(_Section):
     engine: Engine = Engine()
     analysis: Analysis = Analysis()
 
-    @model_validator(mode="after")
-    def _splits_fit(self) -> Params:
-        from query_predictor.training.windows import split_windows
-
-        split_windows(
-            self.data_loading.start_date,
-            self.data_loading.end_date,
-            train_days=self.splits.train_days,
-            val_days=self.splits.val_days,
-            test_days=self.splits.test_days,
-        )
-        return self
-
 
 def _format(error: dict[str, Any]) -> str:
     key = ".".join(str(part) for part in error["loc"])

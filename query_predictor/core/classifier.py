@@ -59,17 +59,22 @@ _LEAD = re.compile(r"^[\s(]*")
 _WORD = re.compile(r"[a-z_]+")
 _FIRST_TWO = re.compile(r"([a-z_]+)\s*([a-z_]*)")
 _AGGREGATE = re.compile(
-    r"\b(count|sum|avg|min|max|approx_distinct|approx_percentile|approx_set|array_agg|count_if"
-    r"|max_by|min_by|map_agg|multimap_agg|histogram|arbitrary|any_value|bool_and|bool_or|every"
-    r"|stddev\w*|variance|var_\w+|corr|covar_\w+|listagg|checksum|geometric_mean|numeric_histogram"
-    r"|set_agg|set_union|merge|regr_\w+|kurtosis|skewness)\s*\("
+    r"\b(count|sum|avg|min|max|arbitrary|any_value|array_agg|count_if|max_by|min_by|histogram"
+    r"|bool_and|bool_or|every|stddev\w*|variance|var_\w+|corr|covar_\w+|listagg|checksum"
+    r"|geometric_mean|numeric_histogram|set_union|merge|regr_\w+|kurtosis|skewness|entropy"
+    r"|multimap_agg|map_union\w*|learn_\w+|classification_\w+|evaluate_classifier_predictions"
+    r"|approx_\w+|\w+_agg|make_set_digest|merge_set_digest)\s*\("
 )
 _DATA_WORK = re.compile(
     r"\b(join|group by|order by|distinct|over|union|intersect|except|unnest|having|tablesample"
-    r"|match_recognize|window)\b"
+    r"|match_recognize|window|offset|lateral|table)\b"
 )
 _LIMIT = re.compile(r"(?:limit|fetch (?:first|next)) (\d+)(?: rows?(?: only)?)?[\s)]*$")
 _TABLE_REF = re.compile(r"\b(?:from|join)\s+([a-z0-9_.$@]+)")
+# A second source listed after a table with a comma, or a lateral / UNNEST / TABLE() source.
+_EXTRA_SOURCE = re.compile(
+    r"\bfrom\s+[a-z0-9_.$@]+(?:\s+(?:as\s+)?[a-z_][a-z0-9_]*)?\s*,|\b(lateral|unnest|table)\s*\("
+)
 _METADATA_TABLE = re.compile(
     r"^(?:[a-z0-9_$@]+\.)?information_schema\.|^system\.(?:metadata|jdbc)\."
 )
@@ -90,7 +95,7 @@ def _after_leading_comments(sql: str) -> str:
             end = sql.find("\n")
             sql = "" if end < 0 else sql[end + 1 :]
         elif sql.startswith("/*"):
-            end = sql.find("*/")
+            end = sql.find("*/", 2)
             sql = "" if end < 0 else sql[end + 2 :]
         else:
             return sql
@@ -144,7 +149,7 @@ class QueryClassifier:
             return OTHER
         if _plainly_data_work(sql):
             return OTHER
-        text = mask(sql)
+        text = mask(sql).rstrip("; ")
         text = text[_LEAD.match(text).end() :]  # type: ignore[union-attr]
         head = _FIRST_TWO.match(text)
         if head is None:
@@ -190,7 +195,11 @@ class QueryClassifier:
         if first == "values" or " from " not in f" {text} ":
             return CONSTANT_SELECT if "select" not in text[6:] else OTHER
         tables = _TABLE_REF.findall(text)
-        if tables and all(_METADATA_TABLE.match(t) for t in tables):
+        if (
+            tables
+            and all(_METADATA_TABLE.match(t) for t in tables)
+            and not _EXTRA_SOURCE.search(text)
+        ):
             return METADATA
         if text.count("select") != 1 or len(tables) != 1 or _DATA_WORK.search(text):
             return OTHER
@@ -207,8 +216,10 @@ class QueryClassifier:
 
     @staticmethod
     def _ddl(text: str, verb: str) -> str:
-        if verb == "create" and re.search(r"\bas\s*\(?\s*(select|with|values|table)\b", text):
-            return OTHER  # CREATE TABLE ... AS SELECT moves data
+        if re.match(r"create (or replace )?table\b", text) and re.search(
+            r"\bas\s*\(?\s*(select|with|values|table)\b", text
+        ):
+            return OTHER  # CREATE TABLE ... AS SELECT moves data; a view's AS SELECT does not
         if verb == "alter" and re.search(r"\bexecute\b", text):
             return OTHER  # ALTER TABLE ... EXECUTE optimize rewrites files
         if verb == "refresh":

@@ -84,6 +84,12 @@ def boundary_sample(
             f"min_multiplier={min_multiplier} must not exceed max_boost={max_boost}; "
             "fix boundary_sampling in params.yaml"
         )
+    missing = frame["query_id"].null_count()
+    if missing:
+        raise ValueError(
+            f"{missing} rows have a null query_id; sampling decides by its hash (the load stage "
+            "quarantines such rows)"
+        )
     heavy = frame["is_heavy"].to_numpy()
     distance = boundary_distance(
         frame, cpu_threshold_seconds=cpu_threshold_seconds, memory_threshold_gb=memory_threshold_gb

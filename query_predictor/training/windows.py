@@ -13,6 +13,8 @@ from pathlib import Path
 
 import polars as pl
 
+from query_predictor.params import ParamsError
+
 SPLITS = ("train", "val", "test")
 
 
@@ -36,11 +38,11 @@ class Window:
 def split_windows(
     start: dt.date, end: dt.date, *, train_days: int, val_days: int, test_days: int
 ) -> dict[str, Window]:
-    """Train, validation and test windows ending on ``end``; ``ValueError`` if they don't fit."""
+    """Train, validation and test windows ending on ``end``; ParamsError if they don't fit."""
     need = train_days + val_days + test_days
     have = (end - start).days + 1
     if need > have:
-        raise ValueError(
+        raise ParamsError(
             f"splits need {need} days but data_loading covers {have} ({start} to {end}); "
             "shorten splits.* or widen data_loading"
         )

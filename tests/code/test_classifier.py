@@ -35,10 +35,6 @@ CLASSIFIER = QueryClassifier()
 ORDERS = "hive.sales.orders"
 
 
-def bug(reason: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(reason=reason, strict=True)
-
-
 CASES = [
     # --- SHOW, in its many forms
     ("SHOW TABLES", SHOW),
@@ -105,10 +101,6 @@ CASES = [
     pytest.param(
         f"SELECT * FROM information_schema.tables, {ORDERS}",
         OTHER,
-        marks=bug(
-            "classifier._select matches METADATA on _TABLE_REF, which only sees the table "
-            "after FROM/JOIN; the table after a comma (implicit cross join) is never checked"
-        ),
         id="implicit-join-of-metadata-with-a-real-table",
     ),
     # --- CONSTANT_SELECT: no FROM at all, or VALUES
@@ -147,11 +139,6 @@ CASES = [
     pytest.param(
         f"SELECT approx_most_frequent(3, region, 100) FROM {ORDERS} LIMIT 10",
         OTHER,
-        marks=bug(
-            "classifier._AGGREGATE lists only some Trino aggregates: approx_most_frequent, "
-            "bitwise_or_agg, reduce_agg, tdigest_agg, map_union, entropy... are missing, so a "
-            "whole-table aggregation with a LIMIT is SMALL_LIMIT_SELECT"
-        ),
         id="aggregate-missing-from-the-list",
     ),
     # --- DDL moves no data; CTAS, EXECUTE, REFRESH and DML do
@@ -168,10 +155,6 @@ CASES = [
     pytest.param(
         f"CREATE VIEW v AS SELECT * FROM {ORDERS}",
         DDL,
-        marks=bug(
-            "classifier._ddl treats any CREATE ... AS SELECT as CTAS; a view moves no data "
-            "(module docstring: DDL is CREATE/DROP/... that move no data)"
-        ),
         id="create-view-is-ddl",
     ),
     (f"CREATE TABLE t AS SELECT * FROM {ORDERS}", OTHER),
@@ -232,12 +215,6 @@ def test_classify(sql: str, category: str) -> None:
     assert CLASSIFIER.classify(sql) == category
 
 
-@pytest.mark.xfail(
-    reason="classifier._after_leading_comments looks for the closing */ from the start of "
-    "'/*/', so it ends the comment one character after it opened; the fast path then reads "
-    "the comment's text as the statement",
-    strict=True,
-)
 @pytest.mark.parametrize(
     ("sql", "category"),
     [

@@ -247,16 +247,11 @@ def test_unreachable_ratio_keeps_every_light_row() -> None:
     assert result.achieved_ratio == 2.0
 
 
-@pytest.mark.xfail(
-    reason="sampling.boundary_sample: a null query_id hashes to NaN, np.sort puts it last, and "
-    "when the ratio is unreachable base_rate = light_scores[-1] = NaN, so score <= NaN keeps "
-    "no light row at all",
-    strict=True,
-)
-def test_unreachable_ratio_with_a_null_query_id_still_keeps_the_other_light_rows() -> None:
+def test_a_null_query_id_is_a_clear_error() -> None:
     data = frame([1_000, 2_000, 3_000, 400_000], heavy=[False, False, False, True])
     data = data.with_columns(query_id=pl.Series(["a", "b", None, "h"]))
-    assert sample(data).keep.to_list()[:2] == [True, True]
+    with pytest.raises(ValueError, match=r"1 rows have a null query_id"):
+        sample(data)
 
 
 def test_no_heavy_row_keeps_no_light_row() -> None:
