@@ -1,0 +1,591 @@
+"""The 78 base features of a query: its SQL text and what the router knows before it runs.
+
+    >>> extractor = FeatureExtractor()
+    >>> vector = extractor.base_features("SELECT 1", QueryContext(user="alice"))
+    >>> len(vector) == len(BASE_FEATURES) == 78
+    True
+
+Training (batch) and serving (one query) call the same :meth:`FeatureExtractor.analyze`:
+one tokenisation pass (:mod:`query_predictor.core.sql_tokens`) feeds every SQL feature, the
+table list the history features key on, and the normalised tokens TF-IDF counts. The
+catalogue :data:`BASE_FEATURES` (name, kind, meaning, example) is the single list the vector
+follows; ``docs/features.md`` is generated from it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from .sql_tokens import as_text, tokenize
+
+
+class Feature(NamedTuple):
+    name: str
+    kind: str  # count, flag, log, value, code
+    meaning: str
+    example: str
+
+
+F = Feature
+BASE_FEATURES: tuple[Feature, ...] = (
+    # --- size and layout
+    F("sql_chars_log", "log", "log(1 + characters of SQL text)", "SELECT 1 -> 2.2"),
+    F("n_tokens", "count", "tokens, comments and literals each one", "SELECT 1 -> 2"),
+    F("n_lines", "count", "lines of text", "two lines -> 2"),
+    F("n_comments", "count", "-- and /* */ comments", "/* x */ SELECT 1 -> 1"),
+    F("max_paren_depth", "count", "deepest nesting of parentheses", "f(g(x)) -> 2"),
+    F("max_select_depth", "count", "deepest nesting of SELECT in parentheses", "subquery -> 1"),
+    # --- statement kind
+    F("stmt_select", "flag", "statement starts with SELECT, WITH or VALUES", ""),
+    F("stmt_insert", "flag", "INSERT INTO", ""),
+    F("stmt_ctas", "flag", "CREATE TABLE ... AS", ""),
+    F("stmt_explain", "flag", "EXPLAIN (not ANALYZE)", ""),
+    F("stmt_explain_analyze", "flag", "EXPLAIN ANALYZE (runs the query)", ""),
+    F("stmt_metadata", "flag", "SHOW / DESCRIBE / USE / SET / RESET / PREPARE", ""),
+    F("stmt_delete_update_merge", "flag", "DELETE, UPDATE or MERGE", ""),
+    F("stmt_ddl", "flag", "CREATE / DROP / ALTER / CALL and other statements", ""),
+    # --- query structure
+    F("n_select", "count", "SELECT keywords", "subquery -> 2"),
+    F("n_cte", "count", "CTEs in WITH clauses", "WITH a AS (...), b AS (...) -> 2"),
+    F("n_subqueries", "count", "SELECTs opened by a parenthesis", "IN (SELECT ...) -> 1"),
+    F("n_tables", "count", "table references after FROM / JOIN / comma", ""),
+    F("n_distinct_tables", "count", "distinct tables read (CTE names excluded)", ""),
+    F("n_join", "count", "JOIN keywords", ""),
+    F("n_join_inner", "count", "plain or INNER JOIN", ""),
+    F("n_join_left", "count", "LEFT [OUTER] JOIN", ""),
+    F("n_join_right", "count", "RIGHT [OUTER] JOIN", ""),
+    F("n_join_full", "count", "FULL [OUTER] JOIN", ""),
+    F("n_join_cross", "count", "CROSS JOIN (UNNEST excluded)", ""),
+    F("n_implicit_join", "count", "tables listed with commas in FROM", "FROM a, b -> 1"),
+    F("n_union", "count", "UNION [ALL]", ""),
+    F("n_intersect_except", "count", "INTERSECT or EXCEPT", ""),
+    F("n_where", "count", "WHERE clauses", ""),
+    F("n_and", "count", "AND", ""),
+    F("n_or", "count", "OR", ""),
+    F("n_comparisons", "count", "= <> != < > <= >=", ""),
+    F("n_between", "count", "BETWEEN", ""),
+    F("n_is_null", "count", "IS [NOT] NULL", ""),
+    F("n_like", "count", "LIKE", ""),
+    F("n_regexp", "count", "regexp_* function calls", ""),
+    F("n_in_lists", "count", "IN lists of literals", "x IN (1, 2) -> 1"),
+    F("max_in_list_size", "count", "literals in the largest IN list", "x IN (1, 2) -> 2"),
+    F("n_in_subquery", "count", "IN (SELECT ...)", ""),
+    F("n_exists", "count", "EXISTS", ""),
+    F("n_group_by", "count", "GROUP BY clauses", ""),
+    F("n_grouping_sets", "count", "GROUPING SETS, ROLLUP or CUBE", ""),
+    F("n_having", "count", "HAVING", ""),
+    F("n_order_by", "count", "ORDER BY clauses", ""),
+    F("has_limit", "flag", "a LIMIT or FETCH FIRST", ""),
+    F("limit_log", "log", "log(1 + largest LIMIT value), 0 without LIMIT", "LIMIT 100 -> 4.6"),
+    F("order_without_limit", "flag", "ORDER BY and no LIMIT anywhere (a full sort)", ""),
+    F("n_distinct", "count", "DISTINCT (SELECT DISTINCT and aggregate DISTINCT)", ""),
+    F("n_count_distinct", "count", "count(DISTINCT ...)", ""),
+    F("n_aggregates", "count", "aggregate function calls", "sum(x), count(*) -> 2"),
+    F("n_approx_aggregates", "count", "approx_* aggregates", ""),
+    F("n_window", "count", "OVER clauses", ""),
+    F("n_partition_by", "count", "PARTITION BY in windows", ""),
+    F("n_case", "count", "CASE expressions", ""),
+    F("n_cast", "count", "CAST / TRY_CAST", ""),
+    F("n_function_calls", "count", "calls of any function", ""),
+    F("n_json", "count", "json_* function calls", ""),
+    F("n_unnest", "count", "UNNEST", ""),
+    F("n_star", "count", "* in a select list (not count(*))", "SELECT * -> 1"),
+    # --- literals
+    F("n_string_literals", "count", "string literals", ""),
+    F("n_numeric_literals", "count", "numeric literals", ""),
+    F("n_date_literals", "count", "literals that are dates ('YYYY-MM-DD...')", ""),
+    F("date_span_days", "value", "days between the earliest and latest date literal", ""),
+    F("date_lookback_days", "value", "days from the earliest date literal to the query day", ""),
+    F("interval_days", "value", "largest INTERVAL, in days", "INTERVAL '7' DAY -> 7"),
+    F("uses_current_date", "flag", "current_date / now() / current_timestamp", ""),
+    F("has_partition_predicate", "flag", "ds / dt / event_date compared in the text", ""),
+    # --- tables
+    F("n_catalogs", "count", "distinct catalogs of the tables read", ""),
+    F("reads_lake", "flag", "a hive / iceberg / delta table", ""),
+    F("reads_jdbc", "flag", "a mysql / postgresql / other JDBC table", ""),
+    F("reads_metadata", "flag", "information_schema or system tables", ""),
+    # --- context the router knows
+    F("query_type_code", "code", "Trino query type (order of QUERY_TYPES), -1 unknown", ""),
+    F("catalog_code", "code", "session catalog (order of CATALOG_CODES), -1 unknown", ""),
+    F("source_kind", "code", "client kind (order of SOURCE_KINDS)", "superset -> 0"),
+    F("user_is_service", "flag", "user looks like a service account (svc_, service, bot)", ""),
+    F("hour_of_day", "value", "UTC hour the query arrived", ""),
+    F("day_of_week", "value", "0 = Monday ... 6 = Sunday", ""),
+    F("n_session_properties", "count", "session properties set by the client", ""),
+)
+BASE_NAMES: tuple[str, ...] = tuple(f.name for f in BASE_FEATURES)
+
+QUERY_TYPES = (
+    "SELECT",
+    "INSERT",
+    "EXPLAIN",
+    "DESCRIBE",
+    "DATA_DEFINITION",
+    "DELETE",
+    "UPDATE",
+    "MERGE",
+    "ANALYZE",
+    "ALTER_TABLE_EXECUTE",
+)
+CATALOG_CODES = ("hive", "iceberg", "delta", "mysql", "postgresql", "system", "other")
+SOURCE_KINDS = {
+    "bi": ("superset", "tableau", "looker", "mode", "metabase", "redash", "power", "sigma"),
+    "scheduler": ("airflow", "dbt", "dagster", "prefect", "luigi", "oozie", "cron"),
+    "notebook": ("jupyter", "python", "notebook", "pandas", "zeppelin", "hex"),
+    "cli": ("trino-cli", "presto-cli", "cli"),
+    "ide": ("dbeaver", "datagrip", "jdbc", "odbc", "intellij"),
+    "monitoring": ("prometheus", "datadog", "gateway", "health", "monitor"),
+}
+_SOURCE_ORDER = (*SOURCE_KINDS, "other", "missing")
+LAKE_CATALOGS = {"hive", "iceberg", "delta", "hudi"}
+METADATA_SCHEMAS = {"information_schema", "system"}
+PARTITION_COLUMNS = {"ds", "dt", "event_date", "partition_date", "date_key", "day", "dateint"}
+AGGREGATES = {
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "approx_distinct",
+    "approx_percentile",
+    "approx_set",
+    "approx_most_frequent",
+    "array_agg",
+    "map_agg",
+    "count_if",
+    "max_by",
+    "min_by",
+    "histogram",
+    "arbitrary",
+    "any_value",
+    "bool_and",
+    "bool_or",
+    "stddev",
+    "variance",
+    "listagg",
+    "corr",
+    "checksum",
+    "set_agg",
+    "multimap_agg",
+}
+_COMPARE = {"=", "<>", "!=", "<", ">", "<=", ">="}
+_CLAUSE_END = {
+    "where",
+    "group",
+    "order",
+    "limit",
+    "having",
+    "join",
+    "on",
+    "union",
+    "left",
+    "right",
+    "full",
+    "inner",
+    "cross",
+    "window",
+    "fetch",
+    "offset",
+    ")",
+    ";",
+}
+_INTERVAL_DAYS = {
+    "second": 1 / 86400,
+    "minute": 1 / 1440,
+    "hour": 1 / 24,
+    "day": 1.0,
+    "week": 7.0,
+    "month": 30.0,
+    "year": 365.0,
+}
+_DAY_ZERO = dt.date(1970, 1, 1)
+
+
+@dataclass(frozen=True)
+class QueryContext:
+    """What a router knows about a query before it runs, besides the SQL text."""
+
+    user: str | None = None
+    source: str | None = None
+    catalog: str | None = None
+    schema: str | None = None
+    query_type: str | None = None
+    time: dt.datetime | None = None  # arrival time, UTC
+    session_properties: dict[str, str] = field(default_factory=dict)
+
+    @staticmethod
+    def session_from_json(text: str | None) -> dict[str, str]:
+        """Session properties stored as a JSON object (the raw log's column); bad JSON -> {}."""
+        if not text:
+            return {}
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return {}
+        return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything one tokenisation pass yields."""
+
+    base: list[float]  # in BASE_NAMES order
+    tables: list[str]  # catalog.schema.table as far as known, sorted, distinct
+    terms: dict[str, int]  # word tokens (keywords, identifiers) and their counts, for TF-IDF
+
+
+def _source_kind(source: str | None) -> int:
+    if not source:
+        return _SOURCE_ORDER.index("missing")
+    low = source.lower()
+    for index, (_, needles) in enumerate(SOURCE_KINDS.items()):
+        if any(n in low for n in needles):
+            return index
+    return _SOURCE_ORDER.index("other")
+
+
+def _date_ordinal(literal: str) -> int | None:
+    """Day number of a 'YYYY-MM-DD...' string literal, or None."""
+    text = literal[1:11]
+    if len(text) == 10 and text[4] == "-" and text[7] == "-" and text[:4].isdigit():
+        try:
+            return (dt.date(int(text[:4]), int(text[5:7]), int(text[8:10])) - _DAY_ZERO).days
+        except ValueError:
+            return None
+    return None
+
+
+def _read_name(tokens: list[str], i: int) -> tuple[list[str], int]:
+    """Dotted name starting at ``i``: its parts (unquoted) and the index after it."""
+    parts: list[str] = []
+    n = len(tokens)
+    while i < n:
+        tok = tokens[i]
+        first = tok[0]
+        if first == '"':
+            parts.append(tok.strip('"'))
+        elif first.isalpha() or first == "_":
+            parts.append(tok)
+        else:
+            break
+        i += 1
+        if i < n and tokens[i] == ".":
+            i += 1
+        else:
+            break
+    return parts, i
+
+
+class FeatureExtractor:
+    """Base features of a query; stateless, so one instance serves every thread."""
+
+    names = BASE_NAMES
+
+    def analyze(self, sql: str | bytes | None, context: QueryContext) -> Analysis:
+        """One pass over ``sql``: base features (78), tables read, TF-IDF terms.
+
+        Counts come from a Counter of the tokens (C speed); only the few positions that
+        need their neighbours (parentheses, FROM / JOIN, LIMIT, partition columns...) are
+        visited in Python, which keeps a typical statement well under 100 us.
+        """
+        text = as_text(sql)
+        tokens = tokenize(text)
+        words = Counter(tokens)
+        f = dict.fromkeys(BASE_NAMES, 0.0)
+        n = len(tokens)
+        f["sql_chars_log"] = math.log1p(len(text))
+        f["n_tokens"] = n
+        f["n_lines"] = text.count("\n") + 1 if text else 0
+        self._statement_kind(f, tokens, words)
+        self._keyword_counts(f, words)
+        dates = self._literals(f, words, context)
+        ctes, tables = self._walk(f, tokens)
+        f["n_cte"] = len(ctes) if words["with"] else 0
+        f["order_without_limit"] = float(bool(words["order"]) and not f["has_limit"])
+        if dates and context.time is not None:
+            today = (context.time.date() - _DAY_ZERO).days
+            f["date_lookback_days"] = max(0, today - min(dates))
+        resolved = self._resolve(tables, ctes, context)
+        catalogs = {t.split(".")[0] for t in resolved}
+        f["n_tables"] = len(tables)
+        f["n_distinct_tables"] = len(resolved)
+        f["n_catalogs"] = len(catalogs - {"?"})
+        f["reads_lake"] = float(bool(catalogs & LAKE_CATALOGS))
+        f["reads_metadata"] = float(any(set(t.split(".")) & METADATA_SCHEMAS for t in resolved))
+        f["reads_jdbc"] = float(any(c not in _NOT_JDBC for c in catalogs))
+        self._context(f, context)
+        terms: dict[str, int] = {}
+        for tok, count in words.items():
+            if tok[0] in _TERM_START:
+                term = tok.strip('"') if tok[0] == '"' else tok
+                terms[term] = terms.get(term, 0) + count
+        # f was built by dict.fromkeys(BASE_NAMES): its values are in catalogue order
+        return Analysis(list(map(float, f.values())), resolved, terms)
+
+    def base_features(self, sql: str | bytes | None, context: QueryContext) -> list[float]:
+        """The 78 base features of one query (serving)."""
+        return self.analyze(sql, context).base
+
+    # -- parts -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _statement_kind(f: dict[str, float], tokens: list[str], words: Counter) -> None:
+        first, second = "", ""
+        for i, tok in enumerate(tokens):
+            if tok != "(" and tok[:2] not in ("--", "/*"):
+                first, second = tok, tokens[i + 1] if i + 1 < len(tokens) else ""
+                break
+        if first in ("select", "with", "values"):
+            f["stmt_select"] = 1.0
+        elif first == "insert":
+            f["stmt_insert"] = 1.0
+        elif first == "create" and words["as"] and words["select"] and second == "table":
+            f["stmt_ctas"] = 1.0
+        elif first == "explain":
+            f["stmt_explain_analyze" if words["analyze"] else "stmt_explain"] = 1.0
+        elif first in _METADATA_VERBS:
+            f["stmt_metadata"] = 1.0
+        elif first in ("delete", "update", "merge"):
+            f["stmt_delete_update_merge"] = 1.0
+        elif first:
+            f["stmt_ddl"] = 1.0
+
+    @staticmethod
+    def _keyword_counts(f: dict[str, float], words: Counter) -> None:
+        get = words.get  # dict.get: a missing key costs no Counter.__missing__ call
+        for name, keyword in _ONE_KEYWORD:
+            f[name] = get(keyword, 0)
+        f["n_intersect_except"] = get("intersect", 0) + get("except", 0)
+        f["n_grouping_sets"] = get("grouping", 0) + get("rollup", 0) + get("cube", 0)
+        f["n_cast"] = get("cast", 0) + get("try_cast", 0)
+        f["n_comparisons"] = sum([get(op, 0) for op in _COMPARE])
+        f["n_join_cross"] = max(0, get("cross", 0) - get("unnest", 0))
+        f["n_join_inner"] = max(
+            0,
+            get("join", 0) - get("left", 0) - get("right", 0) - get("full", 0) - get("cross", 0),
+        )
+        f["n_and"] = max(0, get("and", 0) - get("between", 0))
+        f["n_aggregates"] = sum([words[k] for k in AGGREGATES & words.keys()])
+        f["uses_current_date"] = float(
+            bool(get("current_date") or get("now") or get("current_timestamp"))
+        )
+
+    @staticmethod
+    def _literals(f: dict[str, float], words: Counter, context: QueryContext) -> list[int]:
+        """Literal, comment and function-family counts from the distinct tokens."""
+        dates: list[int] = []
+        for tok, count in words.items():
+            c = tok[0]
+            if c in _WORD_START:
+                if "_" in tok:
+                    family = _FAMILIES.get(tok.partition("_")[0])
+                    if family:
+                        f[family] += count
+            elif c == "'":
+                f["n_string_literals"] += count
+                if len(tok) > 10 and tok[5] == "-" and tok[8] == "-":
+                    day = _date_ordinal(tok)
+                    if day is not None:
+                        dates.extend([day] * count)
+            elif c.isdigit():
+                f["n_numeric_literals"] += count
+            elif c in "-/" and tok[:2] in ("--", "/*"):
+                f["n_comments"] += count
+        if dates:
+            f["n_date_literals"] = len(dates)
+            f["date_span_days"] = max(dates) - min(dates)
+        return dates
+
+    @staticmethod
+    def _walk(f: dict[str, float], tokens: list[str]) -> tuple[set[str], list[str]]:
+        """Features that need a token's neighbours, visiting only the tokens that matter:
+        parentheses (depths, subqueries, IN lists, calls, CTE names), FROM / JOIN (tables),
+        LIMIT / FETCH, INTERVAL, ``*`` and partition columns."""
+        ctes: set[str] = set()
+        tables: list[str] = []
+        depth = max_depth = select_depth = max_select = limit = 0
+        stack: list[int] = []
+        n = len(tokens)
+        for i in [i for i, t in enumerate(tokens) if t in _MARKED]:
+            tok = tokens[i]
+            if tok == ")":
+                if stack and stack[-1] == depth:
+                    stack.pop()
+                    select_depth -= 1
+                depth = max(0, depth - 1)
+                continue
+            prev = tokens[i - 1] if i else ""
+            nxt = tokens[i + 1] if i + 1 < n else ""
+            if tok == "(":
+                depth += 1
+                max_depth = max(max_depth, depth)
+                if nxt == "select":
+                    f["n_subqueries"] += 1
+                    select_depth += 1
+                    stack.append(depth)
+                    max_select = max(max_select, select_depth)
+                    if prev == "in":
+                        f["n_in_subquery"] += 1
+                    elif prev == "as" and i >= 2:
+                        ctes.add(tokens[i - 2].strip('"'))
+                elif prev == "in":
+                    size = FeatureExtractor._in_list_size(tokens, i + 1)
+                    if size:
+                        f["n_in_lists"] += 1
+                        f["max_in_list_size"] = max(f["max_in_list_size"], size)
+                if prev and prev[0] in _WORD_START and prev not in _NOT_CALLS:
+                    f["n_function_calls"] += 1
+                    if prev == "count" and nxt == "distinct":
+                        f["n_count_distinct"] += 1
+            elif tok == "from" or tok == "join":
+                FeatureExtractor._table_refs(f, tokens, i, tables)
+            elif tok == "limit" or tok == "first" or tok == "next":
+                if nxt.isdigit():
+                    limit = max(limit, int(nxt[:18]))
+                    f["has_limit"] = 1.0
+                elif tok != "limit" and nxt in ("row", "rows"):
+                    f["has_limit"] = 1.0
+            elif tok == "interval" and nxt[:1] == "'" and i + 2 < n:
+                unit = tokens[i + 2].rstrip("s")
+                amount = nxt.strip("'").strip()
+                if unit in _INTERVAL_DAYS and amount.replace(".", "", 1).isdigit():
+                    days = float(amount) * _INTERVAL_DAYS[unit]
+                    f["interval_days"] = max(f["interval_days"], days)
+            elif tok == "*":
+                if prev in ("select", ",", ".", "distinct"):
+                    f["n_star"] += 1
+            elif nxt in _COMPARE or nxt == "between" or nxt == "in":
+                f["has_partition_predicate"] = 1.0  # a partition column compared
+        f["max_paren_depth"] = max_depth
+        f["max_select_depth"] = max_select
+        if limit:
+            f["limit_log"] = math.log1p(limit)
+        return ctes, tables
+
+    @staticmethod
+    def _table_refs(f: dict[str, float], tokens: list[str], i: int, tables: list[str]) -> None:
+        """The table after FROM / JOIN at ``i``, and after commas in a FROM list."""
+        n = len(tokens)
+        parts, end = _read_name(tokens, i + 1)
+        if (
+            not parts
+            or parts[0] in ("unnest", "table", "lateral")
+            or (end < n and tokens[end] == "(")
+        ):
+            return
+        tables.append(".".join(parts))
+        if tokens[i] != "from":
+            return
+        j = end  # FROM a [AS] x, b [AS] y ...
+        while j < n and tokens[j] not in _CLAUSE_END:
+            if tokens[j] == "," and j + 1 < n and tokens[j + 1][0] not in "('":
+                more, j = _read_name(tokens, j + 1)
+                if more and (j >= n or tokens[j] != "("):
+                    tables.append(".".join(more))
+                    f["n_implicit_join"] += 1
+                continue
+            j += 1
+
+    @staticmethod
+    def _in_list_size(tokens: list[str], start: int) -> int:
+        """Literals in ``( a, b, ... )`` starting after the parenthesis; 0 if not all literals."""
+        size = 0
+        for j in range(start, len(tokens)):
+            tok = tokens[j]
+            if tok == ")":
+                return size
+            if tok[0] == "'" or tok[0].isdigit():
+                size += 1
+            elif tok not in (",", "-", "+"):
+                return 0
+        return 0
+
+    @staticmethod
+    def _resolve(tables: list[str], ctes: set[str], context: QueryContext) -> list[str]:
+        """Fully qualify table names with the session catalog and schema; drop CTE names."""
+        out = set()
+        for name in tables:
+            parts = name.split(".")
+            if len(parts) == 1:
+                if name in ctes:
+                    continue
+                parts = [context.catalog or "?", context.schema or "?", name]
+            elif len(parts) == 2:
+                parts = [context.catalog or "?", *parts]
+            out.add(".".join(parts[-3:]))
+        return sorted(out)
+
+    @staticmethod
+    def _context(f: dict[str, float], context: QueryContext) -> None:
+        qtype = (context.query_type or "").upper()
+        f["query_type_code"] = QUERY_TYPES.index(qtype) if qtype in QUERY_TYPES else -1
+        catalog = (context.catalog or "").lower()
+        f["catalog_code"] = (
+            CATALOG_CODES.index(catalog)
+            if catalog in CATALOG_CODES
+            else (-1 if not catalog else CATALOG_CODES.index("other"))
+        )
+        f["source_kind"] = _source_kind(context.source)
+        user = (context.user or "").lower()
+        f["user_is_service"] = float(user.startswith(("svc", "service")) or "bot" in user)
+        if context.time is not None:
+            f["hour_of_day"] = context.time.hour
+            f["day_of_week"] = context.time.weekday()
+        else:
+            f["hour_of_day"] = f["day_of_week"] = -1
+        f["n_session_properties"] = len(context.session_properties)
+
+
+_ONE_KEYWORD = (
+    ("n_select", "select"), ("n_join", "join"), ("n_join_left", "left"),
+    ("n_join_right", "right"), ("n_join_full", "full"), ("n_union", "union"),
+    ("n_where", "where"), ("n_or", "or"), ("n_between", "between"), ("n_is_null", "null"),
+    ("n_like", "like"), ("n_exists", "exists"), ("n_group_by", "group"),
+    ("n_having", "having"), ("n_order_by", "order"), ("n_distinct", "distinct"),
+    ("n_window", "over"), ("n_partition_by", "partition"), ("n_case", "case"),
+    ("n_unnest", "unnest"),
+)  # fmt: skip
+_WORD_START = frozenset("abcdefghijklmnopqrstuvwxyz_")
+_FAMILIES = {"approx": "n_approx_aggregates", "regexp": "n_regexp", "json": "n_json"}
+_METADATA_VERBS = {"show", "describe", "desc", "use", "set", "reset", "prepare", "deallocate"}
+_MARKED = frozenset(
+    {"(", ")", "from", "join", "limit", "first", "next", "interval", "*", *PARTITION_COLUMNS}
+)
+_NOT_JDBC = {*LAKE_CATALOGS, "system", "?"}
+_TERM_START = set("abcdefghijklmnopqrstuvwxyz_" + '"')
+_NOT_CALLS = {
+    "in",
+    "as",
+    "over",
+    "from",
+    "join",
+    "exists",
+    "using",
+    "on",
+    "and",
+    "or",
+    "not",
+    "values",
+    "select",
+    "where",
+    "when",
+    "then",
+    "else",
+    "table",
+    "with",
+    "into",
+    "unnest",
+    "lateral",
+    "by",
+    "is",
+    "row",
+    "array",
+    "map",
+    "filter",
+    "window",
+}
