@@ -158,6 +158,9 @@ class Features(_Section):
     base_feature_count: Literal[78] = 78
     historical_feature_count: Literal[17] = 17
     tfidf_vocab_size: int = Field(1000, ge=10, le=100_000)
+    history_prior_weight: float = Field(20.0, gt=0)
+    parity_sample: int = Field(2000, ge=1)
+    seed: int = Field(7, ge=0, lt=2**63)
 
 
 class Model(_Section):

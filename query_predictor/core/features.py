@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from .sql_tokens import as_text, tokenize
+from .sql_tokens import as_text, fingerprint, normalized_tokens, tokenize
 
 
 class Feature(NamedTuple):
@@ -237,6 +237,7 @@ class Analysis:
     base: list[float]  # in BASE_NAMES order
     tables: list[str]  # catalog.schema.table as far as known, sorted, distinct
     terms: dict[str, int]  # word tokens (keywords, identifiers) and their counts, for TF-IDF
+    template: str  # fingerprint of the normalised text (literals replaced)
 
 
 def _source_kind(source: str | None) -> int:
@@ -325,7 +326,8 @@ class FeatureExtractor:
                 term = tok.strip('"') if tok[0] == '"' else tok
                 terms[term] = terms.get(term, 0) + count
         # f was built by dict.fromkeys(BASE_NAMES): its values are in catalogue order
-        return Analysis(list(map(float, f.values())), resolved, terms)
+        template = fingerprint(" ".join(normalized_tokens(tokens)))
+        return Analysis(list(map(float, f.values())), resolved, terms, template)
 
     def base_features(self, sql: str | bytes | None, context: QueryContext) -> list[float]:
         """The 78 base features of one query (serving)."""
@@ -542,14 +544,27 @@ class FeatureExtractor:
 
 
 _ONE_KEYWORD = (
-    ("n_select", "select"), ("n_join", "join"), ("n_join_left", "left"),
-    ("n_join_right", "right"), ("n_join_full", "full"), ("n_union", "union"),
-    ("n_where", "where"), ("n_or", "or"), ("n_between", "between"), ("n_is_null", "null"),
-    ("n_like", "like"), ("n_exists", "exists"), ("n_group_by", "group"),
-    ("n_having", "having"), ("n_order_by", "order"), ("n_distinct", "distinct"),
-    ("n_window", "over"), ("n_partition_by", "partition"), ("n_case", "case"),
+    ("n_select", "select"),
+    ("n_join", "join"),
+    ("n_join_left", "left"),
+    ("n_join_right", "right"),
+    ("n_join_full", "full"),
+    ("n_union", "union"),
+    ("n_where", "where"),
+    ("n_or", "or"),
+    ("n_between", "between"),
+    ("n_is_null", "null"),
+    ("n_like", "like"),
+    ("n_exists", "exists"),
+    ("n_group_by", "group"),
+    ("n_having", "having"),
+    ("n_order_by", "order"),
+    ("n_distinct", "distinct"),
+    ("n_window", "over"),
+    ("n_partition_by", "partition"),
+    ("n_case", "case"),
     ("n_unnest", "unnest"),
-)  # fmt: skip
+)
 _WORD_START = frozenset("abcdefghijklmnopqrstuvwxyz_")
 _FAMILIES = {"approx": "n_approx_aggregates", "regexp": "n_regexp", "json": "n_json"}
 _METADATA_VERBS = {"show", "describe", "desc", "use", "set", "reset", "prepare", "deallocate"}

@@ -1,0 +1,68 @@
+"""One query in, one feature row out: what serving calls, and what training must agree with.
+
+    >>> featurizer = QueryFeaturizer.from_bundle("models", prior_weight=20.0)
+    >>> row = featurizer.featurize("SELECT 1", QueryContext(user="alice"))
+
+A row is the 78 base features, the 17 historical features (:data:`FEATURE_NAMES`, in that
+order) and the sparse TF-IDF vector. The fitted state (vocabulary, history snapshot) is read
+from the model bundle; nothing is re-implemented here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from .features import BASE_NAMES, FeatureExtractor, QueryContext
+from .history import HISTORY_NAMES, HistoryLookup
+from .tfidf import TfidfVocabulary
+
+FEATURE_NAMES: tuple[str, ...] = (*BASE_NAMES, *HISTORY_NAMES)
+_EPOCH = dt.date(1970, 1, 1)
+
+
+@dataclass(frozen=True)
+class FeatureRow:
+    dense: list[float]  # FEATURE_NAMES order
+    tfidf_index: list[int]
+    tfidf_value: list[float]
+    template: str
+    tables: list[str]
+
+
+def day_number(when: dt.datetime | dt.date | None) -> int:
+    """Days since 1970-01-01 of ``when`` (UTC); today when None."""
+    if when is None:
+        when = dt.datetime.now(dt.UTC)
+    day = when.date() if isinstance(when, dt.datetime) else when
+    return (day - _EPOCH).days
+
+
+@dataclass
+class QueryFeaturizer:
+    extractor: FeatureExtractor
+    vocabulary: TfidfVocabulary
+    history: HistoryLookup
+
+    @classmethod
+    def from_bundle(cls, directory: str | Path, *, prior_weight: float) -> QueryFeaturizer:
+        directory = Path(directory)
+        return cls(
+            FeatureExtractor(),
+            TfidfVocabulary.from_json(directory / "tfidf_vocab.json"),
+            HistoryLookup.from_parquet(directory / "history_stats.parquet", weight=prior_weight),
+        )
+
+    def featurize(self, sql: str | bytes | None, context: QueryContext) -> FeatureRow:
+        analysis = self.extractor.analyze(sql, context)
+        history = self.history.features(
+            user=context.user,
+            template=analysis.template,
+            tables=analysis.tables,
+            day=day_number(context.time),
+        )
+        index, value = self.vocabulary.transform(analysis.terms)
+        return FeatureRow(
+            [*analysis.base, *history], index, value, analysis.template, analysis.tables
+        )

@@ -1,0 +1,154 @@
+"""The 17 historical features: how this user, this query template and these tables behaved.
+
+Statistics per key (user, fingerprint of the normalised SQL, table) are counts, heavy counts
+and the mean / standard deviation of log CPU seconds and log peak memory (GiB). Percentiles
+are read off a log-normal fit (p90 = mean + 1.2816 sd), which lets training compute them
+incrementally, point in time. Every statistic is smoothed towards the global prior with
+``prior_weight`` pseudo-queries, and each key family has an explicit "unseen" feature.
+
+Training computes the statistics of each row from history strictly before its own day
+(:mod:`query_predictor.training.history`); validation, test and serving read the snapshot
+at the end of the training window (``models/history_stats.parquet``) through
+:class:`HistoryLookup`. Both go through :func:`history_features`, the one formula.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import polars as pl
+
+HISTORY_NAMES: tuple[str, ...] = (
+    "user_count_log",
+    "user_heavy_rate",
+    "user_cpu_p50_log",
+    "user_cpu_p90_log",
+    "user_memory_p90_log",
+    "user_unseen",
+    "template_count_log",
+    "template_heavy_rate",
+    "template_cpu_p90_log",
+    "template_memory_p90_log",
+    "template_days_since_last",
+    "template_unseen",
+    "table_count_log_max",
+    "table_heavy_rate_max",
+    "table_cpu_p90_log_max",
+    "table_memory_p90_log_max",
+    "table_unseen_share",
+)
+Z90 = 1.2816
+MAX_DAYS = 365.0
+USER, TEMPLATE, TABLE, GLOBAL = "user", "template", "table", "global"
+STATS_COLUMNS = ("n", "heavy", "cpu_mean", "cpu_sd", "memory_mean", "memory_sd", "last_day")
+
+
+class Stats(NamedTuple):
+    n: float
+    heavy: float
+    cpu_mean: float  # of log1p(CPU seconds)
+    cpu_sd: float
+    memory_mean: float  # of log1p(peak memory GiB)
+    memory_sd: float
+    last_day: float  # days since 1970-01-01 of the latest query
+
+
+EMPTY = Stats(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0)
+
+
+def _shrink(value: float, n: float, prior: float, weight: float) -> float:
+    return (n * value + weight * prior) / (n + weight)
+
+
+def _key(stats: Stats | None, prior: Stats, weight: float) -> tuple[float, ...]:
+    """(count_log, heavy_rate, cpu_p50, cpu_p90, memory_p90, unseen) of one key."""
+    s = stats if stats is not None and stats.n > 0 else EMPTY
+    rate = (s.heavy + weight * prior.heavy / max(prior.n, 1.0)) / (s.n + weight)
+    cpu_mean = _shrink(s.cpu_mean, s.n, prior.cpu_mean, weight)
+    cpu_sd = _shrink(s.cpu_sd, s.n, prior.cpu_sd, weight)
+    mem_mean = _shrink(s.memory_mean, s.n, prior.memory_mean, weight)
+    mem_sd = _shrink(s.memory_sd, s.n, prior.memory_sd, weight)
+    return (
+        math.log1p(s.n),
+        rate,
+        cpu_mean,
+        cpu_mean + Z90 * cpu_sd,
+        mem_mean + Z90 * mem_sd,
+        float(s.n == 0),
+    )
+
+
+def history_features(
+    user: Stats | None,
+    template: Stats | None,
+    tables: Sequence[Stats | None],
+    *,
+    prior: Stats,
+    weight: float,
+    day: int,
+) -> list[float]:
+    """The 17 features (order of :data:`HISTORY_NAMES`) for a query on ``day``."""
+    u = _key(user, prior, weight)
+    t = _key(template, prior, weight)
+    if template is not None and template.n > 0:
+        since = min(MAX_DAYS, max(0.0, day - template.last_day))
+    else:
+        since = MAX_DAYS
+    if tables:
+        per_table = [_key(s, prior, weight) for s in tables]
+        table = [
+            max(k[0] for k in per_table),
+            max(k[1] for k in per_table),
+            max(k[3] for k in per_table),
+            max(k[4] for k in per_table),
+            sum(k[5] for k in per_table) / len(per_table),
+        ]
+    else:
+        p = _key(None, prior, weight)
+        table = [0.0, p[1], p[3], p[4], 0.0]
+    return [u[0], u[1], u[2], u[3], u[4], u[5], t[0], t[1], t[3], t[4], since, t[5], *table]
+
+
+@dataclass
+class HistoryLookup:
+    """Serving-side history: the training-window snapshot as dictionaries."""
+
+    users: dict[str, Stats]
+    templates: dict[str, Stats]
+    tables: dict[str, Stats]
+    prior: Stats
+    weight: float
+
+    @classmethod
+    def from_frame(cls, frame: pl.DataFrame, *, weight: float) -> HistoryLookup:
+        maps: dict[str, dict[str, Stats]] = {USER: {}, TEMPLATE: {}, TABLE: {}, GLOBAL: {}}
+        for row in frame.iter_rows(named=True):
+            maps[row["kind"]][row["key"]] = Stats(*(float(row[c]) for c in STATS_COLUMNS))
+        prior = maps[GLOBAL].get("*")
+        if prior is None:
+            raise ValueError("history snapshot has no global prior row (kind 'global', key '*')")
+        return cls(maps[USER], maps[TEMPLATE], maps[TABLE], prior, weight)
+
+    @classmethod
+    def from_parquet(cls, path: str | Path, *, weight: float) -> HistoryLookup:
+        try:
+            frame = pl.read_parquet(path)
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            raise ValueError(f"cannot read the history snapshot {path}: {exc}") from exc
+        return cls.from_frame(frame, weight=weight)
+
+    def features(
+        self, *, user: str | None, template: str, tables: Sequence[str], day: int
+    ) -> list[float]:
+        return history_features(
+            self.users.get(user or ""),
+            self.templates.get(template),
+            [self.tables.get(t) for t in tables],
+            prior=self.prior,
+            weight=self.weight,
+            day=day,
+        )

@@ -1,0 +1,108 @@
+"""TF-IDF over a query's word tokens, with a vocabulary saved as JSON (never pickle).
+
+Terms are the keyword and identifier tokens of :meth:`FeatureExtractor.analyze` (literals are
+never terms, so no value, secret or e-mail can enter the vocabulary); a term must also look
+like a plain identifier (``[a-z_][a-z0-9_]*``, at most 64 characters). Weights are
+``(1 + ln tf) * idf`` with ``idf = ln((1 + N) / (1 + df)) + 1``, L2-normalised per query.
+
+The vocabulary is fitted on the training split only (:func:`fit_vocabulary`); serving loads
+the same JSON file and calls :meth:`TfidfVocabulary.transform`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FORMAT_VERSION = 1
+_TERM = re.compile(r"[a-z_][a-z0-9_]{0,63}")
+
+
+def is_term(token: str) -> bool:
+    """Whether ``token`` may enter the vocabulary (a plain identifier or keyword)."""
+    return _TERM.fullmatch(token) is not None
+
+
+@dataclass(frozen=True)
+class TfidfVocabulary:
+    terms: tuple[str, ...]
+    idf: tuple[float, ...]
+    settings: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(self.terms) != len(self.idf):
+            raise ValueError(f"{len(self.terms)} terms but {len(self.idf)} idf values")
+        object.__setattr__(self, "_index", {t: i for i, t in enumerate(self.terms)})
+
+    def __len__(self) -> int:
+        return len(self.terms)
+
+    def transform(self, counts: Mapping[str, int]) -> tuple[list[int], list[float]]:
+        """Sparse TF-IDF of one query: (sorted column indices, L2-normalised weights)."""
+        index: dict[str, int] = self._index  # type: ignore[attr-defined]
+        pairs = []
+        for term, count in counts.items():
+            i = index.get(term)
+            if i is not None:
+                pairs.append((i, (1.0 + math.log(count)) * self.idf[i]))
+        if not pairs:
+            return [], []
+        pairs.sort()
+        norm = math.sqrt(sum(w * w for _, w in pairs))
+        return [i for i, _ in pairs], [w / norm for _, w in pairs]
+
+    def to_json(self, path: str | Path) -> None:
+        from query_predictor.storage import write_json
+
+        write_json(
+            path,
+            {
+                "format_version": FORMAT_VERSION,
+                "terms": list(self.terms),
+                "idf": [round(x, 12) for x in self.idf],
+                "settings": self.settings,
+            },
+        )
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> TfidfVocabulary:
+        try:
+            payload = json.loads(Path(path).read_text())
+            if payload.get("format_version") != FORMAT_VERSION:
+                raise ValueError(f"format_version {payload.get('format_version')!r}")
+            return cls(tuple(payload["terms"]), tuple(payload["idf"]), payload["settings"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(
+                f"{path} is not a TF-IDF vocabulary this version reads: {exc}"
+            ) from exc
+
+
+def fit_vocabulary(
+    documents: Iterable[Mapping[str, int]], *, size: int, min_df: int = 2
+) -> TfidfVocabulary:
+    """The ``size`` terms found in most documents (at least ``min_df``), ties by term."""
+    df: Counter[str] = Counter()
+    n = 0
+    for counts in documents:
+        n += 1
+        df.update(t for t in counts if is_term(t))
+    ranked = sorted(((-c, t) for t, c in df.items() if c >= min_df))[:size]
+    terms = tuple(sorted(t for _, t in ranked))
+    idf = tuple(math.log((1 + n) / (1 + df[t])) + 1.0 for t in terms)
+    return TfidfVocabulary(
+        terms,
+        idf,
+        {
+            "size": size,
+            "min_df": min_df,
+            "documents": n,
+            "tf": "1 + ln(count)",
+            "idf": "ln((1+N)/(1+df)) + 1",
+            "norm": "l2",
+        },
+    )

@@ -1,0 +1,150 @@
+"""Point-in-time history statistics for training, and the snapshot serving reads.
+
+A training row on day D sees the statistics of every earlier day (< D), never its own day
+or later: daily sums per key are accumulated, and each row is joined (as-of, backward) to
+its key's cumulative sums at the end of day D - 1. Validation, test and serving use the
+snapshot at the end of the training window, written to ``models/history_stats.parquet``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+
+from query_predictor.core.history import (
+    EMPTY,
+    GLOBAL,
+    STATS_COLUMNS,
+    TABLE,
+    TEMPLATE,
+    USER,
+    Stats,
+)
+
+_EPOCH = dt.date(1970, 1, 1)
+_SUMS = ("n", "heavy", "sx", "sxx", "sy", "syy")
+
+
+def _long(frame: pl.DataFrame) -> pl.DataFrame:
+    """One row per (query, key): kind, key, day, heavy, x = log1p(CPU s), y = log1p(GiB)."""
+    base = frame.select(
+        day=(pl.col("event_date") - pl.lit(_EPOCH)).dt.total_days().cast(pl.Int32),
+        heavy=pl.col("is_heavy").cast(pl.Int64),
+        x=(pl.col("cpu_time_millis").clip(0) / 1000.0).log1p(),
+        y=(pl.col("peak_memory_bytes").clip(0) / 2**30).log1p(),
+        user=pl.col("user").fill_null(""),
+        template=pl.col("template"),
+        tables=pl.col("tables"),
+    )
+    values = ["day", "heavy", "x", "y"]
+    parts = [
+        base.select(*values, kind=pl.lit(USER), key=pl.col("user")),
+        base.select(*values, kind=pl.lit(TEMPLATE), key=pl.col("template")),
+        base.explode("tables")
+        .drop_nulls("tables")
+        .select(*values, kind=pl.lit(TABLE), key=pl.col("tables")),
+        base.select(*values, kind=pl.lit(GLOBAL), key=pl.lit("*")),
+    ]
+    return pl.concat(parts)
+
+
+def _cumulative(frame: pl.DataFrame) -> pl.DataFrame:
+    """Per key and day, the sums over every day up to and including that day."""
+    daily = (
+        _long(frame)
+        .group_by("kind", "key", "day")
+        .agg(
+            n=pl.len().cast(pl.Int64),
+            heavy=pl.col("heavy").sum(),
+            sx=pl.col("x").sum(),
+            sxx=(pl.col("x") ** 2).sum(),
+            sy=pl.col("y").sum(),
+            syy=(pl.col("y") ** 2).sum(),
+        )
+        .sort("kind", "key", "day")
+    )
+    return daily.with_columns(pl.col(c).cum_sum().over("kind", "key") for c in _SUMS)
+
+
+def _stats_columns() -> list[pl.Expr]:
+    n = pl.col("n").cast(pl.Float64)
+    cpu_mean, mem_mean = pl.col("sx") / n, pl.col("sy") / n
+    return [
+        n.alias("n"),
+        pl.col("heavy").cast(pl.Float64),
+        cpu_mean.alias("cpu_mean"),
+        (pl.col("sxx") / n - cpu_mean**2).clip(0).sqrt().alias("cpu_sd"),
+        mem_mean.alias("memory_mean"),
+        (pl.col("syy") / n - mem_mean**2).clip(0).sqrt().alias("memory_sd"),
+        pl.col("day").cast(pl.Float64).alias("last_day"),
+    ]
+
+
+def snapshot(frame: pl.DataFrame, *, until: dt.date) -> pl.DataFrame:
+    """Statistics per (kind, key) over every row on or before ``until``."""
+    cum = _cumulative(frame.filter(pl.col("event_date") <= until))
+    latest = cum.group_by("kind", "key").agg(pl.all().sort_by("day").last())
+    return latest.select("kind", "key", *_stats_columns()).sort("kind", "key")
+
+
+def point_in_time(rows: pl.DataFrame, history: pl.DataFrame) -> list[tuple]:
+    """For each of ``rows`` (event_date, user, template, tables): (user, template,
+    [tables...], global prior) Stats from ``history`` strictly before the row's day. The prior
+    is point in time too: a label on day D must not move any feature on a day <= D."""
+    cum = (
+        _cumulative(history)
+        .with_columns(_stats_columns())
+        .select("kind", "key", "day", *STATS_COLUMNS)
+    )
+    indexed = rows.select(
+        row=pl.int_range(pl.len(), dtype=pl.Int64),
+        before=(pl.col("event_date") - pl.lit(_EPOCH)).dt.total_days().cast(pl.Int32) - 1,
+        user=pl.col("user").fill_null(""),
+        template=pl.col("template"),
+        tables=pl.col("tables"),
+    )
+
+    def lookup(keys: pl.DataFrame, kind: str) -> pl.DataFrame:
+        right = cum.filter(pl.col("kind") == kind).drop("kind").sort("day")
+        return keys.sort("before").join_asof(
+            right,
+            left_on="before",
+            right_on="day",
+            by="key",
+            strategy="backward",
+            check_sortedness=False,  # sorted by day within each key (cum table)
+        )
+
+    users = lookup(indexed.select("row", "before", key=pl.col("user")), USER).sort("row")
+    templates = lookup(indexed.select("row", "before", key=pl.col("template")), TEMPLATE).sort(
+        "row"
+    )
+    priors = lookup(indexed.select("row", "before", key=pl.lit("*")), GLOBAL).sort("row")
+    exploded = indexed.select("row", "before", key=pl.col("tables")).explode("key")
+    tables = lookup(exploded.drop_nulls("key").with_row_index("pos"), TABLE).sort("pos")
+    per_row: dict[int, list[Stats | None]] = {}
+    for rec in tables.iter_rows(named=True):
+        per_row.setdefault(rec["row"], []).append(_stats(rec))
+    out = []
+    for u, t, g in zip(
+        users.iter_rows(named=True),
+        templates.iter_rows(named=True),
+        priors.iter_rows(named=True),
+        strict=True,
+    ):
+        out.append((_stats(u), _stats(t), per_row.get(u["row"], []), _stats(g) or EMPTY))
+    return out
+
+
+def global_prior(history: pl.DataFrame, *, until: dt.date) -> Stats:
+    snap = snapshot(history, until=until).filter(pl.col("kind") == GLOBAL)
+    if snap.is_empty():
+        raise ValueError(f"no history on or before {until}: cannot form the global prior")
+    return Stats(*(float(snap[c][0]) for c in STATS_COLUMNS))
+
+
+def _stats(rec: dict) -> Stats | None:
+    if rec.get("n") is None:
+        return None
+    return Stats(*(float(rec[c]) for c in STATS_COLUMNS))

@@ -1,0 +1,84 @@
+"""Stage featurize: base, history and TF-IDF features for each split, with a parity check.
+
+    python stages/featurize.py --labeled data/labeled --splits data/splits \
+        --out data/features --models models --metrics metrics/featurize.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import polars as pl
+
+from query_predictor.core.featurizer import FEATURE_NAMES
+from query_predictor.params import load_params
+from query_predictor.storage import atomic_dir, write_json, write_parquet
+from query_predictor.summary import print_summary, run_stage
+from query_predictor.training.featurize import featurize
+from query_predictor.training.windows import SPLITS, Window, read_labeled, split_windows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for flag in ("--labeled", "--splits", "--out", "--models", "--metrics"):
+        parser.add_argument(flag, required=True)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    params = load_params()
+    data, splits, features = params.data_loading, params.splits, params.features
+    windows = split_windows(
+        data.start_date,
+        data.end_date,
+        train_days=splits.train_days,
+        val_days=splits.val_days,
+        test_days=splits.test_days,
+    )
+    started = time.perf_counter()
+    labeled = read_labeled(args.labeled, Window("all", data.start_date, windows["test"].end))
+    frames = {name: pl.read_parquet(Path(args.splits) / f"{name}.parquet") for name in SPLITS}
+    result = featurize(
+        labeled,
+        frames,
+        train_end=windows["train"].end,
+        vocab_size=features.tfidf_vocab_size,
+        prior_weight=features.history_prior_weight,
+        parity_sample=features.parity_sample,
+        seed=features.seed,
+        workers=params.engine.workers,
+    )
+    with atomic_dir(args.out) as tmp:
+        for name, matrix in result.matrices.items():
+            write_parquet(matrix, Path(tmp) / f"{name}.parquet")
+    models = Path(args.models)
+    result.vocabulary.to_json(models / "tfidf_vocab.json")
+    write_parquet(result.history, models / "history_stats.parquet")
+    nnz = {n: float(m["tfidf_index"].list.len().mean() or 0) for n, m in result.matrices.items()}
+    write_json(
+        args.metrics,
+        {
+            "base_features": len(FEATURE_NAMES) - 17,
+            "historical_features": 17,
+            "tfidf_terms": len(result.vocabulary),
+            "dense_features": len(FEATURE_NAMES),
+            "rows": {n: m.height for n, m in result.matrices.items()},
+            "tfidf_mean_nonzero": {n: round(v, 3) for n, v in nnz.items()},
+            "history_keys": result.history.group_by("kind").len().sort("kind").to_dicts(),
+            "parity": result.parity,
+        },
+    )
+    print_summary(
+        "featurize",
+        {
+            "rows": {n: m.height for n, m in result.matrices.items()},
+            "features": f"78 base + 17 history + {len(result.vocabulary)} TF-IDF terms",
+            "parity": result.parity,
+            "seconds": round(time.perf_counter() - started, 1),
+        },
+    )
+
+
+if __name__ == "__main__":
+    run_stage(main)
