@@ -17,11 +17,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from .sql_tokens import as_text, fingerprint, normalized_tokens, tokenize
+from .sql_tokens import as_text, fingerprint, normalized_tokens, tokenize, without_comments
 
 
 class Feature(NamedTuple):
@@ -225,7 +226,7 @@ class QueryContext:
             return {}
         try:
             value = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             return {}
         return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
 
@@ -259,6 +260,22 @@ def _date_ordinal(literal: str) -> int | None:
         except ValueError:
             return None
     return None
+
+
+def _cte_name(tokens: list[str], i: int) -> str:
+    """Name of a CTE whose ``AS (`` follows token ``i``: skip a column list ``name (a, b)``."""
+    if tokens[i] == ")":
+        depth = 0
+        while i > 0:
+            if tokens[i] == ")":
+                depth += 1
+            elif tokens[i] == "(":
+                depth -= 1
+                if depth == 0:
+                    i -= 1
+                    break
+            i -= 1
+    return tokens[i].strip('"')
 
 
 def _read_name(tokens: list[str], i: int) -> tuple[list[str], int]:
@@ -302,9 +319,11 @@ class FeatureExtractor:
         f["sql_chars_log"] = math.log1p(len(text))
         f["n_tokens"] = n
         f["n_lines"] = text.count("\n") + 1 if text else 0
-        self._statement_kind(f, tokens, words)
         self._keyword_counts(f, words)
         dates = self._literals(f, words, context)
+        if f["n_comments"]:
+            tokens = without_comments(tokens)
+        self._statement_kind(f, tokens, words)
         ctes, tables = self._walk(f, tokens)
         f["n_cte"] = len(ctes) if words["with"] else 0
         f["order_without_limit"] = float(bool(words["order"]) and not f["has_limit"])
@@ -337,11 +356,12 @@ class FeatureExtractor:
 
     @staticmethod
     def _statement_kind(f: dict[str, float], tokens: list[str], words: Counter) -> None:
-        first, second = "", ""
-        for i, tok in enumerate(tokens):
-            if tok != "(" and tok[:2] not in ("--", "/*"):
-                first, second = tok, tokens[i + 1] if i + 1 < len(tokens) else ""
-                break
+        start = next((i for i, t in enumerate(tokens) if t != "("), len(tokens))
+        first, second, fourth = (
+            tokens[start + k] if start + k < len(tokens) else "" for k in (0, 1, 3)
+        )
+        if second == "or" and fourth:  # CREATE OR REPLACE TABLE / VIEW
+            second = fourth
         if first in ("select", "with", "values"):
             f["stmt_select"] = 1.0
         elif first == "insert":
@@ -394,7 +414,7 @@ class FeatureExtractor:
                     day = _date_ordinal(tok)
                     if day is not None:
                         dates.extend([day] * count)
-            elif c.isdigit():
+            elif c.isdigit() or (c == "." and len(tok) > 1):
                 f["n_numeric_literals"] += count
             elif c in "-/" and tok[:2] in ("--", "/*"):
                 f["n_comments"] += count
@@ -412,6 +432,7 @@ class FeatureExtractor:
         tables: list[str] = []
         depth = max_depth = select_depth = max_select = limit = 0
         stack: list[int] = []
+        calls: list[str] = []  # the word before each open parenthesis, innermost last
         n = len(tokens)
         for i in [i for i, t in enumerate(tokens) if t in _MARKED]:
             tok = tokens[i]
@@ -420,12 +441,15 @@ class FeatureExtractor:
                     stack.pop()
                     select_depth -= 1
                 depth = max(0, depth - 1)
+                if calls:
+                    calls.pop()
                 continue
             prev = tokens[i - 1] if i else ""
             nxt = tokens[i + 1] if i + 1 < n else ""
             if tok == "(":
                 depth += 1
                 max_depth = max(max_depth, depth)
+                calls.append(prev)
                 if nxt == "select":
                     f["n_subqueries"] += 1
                     select_depth += 1
@@ -434,7 +458,7 @@ class FeatureExtractor:
                     if prev == "in":
                         f["n_in_subquery"] += 1
                     elif prev == "as" and i >= 2:
-                        ctes.add(tokens[i - 2].strip('"'))
+                        ctes.add(_cte_name(tokens, i - 2))
                 elif prev == "in":
                     size = FeatureExtractor._in_list_size(tokens, i + 1)
                     if size:
@@ -445,7 +469,12 @@ class FeatureExtractor:
                     if prev == "count" and nxt == "distinct":
                         f["n_count_distinct"] += 1
             elif tok == "from" or tok == "join":
-                FeatureExtractor._table_refs(f, tokens, i, tables)
+                # not EXTRACT(year FROM ts), TRIM(x FROM y) or a IS DISTINCT FROM b
+                if prev != "distinct" and not (calls and calls[-1] in _FROM_INSIDE_CALL):
+                    FeatureExtractor._table_refs(f, tokens, i, tables)
+            elif tok == "is":
+                if nxt == "null" or (nxt == "not" and i + 2 < n and tokens[i + 2] == "null"):
+                    f["n_is_null"] += 1
             elif tok == "limit" or tok == "first" or tok == "next":
                 if nxt.isdigit():
                     limit = max(limit, int(nxt[:18]))
@@ -455,8 +484,8 @@ class FeatureExtractor:
             elif tok == "interval" and nxt[:1] == "'" and i + 2 < n:
                 unit = tokens[i + 2].rstrip("s")
                 amount = nxt.strip("'").strip()
-                if unit in _INTERVAL_DAYS and amount.replace(".", "", 1).isdigit():
-                    days = float(amount) * _INTERVAL_DAYS[unit]
+                if unit in _INTERVAL_DAYS and _DECIMAL.fullmatch(amount):
+                    days = min(MAX_INTERVAL_DAYS, float(amount) * _INTERVAL_DAYS[unit])
                     f["interval_days"] = max(f["interval_days"], days)
             elif tok == "*":
                 if prev in ("select", ",", ".", "distinct"):
@@ -481,11 +510,16 @@ class FeatureExtractor:
         ):
             return
         tables.append(".".join(parts))
-        if tokens[i] != "from":
-            return
-        j = end  # FROM a [AS] x, b [AS] y ...
-        while j < n and tokens[j] not in _CLAUSE_END:
-            if tokens[j] == "," and j + 1 < n and tokens[j + 1][0] not in "('":
+        j, depth = end, 0  # FROM a [AS] x, b [AS] y ...; also JOIN c ON ..., d
+        while j < n and (depth > 0 or tokens[j] not in _FROM_LIST_END):
+            tok = tokens[j]
+            if tok == "(":
+                depth += 1
+            elif tok == ")":
+                if depth == 0:
+                    break
+                depth -= 1
+            elif tok == "," and depth == 0 and j + 1 < n and tokens[j + 1][0] not in "('":
                 more, j = _read_name(tokens, j + 1)
                 if more and (j >= n or tokens[j] != "("):
                     tables.append(".".join(more))
@@ -553,7 +587,6 @@ _ONE_KEYWORD = (
     ("n_where", "where"),
     ("n_or", "or"),
     ("n_between", "between"),
-    ("n_is_null", "null"),
     ("n_like", "like"),
     ("n_exists", "exists"),
     ("n_group_by", "group"),
@@ -565,11 +598,16 @@ _ONE_KEYWORD = (
     ("n_case", "case"),
     ("n_unnest", "unnest"),
 )
+_FROM_INSIDE_CALL = {"extract", "trim", "substring", "overlay", "position"}
+# A FROM / JOIN list ends at the next clause or join (ON conditions are crossed, at depth 0).
+_FROM_LIST_END = (_CLAUSE_END - {"on"}) | {"select", "as"} - {"as"}
+_DECIMAL = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,12})?")
+MAX_INTERVAL_DAYS = 36_500.0
 _WORD_START = frozenset("abcdefghijklmnopqrstuvwxyz_")
 _FAMILIES = {"approx": "n_approx_aggregates", "regexp": "n_regexp", "json": "n_json"}
 _METADATA_VERBS = {"show", "describe", "desc", "use", "set", "reset", "prepare", "deallocate"}
 _MARKED = frozenset(
-    {"(", ")", "from", "join", "limit", "first", "next", "interval", "*", *PARTITION_COLUMNS}
+    {"(", ")", "from", "join", "is", "limit", "first", "next", "interval", "*", *PARTITION_COLUMNS}
 )
 _NOT_JDBC = {*LAKE_CATALOGS, "system", "?"}
 _TERM_START = set("abcdefghijklmnopqrstuvwxyz_" + '"')

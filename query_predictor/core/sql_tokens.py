@@ -27,7 +27,8 @@ _TOKEN = re.compile(
     r"[a-z_][a-z0-9_$@]*"  # word
     r"|'[^']*(?:''[^']*)*'?"  # string literal ('' escapes; unterminated runs to the end)
     r'|"[^"]*(?:""[^"]*)*"?'  # quoted identifier
-    r"|\d+(?:\.\d*)?(?:e[-+]?\d+)?|\.\d+"  # number
+    r"|0x[0-9a-f_]+|0b[01_]+|0o[0-7_]+"  # hex / binary / octal integer literals
+    r"|\d[\d_]*(?:\.[\d_]*)?(?:e[-+]?\d+)?|\.\d+"  # number (1_000_000 allowed)
     r"|--[^\n]*|/\*.*?(?:\*/|\Z)"  # comments
     r"|<>|!=|<=|>=|\|\||->|=>"  # two-character operators
     r"|[^\s\w])",  # any other single symbol
@@ -60,8 +61,14 @@ def is_literal(token: str) -> bool:
     return first == "'" or first.isdigit() or (first == "." and len(token) > 1)
 
 
+def without_comments(tokens: list[str]) -> list[str]:
+    """``tokens`` minus comments, so that neighbours are syntax neighbours."""
+    return [t for t in tokens if not (t[0] in "-/" and t[:2] in ("--", "/*"))]
+
+
 def normalized_tokens(tokens: list[str]) -> list[str]:
     """Token texts with literals as ``?``, IN-lists as ``in ( ? )``, comments dropped."""
+    tokens = without_comments(tokens)
     out: list[str] = []
     i, n = 0, len(tokens)
     while i < n:

@@ -279,8 +279,8 @@ SEPARATOR = st.one_of(
 
 
 def _in_list_gaps(tokens: list[str]) -> set[int]:
-    """Gaps (gap k is between token k and k + 1) from IN to its closing parenthesis: a comment
-    there splits the IN list (see the xfail test below), so only whitespace goes there."""
+    """Gaps (gap k is between token k and k + 1) from IN to its closing parenthesis; comments
+    there are covered by the explicit test below, so only whitespace goes there."""
     gaps: set[int] = set()
     for k, tok in enumerate(tokens[:-1]):
         if tok.upper() == "IN" and tokens[k + 1] == "(":
@@ -317,11 +317,6 @@ def test_whitespace_case_and_comments_never_change_normalize_or_fingerprint(
     assert fingerprint(normalize(variant)) == fingerprint(normalize(base))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="normalized_tokens collapses an IN list only when no comment sits between IN, "
-    "its parenthesis and its literals",
-)
 @pytest.mark.parametrize(
     "sql",
     [
