@@ -52,8 +52,10 @@ def project(tmp_path: Path) -> Path:
 
 def test_repro_runs_once_then_only_what_changed(project: Path) -> None:
     first = _run(["dvc", "repro"], project)
-    for stage in ("generate", "load", "zero_cost", "split"):
+    for stage in ("generate", "load", "zero_cost", "split", "featurize"):
         assert f"Running stage '{stage}'" in first.stdout
+    featurized = json.loads((project / "metrics" / "featurize.json").read_text())
+    assert featurized["parity"]["passed"] and featurized["parity"]["rows_checked"] > 50
     metrics = json.loads((project / "metrics" / "load.json").read_text())
     assert metrics["rows_labeled"] > 500
     assert metrics["steps"]["0_read"]["rows"] == metrics["rows_read"]
@@ -94,6 +96,16 @@ def test_repro_runs_once_then_only_what_changed(project: Path) -> None:
         assert f"Running stage '{upstream}'" not in fourth.stdout
     resampled = json.loads((project / "metrics" / "split.json").read_text())
     assert abs(resampled["sampling"]["achieved_ratio"] - 3.0) <= 0.1
+    assert "Running stage 'featurize'" in fourth.stdout
+
+    params["features"]["tfidf_vocab_size"] = 50
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    fifth = _run(["dvc", "repro"], project)
+    assert "Running stage 'featurize'" in fifth.stdout
+    for upstream in ("generate", "load", "zero_cost", "split"):
+        assert f"Running stage '{upstream}'" not in fifth.stdout
+    vocab = json.loads((project / "models" / "tfidf_vocab.json").read_text())
+    assert len(vocab["terms"]) == 50
 
 
 def test_bad_params_fail_with_the_key_named(project: Path) -> None:
