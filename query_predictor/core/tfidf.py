@@ -56,30 +56,42 @@ class TfidfVocabulary:
         norm = math.sqrt(sum(w * w for _, w in pairs))
         return [i for i, _ in pairs], [w / norm for _, w in pairs]
 
+    def to_payload(self) -> dict[str, object]:
+        """JSON-ready form; floats are written exactly (shortest repr), never rounded."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "terms": list(self.terms),
+            "idf": list(self.idf),
+            "settings": self.settings,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: object, *, origin: str = "payload") -> TfidfVocabulary:
+        try:
+            if not isinstance(payload, dict):
+                raise ValueError(f"expected a JSON object, found {type(payload).__name__}")
+            if payload.get("format_version") != FORMAT_VERSION:
+                raise ValueError(f"format_version {payload.get('format_version')!r}")
+            return cls(tuple(payload["terms"]), tuple(payload["idf"]), payload["settings"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(
+                f"{origin} is not a TF-IDF vocabulary this version reads: {exc}"
+            ) from exc
+
     def to_json(self, path: str | Path) -> None:
         from query_predictor.storage import write_json
 
-        write_json(
-            path,
-            {
-                "format_version": FORMAT_VERSION,
-                "terms": list(self.terms),
-                "idf": [round(x, 12) for x in self.idf],
-                "settings": self.settings,
-            },
-        )
+        write_json(path, self.to_payload())
 
     @classmethod
     def from_json(cls, path: str | Path) -> TfidfVocabulary:
         try:
             payload = json.loads(Path(path).read_text())
-            if payload.get("format_version") != FORMAT_VERSION:
-                raise ValueError(f"format_version {payload.get('format_version')!r}")
-            return cls(tuple(payload["terms"]), tuple(payload["idf"]), payload["settings"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError) as exc:
             raise ValueError(
                 f"{path} is not a TF-IDF vocabulary this version reads: {exc}"
             ) from exc
+        return cls.from_payload(payload, origin=str(path))
 
 
 def fit_vocabulary(

@@ -21,6 +21,7 @@ Matrices are parquet: 95 float32 columns plus the sparse TF-IDF vector as two li
 from __future__ import annotations
 
 import datetime as dt
+import json
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -215,8 +216,10 @@ def featurize(
         for n, r in rows.items()
     }
     snap = snapshot(history, until=train_end)
+    # the serving side reads the bundle from files: check parity against what they hold
+    served_vocab = TfidfVocabulary.from_payload(json.loads(json.dumps(vocab.to_payload())))
     featurizer = QueryFeaturizer(
-        FeatureExtractor(), vocab, HistoryLookup.from_frame(snap, weight=prior_weight)
+        FeatureExtractor(), served_vocab, HistoryLookup.from_frame(snap, weight=prior_weight)
     )
     parity = check_parity(matrices, rows, featurizer, sample=parity_sample, seed=seed)
     return FeatureSet(matrices, vocab, snap, parity)

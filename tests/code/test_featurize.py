@@ -1,0 +1,516 @@
+"""Stage featurize end to end on a small labeled log: matrices, vocabulary, parity."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from query_predictor.core.features import BASE_NAMES, FeatureExtractor, QueryContext
+from query_predictor.core.featurizer import FEATURE_NAMES, QueryFeaturizer, day_number
+from query_predictor.core.history import HISTORY_NAMES, HistoryLookup
+from query_predictor.core.tfidf import TfidfVocabulary
+from query_predictor.storage import write_parquet
+from query_predictor.training.featurize import (
+    FeatureSet,
+    analyze_frame,
+    check_parity,
+    context_of,
+    featurize,
+)
+from query_predictor.training.history import snapshot
+
+from .rawlog import raw_frame, raw_row
+
+WEIGHT = 20.0
+START = dt.date(2025, 6, 1)
+TRAIN_END = START + timedelta(days=3)  # train: days 1-4, val: 5-6, test: 7-8
+VAL_END = START + timedelta(days=5)
+GIB = 2**30
+TEST_ONLY_COLUMN = "zz_test_only_column"
+
+TEMPLATES = [
+    # (SQL with {day} / {start} placeholders, user pool, median CPU ms, catalog)
+    (
+        "SELECT region, count(*) FROM hive.sales.orders WHERE ds = '{day}' GROUP BY 1",
+        ("alice", "bob"),
+        20_000,
+    ),
+    (
+        "SELECT o.id, c.name FROM hive.sales.orders o JOIN hive.crm.customers c "
+        "ON o.customer_id = c.id WHERE o.ds BETWEEN '{start}' AND '{day}' ORDER BY c.name",
+        ("alice", "carol"),
+        400_000,
+    ),
+    (
+        "INSERT INTO iceberg.mart.daily SELECT * FROM hive.sales.orders WHERE ds = '{day}'",
+        ("svc_etl",),
+        900_000,
+    ),
+    ("SELECT * FROM mysql.app.users LIMIT 100", ("bob", None), 300),
+    (
+        "WITH t AS (SELECT user_id, sum(amount) AS s FROM iceberg.mart.payments "
+        "WHERE event_date >= DATE '{start}' GROUP BY 1) "
+        "SELECT approx_percentile(s, 0.9) FROM t",
+        ("carol", "svc_etl"),
+        60_000,
+    ),
+    ("SHOW TABLES FROM hive.sales", ("dave",), 50),
+]
+
+
+def synthetic_labeled(n: int = 320, seed: int = 4) -> pl.DataFrame:
+    """~n rows over 8 days: repeated templates with moving date literals, a few users and
+    tables, heavy rows, plus a query seen only in the test window."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        d = int(rng.integers(8))
+        day = START + timedelta(days=d)
+        sql, users, cpu_median = TEMPLATES[int(rng.integers(len(TEMPLATES)))]
+        if d >= 6 and i % 9 == 0:
+            sql = f"SELECT {TEST_ONLY_COLUMN}, id FROM hive.sales.orders WHERE ds = '{{day}}'"
+        user = users[int(rng.integers(len(users)))]
+        created = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(
+            seconds=int(rng.integers(86_400))
+        )
+        cpu = int(rng.lognormal(math.log(cpu_median), 1.0))
+        memory = int(rng.lognormal(math.log(2**28), 2.0))
+        rows.append(
+            raw_row(
+                query_id=f"{day:%Y%m%d}_000000_{i:05d}_synth",
+                query=sql.format(day=day, start=day - timedelta(days=7)),
+                user=user,
+                source=("superset", "airflow", "trino-cli", None)[i % 4],
+                catalog=("hive", "iceberg", None)[i % 3],
+                schema="sales",
+                session_properties='{"query_max_memory": "10GB"}' if i % 5 == 0 else "{}",
+                create_time=created,
+                cpu_time_millis=cpu,
+                peak_memory_bytes=memory,
+            )
+        )
+    frame = raw_frame(rows).sort("create_time")
+    return frame.with_columns(
+        is_heavy=(pl.col("cpu_time_millis") >= 300_000) | (pl.col("peak_memory_bytes") > 10 * GIB),
+        event_date=pl.col("create_time").dt.date(),
+    )
+
+
+def split(labeled: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    date = pl.col("event_date")
+    return {
+        "train": labeled.filter(date <= TRAIN_END),
+        "val": labeled.filter((date > TRAIN_END) & (date <= VAL_END)),
+        "test": labeled.filter(date > VAL_END),
+    }
+
+
+def run(labeled: pl.DataFrame, splits: dict[str, pl.DataFrame]) -> FeatureSet:
+    return featurize(
+        labeled,
+        splits,
+        train_end=TRAIN_END,
+        vocab_size=50,
+        prior_weight=WEIGHT,
+        parity_sample=200,
+        seed=1,
+        workers=1,
+    )
+
+
+@pytest.fixture(scope="module")
+def labeled() -> pl.DataFrame:
+    frame = synthetic_labeled()
+    assert frame["event_date"].n_unique() == 8
+    assert frame["is_heavy"].sum() > 10
+    assert frame["query_id"].is_unique().all()
+    return frame
+
+
+@pytest.fixture(scope="module")
+def splits(labeled: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    return split(labeled)
+
+
+@pytest.fixture(scope="module")
+def result(labeled: pl.DataFrame, splits: dict[str, pl.DataFrame]) -> FeatureSet:
+    return run(labeled, splits)
+
+
+def serving(result: FeatureSet) -> QueryFeaturizer:
+    return QueryFeaturizer(
+        FeatureExtractor(),
+        result.vocabulary,
+        HistoryLookup.from_frame(result.history, weight=WEIGHT),
+    )
+
+
+# --------------------------------------------------------------------------- the result
+
+
+def test_parity_passes(result: FeatureSet, splits: dict[str, pl.DataFrame]) -> None:
+    parity = result.parity
+    assert parity["passed"] is True
+    assert parity["mismatches"] == 0
+    assert parity["rows_checked"] == splits["val"].height + splits["test"].height > 0
+    assert parity["features_checked"] == len(FEATURE_NAMES) + 1 == 96
+
+
+@pytest.mark.parametrize("name", ["train", "val", "test"])
+def test_matrix_layout(result: FeatureSet, splits: dict[str, pl.DataFrame], name: str) -> None:
+    matrix = result.matrices[name]
+    assert len(FEATURE_NAMES) == 95
+    assert matrix.columns == [
+        "query_id",
+        "event_date",
+        "is_heavy",
+        "cpu_time_millis",
+        "peak_memory_bytes",
+        *FEATURE_NAMES,
+        "tfidf_index",
+        "tfidf_value",
+    ]
+    dense = [c for c, t in matrix.schema.items() if t == pl.Float32]
+    assert dense == list(FEATURE_NAMES)
+    assert matrix.schema["tfidf_index"] == pl.List(pl.Int32)
+    assert matrix.schema["tfidf_value"] == pl.List(pl.Float32)
+    assert matrix.height == splits[name].height > 0
+    assert matrix["query_id"].to_list() == splits[name]["query_id"].to_list()
+    assert matrix["is_heavy"].to_list() == splits[name]["is_heavy"].to_list()
+    values = matrix.select(FEATURE_NAMES).to_numpy()
+    assert np.isfinite(values).all()
+
+
+@pytest.mark.parametrize("name", ["train", "val", "test"])
+def test_tfidf_columns(result: FeatureSet, name: str) -> None:
+    size = len(result.vocabulary)
+    for index, value in zip(
+        result.matrices[name]["tfidf_index"], result.matrices[name]["tfidf_value"], strict=True
+    ):
+        index, value = index.to_list(), value.to_numpy()
+        assert len(index) == len(value)
+        assert index == sorted(set(index))
+        assert all(0 <= i < size for i in index)
+        if index:
+            assert float(np.sqrt((value.astype(np.float64) ** 2).sum())) == pytest.approx(
+                1.0, abs=1e-6
+            )
+
+
+def test_vocabulary_is_fitted_on_the_training_split_only(
+    result: FeatureSet, splits: dict[str, pl.DataFrame]
+) -> None:
+    vocab = result.vocabulary
+    assert 0 < len(vocab) <= 50
+    assert vocab.settings["documents"] == splits["train"].height
+    extractor = FeatureExtractor()
+
+    def terms(frame: pl.DataFrame) -> set[str]:
+        return {
+            t
+            for row in frame.iter_rows(named=True)
+            for t in extractor.analyze(row["query"], context_of(row)).terms
+        }
+
+    train_terms = terms(splits["train"])
+    assert set(vocab.terms) <= train_terms
+    assert TEST_ONLY_COLUMN in terms(splits["test"])
+    assert TEST_ONLY_COLUMN not in train_terms
+    assert TEST_ONLY_COLUMN not in vocab.terms
+    for literal in ("2025", "06", "10gb"):
+        assert not any(literal in t for t in vocab.terms)
+
+
+def test_history_is_the_training_window_snapshot(result: FeatureSet, labeled: pl.DataFrame) -> None:
+    history = result.history
+    prior = history.filter(pl.col("kind") == "global")
+    assert prior["n"].to_list() == [float(labeled.filter(pl.col("event_date") <= TRAIN_END).height)]
+    assert prior["last_day"].to_list() == [float(day_number(TRAIN_END))]
+    assert set(history["kind"]) == {"user", "template", "table", "global"}
+    assert "" in set(history.filter(pl.col("kind") == "user")["key"])  # the null user
+    analyzed = analyze_frame(labeled, workers=1)
+    expected = snapshot(analyzed.filter(pl.col("event_date") <= TRAIN_END), until=TRAIN_END)
+    assert history.equals(expected)
+
+
+def test_training_rows_are_point_in_time(result: FeatureSet) -> None:
+    train = result.matrices["train"]
+    first = train.filter(pl.col("event_date") == START)
+    assert first.height > 0
+    assert (first["user_unseen"] == 1.0).all()
+    assert (first["template_unseen"] == 1.0).all()
+    assert (first["template_days_since_last"] == 365.0).all()
+    later = train.filter(pl.col("event_date") > START)
+    assert (later["template_unseen"] == 0.0).any()
+    assert (later["template_days_since_last"] >= 1.0).all()  # never the same day
+
+
+def test_val_and_test_see_the_same_snapshot(
+    result: FeatureSet, splits: dict[str, pl.DataFrame]
+) -> None:
+    """History stops at the end of the training window: a user's count is the same on every
+    validation and test day, and equals the snapshot's."""
+    counts = dict(result.history.filter(pl.col("kind") == "user").select("key", "n").iter_rows())
+    later = pl.concat(
+        [
+            result.matrices[name].with_columns(user=splits[name]["user"].fill_null(""))
+            for name in ("val", "test")
+        ]
+    )
+    assert later["event_date"].n_unique() == 4
+    per_user = later.group_by("user").agg(pl.col("user_count_log").unique())
+    for user, values in per_user.iter_rows():
+        expected = math.log1p(counts.get(user, 0.0))
+        assert values == [np.float32(expected)]
+
+
+def test_featurize_is_deterministic(
+    result: FeatureSet, labeled: pl.DataFrame, splits: dict[str, pl.DataFrame]
+) -> None:
+    again = run(labeled, splits)
+    for name in ("train", "val", "test"):
+        assert again.matrices[name].equals(result.matrices[name])
+    assert again.vocabulary == result.vocabulary
+    assert again.history.equals(result.history)
+    assert again.parity == result.parity
+
+
+def test_split_rows_must_be_labeled(labeled: pl.DataFrame, splits: dict[str, pl.DataFrame]) -> None:
+    stranger = splits["val"].head(1).with_columns(query_id=pl.lit("20250605_000000_99999_ghost"))
+    broken = {**splits, "val": pl.concat([splits["val"], stranger])}
+    with pytest.raises(
+        ValueError, match=re.escape("missing from the labeled data: {'train': 0, 'val': 1")
+    ):
+        run(labeled, broken)
+
+
+# --------------------------------------------------------------------------- tampering
+
+
+@pytest.mark.parametrize(
+    ("name", "position", "feature"),
+    [
+        ("val", 0, "user_heavy_rate"),
+        ("val", -1, "n_tokens"),
+        ("test", 3, "template_days_since_last"),
+        ("test", -2, "table_unseen_share"),
+        ("val", 5, "hour_of_day"),
+    ],
+)
+def test_parity_names_the_tampered_row_and_feature(
+    result: FeatureSet, splits: dict[str, pl.DataFrame], name: str, position: int, feature: str
+) -> None:
+    matrix = result.matrices[name]
+    i = position % matrix.height
+    tampered = matrix.with_columns(
+        pl.when(pl.int_range(pl.len()) == i)
+        .then(pl.col(feature) + 0.5)
+        .otherwise(pl.col(feature))
+        .alias(feature)
+    )
+    assert tampered.schema == matrix.schema
+    query_id = matrix["query_id"][i]
+    with pytest.raises(
+        ValueError,
+        match=re.escape(f"parity: {name} row {query_id}: feature {feature} is"),
+    ):
+        check_parity(
+            {**result.matrices, name: tampered}, splits, serving(result), sample=200, seed=1
+        )
+    # the untampered matrices pass with the same featurizer
+    assert check_parity(result.matrices, splits, serving(result), sample=200, seed=1)["passed"]
+
+
+def test_parity_catches_a_tampered_tfidf_vector(
+    result: FeatureSet, splits: dict[str, pl.DataFrame]
+) -> None:
+    test = result.matrices["test"]
+    i = next(k for k, v in enumerate(test["tfidf_value"]) if len(v) > 1)
+    tampered = test.with_columns(
+        pl.when(pl.int_range(pl.len()) == i)
+        .then(pl.col("tfidf_value").list.reverse())
+        .otherwise(pl.col("tfidf_value"))
+        .alias("tfidf_value")
+    )
+    if tampered["tfidf_value"][i].to_list() == test["tfidf_value"][i].to_list():
+        pytest.skip("symmetric weights")  # pragma: no cover
+    with pytest.raises(
+        ValueError,
+        match=re.escape(f"parity: test row {test['query_id'][i]}: TF-IDF vectors differ"),
+    ):
+        check_parity(
+            {**result.matrices, "test": tampered}, splits, serving(result), sample=200, seed=1
+        )
+
+
+def test_parity_sample_size(result: FeatureSet, splits: dict[str, pl.DataFrame]) -> None:
+    report = check_parity(result.matrices, splits, serving(result), sample=10, seed=3)
+    assert report["rows_checked"] == 10  # half from validation, half from test
+    report = check_parity(result.matrices, splits, serving(result), sample=1, seed=3)
+    assert report["rows_checked"] == 2  # at least one row of each
+
+
+# --------------------------------------------------------------------------- serving
+
+
+def test_bundle_on_disk_reproduces_the_matrices(
+    result: FeatureSet, splits: dict[str, pl.DataFrame], tmp_path: Path
+) -> None:
+    """What serving loads from files (JSON vocabulary, parquet snapshot) gives the rows."""
+    result.vocabulary.to_json(tmp_path / "tfidf_vocab.json")
+    write_parquet(result.history, tmp_path / "history_stats.parquet")
+    featurizer = QueryFeaturizer.from_bundle(tmp_path, prior_weight=WEIGHT)
+    assert featurizer.vocabulary.terms == result.vocabulary.terms
+    for name in ("val", "test"):
+        matrix = result.matrices[name]
+        for i, row in enumerate(splits[name].iter_rows(named=True)):
+            single = featurizer.featurize(row["query"], context_of(row))
+            batch = matrix.row(i, named=True)
+            want = np.array([batch[f] for f in FEATURE_NAMES], dtype=np.float32)
+            np.testing.assert_array_equal(np.asarray(single.dense, dtype=np.float32), want)
+            assert single.tfidf_index == batch["tfidf_index"]
+            np.testing.assert_array_equal(
+                np.asarray(single.tfidf_value, dtype=np.float32),
+                np.asarray(batch["tfidf_value"], dtype=np.float32),
+            )
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "",
+        None,
+        "   \n\t ",
+        ")))(((' unterminated",
+        "/* never closed",
+        "SELECT ;;; FROM FROM WHERE ) JOIN (",
+        "\x00\x01\x02 SELECT \u2603 FROM \U0001f600",
+        b"\xff\xfe\xfd SELECT 1 FROM t \xc3\x28",
+        b"",
+        "SELECT " + "x, " * 5000 + "1 FROM t",
+        "SELECT * FROM " + "(" * 300 + "SELECT 1" + ")" * 300,
+    ],
+    ids=lambda s: repr(s)[:30],
+)
+def test_serving_never_fails(result: FeatureSet, sql: str | bytes | None) -> None:
+    featurizer = serving(result)
+    contexts = [
+        QueryContext(),
+        QueryContext(
+            user="alice", catalog="hive", schema="sales", time=datetime(2025, 6, 9, tzinfo=UTC)
+        ),
+    ]
+    for context in contexts:
+        row = featurizer.featurize(sql, context)
+        assert len(row.dense) == len(FEATURE_NAMES) == 95
+        assert all(isinstance(v, float) and math.isfinite(v) for v in row.dense)
+        assert len(row.tfidf_index) == len(row.tfidf_value)
+        assert all(math.isfinite(v) for v in row.tfidf_value)
+        assert isinstance(row.template, str)
+
+
+def test_serving_row_layout(result: FeatureSet) -> None:
+    row = serving(result).featurize(
+        "SELECT region, count(*) FROM hive.sales.orders WHERE ds = '2025-06-09' GROUP BY 1",
+        QueryContext(user="alice", time=datetime(2025, 6, 9, 8, tzinfo=UTC)),
+    )
+    assert row.tables == ["hive.sales.orders"]
+    dense = dict(zip(FEATURE_NAMES, row.dense, strict=True))
+    assert list(dense)[: len(BASE_NAMES)] == list(BASE_NAMES)
+    assert list(dense)[len(BASE_NAMES) :] == list(HISTORY_NAMES)
+    assert dense["user_unseen"] == 0.0
+    assert dense["template_unseen"] == 0.0
+    assert dense["table_unseen_share"] == 0.0
+    assert dense["template_days_since_last"] == (dt.date(2025, 6, 9) - TRAIN_END).days
+    assert row.tfidf_index
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@pytest.mark.parametrize(
+    ("when", "day"),
+    [
+        (dt.date(1970, 1, 1), 0),
+        (dt.date(1970, 1, 2), 1),
+        (dt.date(2025, 6, 1), 20240),
+        (datetime(2025, 6, 1, 23, 59, 59, tzinfo=UTC), 20240),
+        (datetime(2025, 6, 2, 0, 0, tzinfo=UTC), 20241),
+        (dt.date(1969, 12, 31), -1),
+    ],
+)
+def test_day_number(when: dt.date | datetime, day: int) -> None:
+    assert day_number(when) == day
+
+
+def test_day_number_defaults_to_today() -> None:
+    assert abs(day_number(None) - day_number(datetime.now(UTC))) <= 1
+
+
+def test_context_of_a_raw_row() -> None:
+    created = datetime(2025, 6, 3, 7, tzinfo=UTC)
+    row = raw_row(
+        user="bob",
+        source="airflow",
+        catalog="iceberg",
+        schema="mart",
+        query_type="INSERT",
+        create_time=created,
+        session_properties='{"join_distribution_type": "BROADCAST", "n": 3}',
+    )
+    assert context_of(row) == QueryContext(
+        user="bob",
+        source="airflow",
+        catalog="iceberg",
+        schema="mart",
+        query_type="INSERT",
+        time=created,
+        session_properties={"join_distribution_type": "BROADCAST", "n": "3"},
+    )
+    assert context_of({**row, "session_properties": "not json"}).session_properties == {}
+    assert context_of({**row, "session_properties": None}).session_properties == {}
+
+
+def test_analyze_frame(labeled: pl.DataFrame) -> None:
+    sample = labeled.head(25)
+    analyzed = analyze_frame(sample, workers=3)
+    assert analyzed.height == sample.height
+    assert analyzed.columns == [
+        *sample.columns,
+        *BASE_NAMES,
+        "tables",
+        "template",
+        "term_keys",
+        "term_counts",
+    ]
+    extractor = FeatureExtractor()
+    for row in analyzed.iter_rows(named=True):
+        a = extractor.analyze(row["query"], context_of(row))
+        assert [row[n] for n in BASE_NAMES] == pytest.approx(a.base, rel=1e-6)
+        assert row["tables"] == a.tables
+        assert row["template"] == a.template
+        assert dict(zip(row["term_keys"], row["term_counts"], strict=True)) == a.terms
+    # chunking does not change anything
+    assert analyze_frame(sample, workers=1).equals(analyzed)
+    empty = analyze_frame(sample.head(0), workers=2)
+    assert empty.height == 0
+    assert empty.columns == analyzed.columns
+
+
+def test_templates_ignore_date_literals(labeled: pl.DataFrame) -> None:
+    analyzed = analyze_frame(labeled, workers=1)
+    daily = analyzed.filter(pl.col("query").str.starts_with("SELECT region"))
+    assert daily["query"].n_unique() > 1  # different date literals...
+    assert daily["template"].n_unique() == 1  # ...one template
+
+
+def test_vocabulary_round_trip_in_bundle(result: FeatureSet, tmp_path: Path) -> None:
+    result.vocabulary.to_json(tmp_path / "v.json")
+    assert TfidfVocabulary.from_json(tmp_path / "v.json").terms == result.vocabulary.terms
