@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from query_predictor.core.schema import SchemaError
-from query_predictor.params import ParamsError
+from query_predictor.params import Params, ParamsError, load_params
 
 # Errors a user causes and can fix: printed as one message, exit status 1.
 USER_ERRORS = (ParamsError, SchemaError, FileNotFoundError)
@@ -27,6 +29,17 @@ def print_summary(stage: str, items: Mapping[str, object]) -> None:
     lines = [f"== {stage} " + "=" * max(0, 60 - len(stage))]
     lines += [f"  {key.ljust(width)}  {_format(value)}" for key, value in items.items()]
     print("\n".join(lines), flush=True)
+
+
+def start_stage(doc: str, flags: Sequence[str]) -> tuple[argparse.Namespace, Params]:
+    """Parse a stage's required ``--flags`` (paths from dvc.yaml), set up logging, read
+    params.yaml: the opening every stage script shares."""
+    parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
+    for flag in flags:
+        parser.add_argument(flag, required=True)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return args, load_params()
 
 
 def run_stage(main: Callable[[], None]) -> None:

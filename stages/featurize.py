@@ -6,36 +6,22 @@
 
 from __future__ import annotations
 
-import argparse
-import logging
 import time
 from pathlib import Path
 
 import polars as pl
 
 from query_predictor.core.featurizer import FEATURE_NAMES
-from query_predictor.params import load_params
 from query_predictor.storage import atomic_dir, write_json, write_parquet
-from query_predictor.summary import print_summary, run_stage
+from query_predictor.summary import print_summary, run_stage, start_stage
 from query_predictor.training.featurize import featurize
-from query_predictor.training.windows import SPLITS, Window, read_labeled, split_windows
+from query_predictor.training.windows import SPLITS, Window, read_labeled, windows_for
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for flag in ("--labeled", "--splits", "--out", "--models", "--metrics"):
-        parser.add_argument(flag, required=True)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    params = load_params()
-    data, splits, features = params.data_loading, params.splits, params.features
-    windows = split_windows(
-        data.start_date,
-        data.end_date,
-        train_days=splits.train_days,
-        val_days=splits.val_days,
-        test_days=splits.test_days,
-    )
+    args, params = start_stage(__doc__, ("--labeled", "--splits", "--out", "--models", "--metrics"))
+    data, features = params.data_loading, params.features
+    windows = windows_for(params)
     started = time.perf_counter()
     labeled = read_labeled(args.labeled, Window("all", data.start_date, windows["test"].end))
     frames = {name: pl.read_parquet(Path(args.splits) / f"{name}.parquet") for name in SPLITS}

@@ -5,23 +5,15 @@ python stages/generate.py --out data/raw --metrics metrics/generate.json
 
 from __future__ import annotations
 
-import argparse
-import logging
 import time
 
-from query_predictor.params import load_params
 from query_predictor.storage import write_json
-from query_predictor.summary import print_summary, run_stage
+from query_predictor.summary import print_summary, run_stage, start_stage
 from query_predictor.synth.generator import generate, summarize
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="directory of day files")
-    parser.add_argument("--metrics", required=True, help="summary JSON")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    params = load_params()
+    args, params = start_stage(__doc__, ("--out", "--metrics"))
     started = time.perf_counter()
     generate(params.synth, output_dir=args.out, workers=params.engine.workers)
     elapsed = time.perf_counter() - started

@@ -5,27 +5,17 @@ python stages/load.py --out data/labeled --quarantine data/quarantine --metrics 
 
 from __future__ import annotations
 
-import argparse
-import logging
 import time
 from pathlib import Path
 
-from query_predictor.params import load_params
 from query_predictor.storage import atomic_dir, write_json, write_parquet
-from query_predictor.summary import print_summary, run_stage
+from query_predictor.summary import print_summary, run_stage, start_stage
 from query_predictor.training.analysis import distributions, write_tables
 from query_predictor.training.loading import run_load, write_by_day
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="labeled rows, one directory per day")
-    parser.add_argument("--quarantine", required=True, help="rows that failed validation")
-    parser.add_argument("--metrics", required=True, help="metrics JSON")
-    parser.add_argument("--analysis", required=True, help="analysis-mode tables (dvc plots)")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    params = load_params()
+    args, params = start_stage(__doc__, ("--out", "--quarantine", "--metrics", "--analysis"))
     started = time.perf_counter()
     result = run_load(params.data_loading, params.filters)
     with atomic_dir(args.out) as tmp:

@@ -7,26 +7,20 @@
 
 from __future__ import annotations
 
-import argparse
-import logging
 from pathlib import Path
 
 import polars as pl
 
-from query_predictor.params import load_params
 from query_predictor.storage import atomic_dir, write_json, write_parquet
-from query_predictor.summary import print_summary, run_stage
+from query_predictor.summary import print_summary, run_stage, start_stage
 from query_predictor.training.analysis import distributions, write_tables
 from query_predictor.training.splitting import run_split
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for flag in ("--labeled", "--zero-cost", "--out", "--metrics", "--plots", "--analysis"):
-        parser.add_argument(flag, required=True)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    params = load_params()
+    args, params = start_stage(
+        __doc__, ("--labeled", "--zero-cost", "--out", "--metrics", "--plots", "--analysis")
+    )
     result = run_split(args.labeled, args.zero_cost, params)
     with atomic_dir(args.out) as tmp:
         for name, frame in result.frames.items():

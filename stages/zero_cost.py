@@ -6,32 +6,17 @@
 
 from __future__ import annotations
 
-import argparse
-import logging
-
 from query_predictor.core.classifier import QueryClassifier
-from query_predictor.params import load_params
 from query_predictor.storage import atomic_file, write_json
-from query_predictor.summary import print_summary, run_stage
+from query_predictor.summary import print_summary, run_stage, start_stage
 from query_predictor.training import zero_cost
-from query_predictor.training.windows import read_labeled, split_windows
+from query_predictor.training.windows import read_labeled, windows_for
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for flag in ("--labeled", "--out", "--heavy", "--metrics"):
-        parser.add_argument(flag, required=True)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    params = load_params()
-    rules, data, splits = params.zero_cost, params.data_loading, params.splits
-    train = split_windows(
-        data.start_date,
-        data.end_date,
-        train_days=splits.train_days,
-        val_days=splits.val_days,
-        test_days=splits.test_days,
-    )["train"]
+    args, params = start_stage(__doc__, ("--labeled", "--out", "--heavy", "--metrics"))
+    rules = params.zero_cost
+    train = windows_for(params)["train"]
     frame = zero_cost.categorize(
         read_labeled(args.labeled, train), QueryClassifier(small_limit=rules.small_limit)
     )

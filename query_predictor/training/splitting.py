@@ -15,7 +15,7 @@ from query_predictor.core.classifier import QueryClassifier
 from query_predictor.params import Params
 
 from .sampling import boundary_sample, curve, kept_by_bucket
-from .windows import SPLITS, Window, read_labeled, split_windows
+from .windows import SPLITS, Window, read_labeled, windows_for
 from .zero_cost import categorize
 
 
@@ -46,13 +46,7 @@ def _share(frame: pl.DataFrame) -> float | None:
 def run_split(labeled_dir: str | Path, zero_cost_path: str | Path, params: Params) -> SplitResult:
     validated, small_limit = load_zero_cost(zero_cost_path)
     data, sampling = params.data_loading, params.boundary_sampling
-    windows = split_windows(
-        data.start_date,
-        data.end_date,
-        train_days=params.splits.train_days,
-        val_days=params.splits.val_days,
-        test_days=params.splits.test_days,
-    )
+    windows = windows_for(params)
     span = Window("all", windows["train"].start, windows["test"].end)
     frame = categorize(read_labeled(labeled_dir, span), QueryClassifier(small_limit=small_limit))
     frames: dict[str, pl.DataFrame] = {}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
-from query_predictor.params import ParamsError
+from query_predictor.params import Params, ParamsError
 
 SPLITS = ("train", "val", "test")
 
@@ -55,6 +55,18 @@ def split_windows(
         "val": Window("val", val_start, test_start - one),
         "test": Window("test", test_start, end),
     }
+
+
+def windows_for(params: Params) -> dict[str, Window]:
+    """The split windows ``params`` describe (``data_loading`` dates, ``splits`` lengths)."""
+    data, splits = params.data_loading, params.splits
+    return split_windows(
+        data.start_date,
+        data.end_date,
+        train_days=splits.train_days,
+        val_days=splits.val_days,
+        test_days=splits.test_days,
+    )
 
 
 def read_labeled(path: str | Path, window: Window | None = None) -> pl.DataFrame:
