@@ -63,39 +63,53 @@ def context_of(row: dict) -> QueryContext:
     )
 
 
-def _analyze_chunk(rows: list[dict]) -> tuple[np.ndarray, list, list, list, list]:
+def _analyze_chunk(chunk: pl.DataFrame) -> pl.DataFrame:
+    """Analyze one chunk; the result holds query_id, tables and template for every row, and
+    base features and TF-IDF terms only where ``full`` is true (split rows), so the
+    history-only rows cost no memory beyond their keys."""
     extractor = FeatureExtractor()
-    base = np.empty((len(rows), len(BASE_NAMES)), dtype=np.float64)
-    tables, templates, term_keys, term_counts = [], [], [], []
-    for i, row in enumerate(rows):
+    full = chunk["full"].to_list()
+    base = np.full((chunk.height, len(BASE_NAMES)), np.nan, dtype=np.float32)
+    tables, templates = [], []
+    term_keys: list[list[str] | None] = []
+    term_counts: list[list[int] | None] = []
+    for i, row in enumerate(chunk.select(CONTEXT_COLUMNS).iter_rows(named=True)):
         a = extractor.analyze(row["query"], context_of(row))
-        base[i] = a.base
         tables.append(a.tables)
         templates.append(a.template)
-        term_keys.append(list(a.terms))
-        term_counts.append(list(a.terms.values()))
-    return base, tables, templates, term_keys, term_counts
+        if full[i]:
+            base[i] = a.base
+            term_keys.append(list(a.terms))
+            term_counts.append(list(a.terms.values()))
+        else:
+            term_keys.append(None)
+            term_counts.append(None)
+    return pl.DataFrame(base, schema=list(BASE_NAMES)).with_columns(
+        tables=pl.Series(tables, dtype=pl.List(pl.String)),
+        template=pl.Series(templates, dtype=pl.String),
+        term_keys=pl.Series(term_keys, dtype=pl.List(pl.String)),
+        term_counts=pl.Series(term_counts, dtype=pl.List(pl.Int32)),
+    )
 
 
-def analyze_frame(frame: pl.DataFrame, *, workers: int) -> pl.DataFrame:
-    """``frame`` with base features, ``tables``, ``template`` and TF-IDF ``terms`` added."""
-    rows = frame.select(CONTEXT_COLUMNS).to_dicts()
-    size = max(1, -(-len(rows) // max(1, workers * 4)))
-    chunks = [rows[i : i + size] for i in range(0, len(rows), size)] or [[]]
-    if workers > 1 and len(rows) > 20_000:
+def analyze_frame(
+    frame: pl.DataFrame, *, workers: int, full: pl.Series | None = None
+) -> pl.DataFrame:
+    """``frame`` with base features, ``tables``, ``template`` and TF-IDF terms added (base
+    features and terms only where ``full``, default every row; NaN / null elsewhere). Chunks go
+    to ``workers`` processes; each returns a compact frame, so memory stays near the size of
+    the result."""
+    flags = full if full is not None else pl.Series("full", [True] * frame.height)
+    source = frame.select(*CONTEXT_COLUMNS).with_columns(full=flags)
+    size = 20_000
+    chunks = [source.slice(i, size) for i in range(0, source.height, size)] or [source]
+    if workers > 1 and len(chunks) > 1:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             parts = list(pool.map(_analyze_chunk, chunks))
     else:
         parts = [_analyze_chunk(c) for c in chunks]
-    base = np.vstack([p[0] for p in parts]) if rows else np.empty((0, len(BASE_NAMES)))
-    return frame.with_columns(
-        pl.DataFrame(base.astype(np.float32), schema=list(BASE_NAMES)),
-        tables=pl.Series([t for p in parts for t in p[1]], dtype=pl.List(pl.String)),
-        template=pl.Series([t for p in parts for t in p[2]], dtype=pl.String),
-        term_keys=pl.Series([t for p in parts for t in p[3]], dtype=pl.List(pl.String)),
-        term_counts=pl.Series([t for p in parts for t in p[4]], dtype=pl.List(pl.Int32)),
-    )
+    return frame.hstack(pl.concat(parts))
 
 
 def _terms(frame: pl.DataFrame) -> list[dict[str, int]]:
@@ -198,11 +212,22 @@ def featurize(
 ) -> FeatureSet:
     """Run steps 1-4 of the module docstring."""
     workers = workers or os.cpu_count() or 1
-    analyzed = analyze_frame(labeled, workers=workers)
+    in_splits = pl.concat([s.select("query_id") for s in splits.values()])["query_id"]
+    analyzed = analyze_frame(
+        labeled, workers=workers, full=labeled["query_id"].is_in(in_splits.implode())
+    )
+    history = analyzed.filter(pl.col("event_date") <= train_end).select(
+        "event_date",
+        "user",
+        "is_heavy",
+        "cpu_time_millis",
+        "peak_memory_bytes",
+        "tables",
+        "template",
+    )
     keyed = analyzed.select(
         "query_id", *BASE_NAMES, "tables", "template", "term_keys", "term_counts"
     )
-    history = analyzed.filter(pl.col("event_date") <= train_end)
     rows = {
         n: s.join(keyed, on="query_id", how="left", maintain_order="left")
         for n, s in splits.items()
