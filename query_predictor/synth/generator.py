@@ -37,7 +37,7 @@ from query_predictor.params import Synth
 from query_predictor.storage import atomic_dir, write_parquet
 
 from .execution import execute
-from .plans import COMMENT_TEXTS, Plan, Work, random_plan, render, work
+from .plans import COMMENT_TEXTS, Plan, Work, plan_for, render, work
 from .world import GB, World, build_world
 
 # Share of each workload in the query count (metadata and curated shares come from params).
@@ -143,14 +143,7 @@ def build_catalogue(synth: Synth) -> Catalogue:
         tables = [t for t in u.tables if t.created_day <= start] or u.tables
         charts = []
         for c in range(rng.randint(3, 30)):
-            plan = random_plan(
-                rng,
-                tables,
-                profile="dashboard",
-                lookbacks=u.lookback,
-                discipline=u.discipline,
-                appetite=u.appetite,
-            )
+            plan = plan_for(rng, u, tables, profile="dashboard")
             if u.style.get("comment") and rng.random() < 0.5:
                 plan.comment = f"dashboard {d}: chart {c}"
             info = json.dumps({"dashboard_id": 1000 + d, "chart_id": c})
@@ -170,15 +163,8 @@ def build_catalogue(synth: Synth) -> Catalogue:
             statement = "ctas" if rng.random() < 0.3 else "insert"
             target_schema = rng.choice(["hive.tmp", "iceberg.marts", "iceberg.sandbox"])
             target = f"{target_schema}.{u.team}_{rng.choice(lake).name}_{j}"
-            plan = random_plan(
-                rng,
-                lake,
-                profile="etl",
-                lookbacks=u.lookback,
-                discipline=1.0,
-                appetite=u.appetite,
-                statement=statement,
-                target=target,
+            plan = plan_for(
+                rng, u, lake, profile="etl", discipline=1.0, statement=statement, target=target
             )
             if u.style.get("comment"):
                 plan.comment = f"airflow dag {u.team}_daily_{j}, task load_{plan.fact.name}"
@@ -212,14 +198,7 @@ def build_catalogue(synth: Synth) -> Catalogue:
             start, end = lifetime()
             start = max(start, u.start_day)
             tables = [t for t in u.tables if t.created_day <= start] or u.tables
-            plan = random_plan(
-                rng,
-                tables,
-                profile=u.kind,
-                lookbacks=u.lookback,
-                discipline=u.discipline,
-                appetite=u.appetite,
-            )
+            plan = plan_for(rng, u, tables)
             items.append(Recurring(plan, ui, start, end))
         saved[ui] = items
     return Catalogue(world, dashboards, jobs, saved)
@@ -528,14 +507,8 @@ class Day:
                         limit=rng.choice([None, 10, 100, 1000]),
                     )
                 else:
-                    plan = random_plan(
-                        rng,
-                        tables,
-                        profile=kind if kind != "engineer" else "analyst",
-                        lookbacks=user.lookback,
-                        discipline=user.discipline,
-                        appetite=user.appetite,
-                    )
+                    profile = "analyst" if kind == "engineer" else kind
+                    plan = plan_for(rng, user, tables, profile=profile)
                     if user.style.get("comment") and rng.random() < 0.4:
                         plan.comment = rng.choice(COMMENT_TEXTS).format(
                             n=rng.randint(1, 9999), team=user.team, tool=user.source
@@ -552,15 +525,8 @@ class Day:
         t = rng.choice(tables)
         u = rng.random()
         if u < 0.3:
-            plan = random_plan(
-                rng,
-                tables,
-                profile="analyst",
-                lookbacks=user.lookback,
-                discipline=user.discipline,
-                appetite=user.appetite,
-                statement="explain_analyze" if rng.random() < 0.12 else "explain",
-            )
+            statement = "explain_analyze" if rng.random() < 0.12 else "explain"
+            plan = plan_for(rng, user, tables, profile="analyst", statement=statement)
             self.run_plan(plan, ui, when)
         elif u < 0.75:
             prop = rng.choice(

@@ -14,7 +14,7 @@ import math
 import random
 from dataclasses import dataclass, field, replace
 
-from .world import GB, HIGH, LOW, MB, MEDIUM, UNIQUE, Col, Table
+from .world import GB, HIGH, LOW, MB, MEDIUM, UNIQUE, Col, Table, User
 
 JOIN_KINDS = [
     ("JOIN", 0.45),
@@ -303,6 +303,21 @@ def random_plan(
         target=target,
         comment=None,
         hidden=math.exp(rng.gauss(0.0, 0.55)) * appetite,
+    )
+
+
+def plan_for(
+    rng: random.Random, user: User, tables: list[Table], *, profile: str | None = None, **options
+) -> Plan:
+    """A plan drawn in ``user``'s habits: their date windows, discipline and appetite."""
+    options.setdefault("discipline", user.discipline)
+    return random_plan(
+        rng,
+        tables,
+        profile=profile or user.kind,
+        lookbacks=user.lookback,
+        appetite=user.appetite,
+        **options,
     )
 
 
