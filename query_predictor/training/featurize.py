@@ -24,11 +24,14 @@ import datetime as dt
 import json
 import multiprocessing
 import os
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import polars as pl
+from tqdm import tqdm
 
 from query_predictor.core.features import BASE_NAMES, FeatureExtractor, QueryContext
 from query_predictor.core.featurizer import FEATURE_NAMES, QueryFeaturizer, day_number
@@ -38,6 +41,7 @@ from query_predictor.core.tfidf import TfidfVocabulary, fit_vocabulary
 from .hashing import unit_hashes
 from .history import point_in_time, snapshot
 
+T = TypeVar("T")
 CONTEXT_COLUMNS = (
     "query",
     "user",
@@ -92,6 +96,11 @@ def _analyze_chunk(chunk: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _progress(items: Iterable[T], total: int) -> Iterable[T]:
+    """A progress bar over chunks of 20,000 statements (quiet when not a terminal)."""
+    return tqdm(items, total=total, desc="featurize", unit="chunk", disable=None)
+
+
 def analyze_frame(
     frame: pl.DataFrame, *, workers: int, full: pl.Series | None = None
 ) -> pl.DataFrame:
@@ -106,9 +115,9 @@ def analyze_frame(
     if workers > 1 and len(chunks) > 1:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            parts = list(pool.map(_analyze_chunk, chunks))
+            parts = list(_progress(pool.map(_analyze_chunk, chunks), len(chunks)))
     else:
-        parts = [_analyze_chunk(c) for c in chunks]
+        parts = [_analyze_chunk(c) for c in _progress(chunks, len(chunks))]
     return frame.hstack(pl.concat(parts))
 
 
