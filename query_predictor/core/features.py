@@ -22,7 +22,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from .sql_tokens import as_text, fingerprint, normalized_tokens, tokenize, without_comments
+from .sql_tokens import (
+    as_text,
+    fingerprint,
+    is_comment,
+    normalized_tokens,
+    tokenize,
+    without_comments,
+)
 
 
 class Feature(NamedTuple):
@@ -416,7 +423,7 @@ class FeatureExtractor:
                         dates.extend([day] * count)
             elif c.isdigit() or (c == "." and len(tok) > 1):
                 f["n_numeric_literals"] += count
-            elif c in "-/" and tok[:2] in ("--", "/*"):
+            elif is_comment(tok):
                 f["n_comments"] += count
         if dates:
             f["n_date_literals"] = len(dates)

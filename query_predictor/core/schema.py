@@ -89,7 +89,6 @@ RAW_COLUMNS: tuple[Column, ...] = (
 )
 
 RAW_SCHEMA: dict[str, pl.DataType] = {c.name: c.dtype for c in RAW_COLUMNS}
-_BY_NAME = {c.name: c for c in RAW_COLUMNS}
 _NON_NEGATIVE = [c.name for c in RAW_COLUMNS if c.dtype in (INT, pl.Float64)]
 QUERY_STATES = ("FINISHED", "FAILED")
 QUARANTINE_REASON = "quarantine_reason"
@@ -219,11 +218,3 @@ def split_valid(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     bad = tagged.filter(pl.col(QUARANTINE_REASON).is_not_null())
     good = tagged.filter(pl.col(QUARANTINE_REASON).is_null()).drop(QUARANTINE_REASON)
     return good, bad
-
-
-def column(name: str) -> Column:
-    """The schema entry for ``name`` (KeyError names the unknown column)."""
-    try:
-        return _BY_NAME[name]
-    except KeyError:
-        raise KeyError(f"{name!r} is not a raw log column") from None

@@ -63,7 +63,7 @@ def is_literal(token: str) -> bool:
 
 def without_comments(tokens: list[str]) -> list[str]:
     """``tokens`` minus comments, so that neighbours are syntax neighbours."""
-    return [t for t in tokens if not (t[0] in "-/" and t[:2] in ("--", "/*"))]
+    return [t for t in tokens if not is_comment(t)]
 
 
 def normalized_tokens(tokens: list[str]) -> list[str]:
@@ -79,8 +79,6 @@ def normalized_tokens(tokens: list[str]) -> list[str]:
                 out[-1] = "?"  # DATE '2025-06-01' is one literal
             else:
                 out.append("?")
-        elif first in "-/" and tok[:2] in ("--", "/*"):
-            pass
         elif tok == "in" and i + 1 < n and tokens[i + 1] == "(":
             j = i + 2
             while j < n and (tokens[j] == "," or tokens[j] in "+-" or is_literal(tokens[j])):

@@ -14,7 +14,6 @@ from query_predictor.core.schema import (
     RAW_COLUMNS,
     RAW_SCHEMA,
     SchemaError,
-    column,
     conform,
     split_valid,
 )
@@ -51,12 +50,6 @@ def test_schema_tables_agree() -> None:
     assert RAW_SCHEMA["cpu_time_millis"] == pl.Int64
     assert RAW_SCHEMA["inputs"] == pl.List(pl.String)
     assert QUARANTINE_REASON not in RAW_SCHEMA
-
-
-def test_column_lookup_names_unknown_column() -> None:
-    assert column("user").required
-    with pytest.raises(KeyError, match=r"'cpu_seconds' is not a raw log column"):
-        column("cpu_seconds")
 
 
 def test_rawlog_helper_row_is_valid() -> None:
