@@ -1,0 +1,107 @@
+"""Threshold search and PRD checks against brute force on small arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from query_predictor.training.threshold import choose_threshold, cost_curve, prd_check
+
+
+def brute_force(y: np.ndarray, s: np.ndarray, cost_fn: float, cost_fp: float):
+    """Every candidate threshold tried the slow way: (threshold, cost, recall) list."""
+    candidates = sorted({*s.tolist(), float(np.nextafter(s.max(), np.inf))}, reverse=True)
+    out = []
+    for t in candidates:
+        predicted = s >= t
+        fn = int((~predicted & y).sum())
+        fp = int((predicted & ~y).sum())
+        recall = (predicted & y).sum() / y.sum() if y.sum() else 0.0
+        out.append((t, cost_fn * fn + cost_fp * fp, recall))
+    return out
+
+
+cases = st.integers(min_value=1, max_value=40).flatmap(
+    lambda n: st.tuples(
+        st.lists(st.booleans(), min_size=n, max_size=n),
+        st.lists(
+            st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.5, 0.75, 0.9, 1.0]), min_size=n, max_size=n
+        ),
+    )
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(cases, st.sampled_from([1.0, 5.0, 100.0]), st.sampled_from([0.5, 0.9, 0.98, 1.0]))
+def test_matches_brute_force(case, cost_fn: float, min_recall: float) -> None:
+    y, s = np.array(case[0]), np.array(case[1])
+    reference = brute_force(y, s, cost_fn, 1.0)
+    curve = cost_curve(y, s, cost_fn=cost_fn, cost_fp=1.0)
+    assert curve.threshold.tolist() == [t for t, _, _ in reference]
+    assert curve.cost.tolist() == [c for _, c, _ in reference]
+    assert (curve.tp + curve.fn == y.sum()).all() and (curve.fp + curve.tn == (~y).sum()).all()
+    choice = choose_threshold(y, s, cost_fn=cost_fn, cost_fp=1.0, min_recall=min_recall)
+    cheapest = min(c for _, c, _ in reference)
+    # the highest threshold among the cheapest
+    assert choice.cost_optimal == max(t for t, c, _ in reference if c == cheapest)
+    assert choice.cost_optimal_cost == cheapest
+    meeting = [t for t, _, r in reference if y.sum() and r >= min_recall]
+    assert choice.recall_threshold == (max(meeting) if meeting else None)
+
+
+def test_missing_heavy_costs_a_hundred_times_more() -> None:
+    y = np.array([1, 0, 0, 0, 0, 0], dtype=bool)
+    s = np.array([0.2, 0.3, 0.4, 0.5, 0.6, 0.9])
+    choice = choose_threshold(y, s, cost_fn=100.0, cost_fp=1.0, min_recall=0.98)
+    assert choice.cost_optimal == 0.2  # route five light queries rather than miss the heavy one
+    assert choice.cost_optimal_cost == 5.0
+    balanced = choose_threshold(y, s, cost_fn=1.0, cost_fp=1.0, min_recall=0.98)
+    assert balanced.cost_optimal > 0.9  # at equal costs, routing nothing is cheapest
+    assert balanced.recall_threshold == 0.2
+
+
+def test_recall_policy_uses_the_recall_threshold() -> None:
+    y = np.array([1, 1, 0, 0], dtype=bool)
+    s = np.array([0.9, 0.1, 0.5, 0.05])
+    cheap = choose_threshold(y, s, cost_fn=1.0, cost_fp=1.0, min_recall=1.0)
+    assert cheap.chosen == cheap.cost_optimal == 0.9
+    strict = choose_threshold(y, s, cost_fn=1.0, cost_fp=1.0, min_recall=1.0, policy="recall")
+    assert strict.chosen == strict.recall_threshold == 0.1
+    with pytest.raises(ValueError, match="policy='other'"):
+        choose_threshold(y, s, cost_fn=1.0, cost_fp=1.0, min_recall=1.0, policy="other")
+
+
+@pytest.mark.parametrize(
+    ("scores", "threshold", "compliant", "recall"),
+    [
+        ([0.9] * 98 + [0.1] * 2, 0.5, True, 0.98),  # exactly at the PRD
+        ([0.9] * 97 + [0.1] * 3, 0.5, False, 0.97),
+        ([0.9] * 100, 0.9, True, 1.0),  # a score equal to the threshold is routed
+    ],
+)
+def test_prd_edges(scores: list[float], threshold: float, compliant: bool, recall: float) -> None:
+    y = np.ones(len(scores), dtype=bool)
+    result = prd_check(y, np.array(scores), threshold=threshold, min_recall=0.98, max_fnr=0.02)
+    assert result["prd_compliant"] is compliant
+    assert result["recall"] == pytest.approx(recall)
+    assert result["fnr"] == pytest.approx(1 - recall)
+
+
+def test_prd_without_heavy_rows_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="no heavy query: recall and FNR are undefined"):
+        prd_check(np.zeros(5, dtype=bool), np.ones(5), threshold=0.5, min_recall=0.98, max_fnr=0.02)
+
+
+@pytest.mark.parametrize(
+    ("labels", "scores", "message"),
+    [
+        ([], [], "no rows"),
+        ([1, 0], [0.5], "2 labels but 1 scores"),
+        ([1, 0], [0.5, float("nan")], "1 scores are NaN or infinite"),
+    ],
+)
+def test_bad_input_is_named(labels, scores, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        cost_curve(np.array(labels, dtype=bool), np.array(scores), cost_fn=100.0, cost_fp=1.0)
