@@ -169,7 +169,19 @@ class Model(_Section):
     cv_folds: int = Field(5, ge=2)
     cost_fn: float = Field(100.0, gt=0)
     cost_fp: float = Field(1.0, gt=0)
-    seed: int = 42
+    seed: int = Field(42, ge=0, lt=2**31)
+    max_depth: int = Field(6, ge=1, le=20)
+    learning_rate: float = Field(0.1, gt=0, le=1)
+    early_stopping_rounds: int = Field(20, ge=1)
+    threshold_policy: Literal["cost_optimal", "recall"] = "cost_optimal"
+
+
+class Prd(_Section):
+    """The product requirement the model must meet on the test split."""
+
+    min_recall: float = Field(0.98, gt=0, le=1)
+    max_fnr: float = Field(0.02, ge=0, lt=1)
+    enforce: bool = False  # true: a failing PRD fails `dvc repro`
 
 
 class Replay(_Section):
@@ -198,6 +210,7 @@ class Params(_Section):
     boundary_sampling: BoundarySampling = BoundarySampling()
     features: Features = Features()
     model: Model = Model()
+    prd: Prd = Prd()
     replay: Replay = Replay()
     engine: Engine = Engine()
     analysis: Analysis = Analysis()

@@ -21,6 +21,7 @@ TINY = {
     "data_loading": {"start_date": "2025-06-01", "end_date": "2025-06-05"},
     "splits": {"train_days": 3, "val_days": 1, "test_days": 1},
     "zero_cost": {"min_support": 20},
+    "model": {"n_estimators": 20},
 }
 
 
@@ -52,8 +53,10 @@ def project(tmp_path: Path) -> Path:
 
 def test_repro_runs_once_then_only_what_changed(project: Path) -> None:
     first = _run(["dvc", "repro"], project)
-    for stage in ("generate", "load", "zero_cost", "split", "featurize"):
+    for stage in ("generate", "load", "zero_cost", "split", "featurize", "train"):
         assert f"Running stage '{stage}'" in first.stdout
+    trained = json.loads((project / "metrics" / "train.json").read_text())
+    assert len(trained["folds"]) == 5 and "prd_compliant" in trained["test"]
     featurized = json.loads((project / "metrics" / "featurize.json").read_text())
     assert featurized["parity"]["passed"] and featurized["parity"]["rows_checked"] > 50
     metrics = json.loads((project / "metrics" / "load.json").read_text())

@@ -1,0 +1,84 @@
+"""Stage train: cross-validated XGBoost, threshold on validation, PRD check on test.
+
+    python stages/train.py --features data/features --vocab models/tfidf_vocab.json \
+        --model models/xgb_model.json --metrics metrics/train.json
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from query_predictor.storage import atomic_file, write_json
+from query_predictor.summary import print_summary, run_stage, start_stage
+from query_predictor.training.model import (
+    cross_validate_and_fit,
+    load_features,
+    summarize_folds,
+    vocabulary_size,
+)
+from query_predictor.training.threshold import choose_threshold, prd_check
+
+
+def main() -> None:
+    args, params = start_stage(__doc__, ("--features", "--vocab", "--model", "--metrics"))
+    model, prd = params.model, params.prd
+    started = time.perf_counter()
+    terms = vocabulary_size(args.vocab)
+    x_train, y_train = load_features(Path(args.features) / "train.parquet", n_terms=terms)
+    x_val, y_val = load_features(Path(args.features) / "val.parquet", n_terms=terms)
+    x_test, y_test = load_features(Path(args.features) / "test.parquet", n_terms=terms)
+    result = cross_validate_and_fit(x_train, y_train, model, threads=params.engine.workers)
+    with atomic_file(args.model) as tmp:  # XGBoost's own JSON format, never pickle
+        tmp.write_bytes(result.model.get_booster().save_raw(raw_format="json"))
+    choice = choose_threshold(
+        y_val,
+        result.model.predict_proba(x_val)[:, 1],
+        cost_fn=model.cost_fn,
+        cost_fp=model.cost_fp,
+        min_recall=prd.min_recall,
+        policy=model.threshold_policy,
+    )
+    check = prd_check(
+        y_test,
+        result.model.predict_proba(x_test)[:, 1],
+        threshold=choice.chosen,
+        min_recall=prd.min_recall,
+        max_fnr=prd.max_fnr,
+    )
+    write_json(
+        args.metrics,
+        {
+            **summarize_folds(result.folds),
+            "folds": result.folds,
+            "n_trees": result.n_trees,
+            "threshold": {
+                "chosen": choice.chosen,
+                "policy": choice.policy,
+                "cost_optimal": choice.cost_optimal,
+                "cost_optimal_validation_cost": choice.cost_optimal_cost,
+                "cost_optimal_validation_recall": choice.cost_optimal_recall,
+                "highest_meeting_min_recall": choice.recall_threshold,
+            },
+            "test": check,
+        },
+    )
+    verdict = "MET" if check["prd_compliant"] else "NOT MET"
+    print_summary(
+        "train",
+        {
+            "folds": len(result.folds),
+            **summarize_folds(result.folds),
+            "trees": result.n_trees,
+            "threshold": f"{choice.chosen:.6f} ({choice.policy})",
+            "PRD on test": f"{verdict}: recall {check['recall']:.4f} (>= {prd.min_recall}), "
+            f"FNR {check['fnr']:.4f} (<= {prd.max_fnr})",
+            "seconds": round(time.perf_counter() - started, 1),
+        },
+    )
+    if prd.enforce and not check["prd_compliant"]:
+        raise SystemExit("error: the PRD is not met and prd.enforce is true")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,67 @@
+"""Training: feature matrices read back as CSR, deterministic cross-validated XGBoost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from query_predictor.core.featurizer import FEATURE_NAMES
+from query_predictor.params import parse_params
+from query_predictor.training.model import cross_validate_and_fit, load_features, summarize_folds
+
+
+def write_split(path: Path, rows: int, seed: int) -> np.ndarray:
+    """A feature parquet like the featurize stage's: heavy rows have larger feature 0."""
+    rng = np.random.default_rng(seed)
+    heavy = rng.random(rows) < 0.2
+    dense = rng.normal(size=(rows, len(FEATURE_NAMES))).astype(np.float32)
+    dense[:, 0] += heavy * 2.5
+    index = [sorted(rng.choice(30, size=3, replace=False).tolist()) for _ in range(rows)]
+    value = [[0.5, 0.5, 0.7071] for _ in range(rows)]
+    frame = pl.DataFrame(dense, schema=list(FEATURE_NAMES)).with_columns(
+        query_id=pl.Series([f"q{seed}_{i}" for i in range(rows)]),
+        is_heavy=pl.Series(heavy),
+        tfidf_index=pl.Series(index, dtype=pl.List(pl.Int32)),
+        tfidf_value=pl.Series(value, dtype=pl.List(pl.Float32)),
+    )
+    frame.write_parquet(path)
+    return heavy
+
+
+def test_load_features_builds_dense_then_sparse_columns(tmp_path: Path) -> None:
+    heavy = write_split(tmp_path / "train.parquet", 50, seed=1)
+    x, y = load_features(tmp_path / "train.parquet", n_terms=30)
+    assert x.shape == (50, len(FEATURE_NAMES) + 30)
+    assert (y == heavy).all()
+    frame = pl.read_parquet(tmp_path / "train.parquet")
+    row = x[7].toarray().ravel()
+    assert row[: len(FEATURE_NAMES)] == pytest.approx(frame.select(FEATURE_NAMES).row(7))
+    for column, weight in zip(frame["tfidf_index"][7], frame["tfidf_value"][7], strict=True):
+        assert row[len(FEATURE_NAMES) + column] == pytest.approx(weight)
+
+
+def test_cross_validation_is_deterministic_and_learns(tmp_path: Path) -> None:
+    write_split(tmp_path / "train.parquet", 600, seed=2)
+    x, y = load_features(tmp_path / "train.parquet", n_terms=30)
+    params = parse_params({"model": {"n_estimators": 30, "cv_folds": 3}}).model
+    first = cross_validate_and_fit(x, y, params, threads=2)
+    second = cross_validate_and_fit(x, y, params, threads=1)
+    assert len(first.folds) == 3
+    assert first.folds == second.folds
+    assert bytes(first.model.get_booster().save_raw(raw_format="json")) == bytes(
+        second.model.get_booster().save_raw(raw_format="json")
+    )
+    summary = summarize_folds(first.folds)
+    assert summary["mean_roc_auc"] > 0.8  # feature 0 separates the classes
+    assert 1 <= first.n_trees <= 30
+
+
+def test_too_few_heavy_rows_for_the_folds_is_named(tmp_path: Path) -> None:
+    write_split(tmp_path / "train.parquet", 12, seed=3)
+    x, y = load_features(tmp_path / "train.parquet", n_terms=30)
+    params = parse_params({"model": {"cv_folds": 10}}).model
+    with pytest.raises(ValueError, match=r"too few for model\.cv_folds=10"):
+        cross_validate_and_fit(x, y, params)
