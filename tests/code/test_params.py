@@ -106,8 +106,8 @@ def test_sections_are_frozen() -> None:
         ),
         ({"filter": {}}, r"\n  filter: unknown key"),
         (
-            {"model": {"n_estimators": 10, "learning_rate": 0.1}},
-            r"model\.learning_rate: unknown key",
+            {"model": {"n_estimators": 10, "learning_rat": 0.1}},
+            r"model\.learning_rat: unknown key",
         ),
         ({"synth": {"seed": 1, "sede": 2}}, r"synth\.sede: unknown key"),
     ],
