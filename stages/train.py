@@ -1,7 +1,7 @@
 """Stage train: cross-validated XGBoost, threshold on validation, PRD check on test.
 
     python stages/train.py --features data/features --vocab models/tfidf_vocab.json \
-        --model models/xgb_model.json --metrics metrics/train.json
+        --model models/xgb_model.json --metrics metrics/train.json --plots plots/train
 """
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from query_predictor.storage import atomic_file, write_json
+import polars as pl
+
+from query_predictor.storage import atomic_dir, atomic_file, write_json
 from query_predictor.summary import print_summary, run_stage, start_stage
 from query_predictor.training.model import (
     cross_validate_and_fit,
@@ -17,11 +19,18 @@ from query_predictor.training.model import (
     summarize_folds,
     vocabulary_size,
 )
-from query_predictor.training.threshold import choose_threshold, prd_check
+from query_predictor.training.threshold import (
+    choose_threshold,
+    cost_curve,
+    curve_table,
+    prd_check,
+)
 
 
 def main() -> None:
-    args, params = start_stage(__doc__, ("--features", "--vocab", "--model", "--metrics"))
+    args, params = start_stage(
+        __doc__, ("--features", "--vocab", "--model", "--metrics", "--plots")
+    )
     model, prd = params.model, params.prd
     started = time.perf_counter()
     terms = vocabulary_size(args.vocab)
@@ -31,9 +40,10 @@ def main() -> None:
     result = cross_validate_and_fit(x_train, y_train, model, threads=params.engine.workers)
     with atomic_file(args.model) as tmp:  # XGBoost's own JSON format, never pickle
         tmp.write_bytes(result.model.get_booster().save_raw(raw_format="json"))
+    val_scores = result.model.predict_proba(x_val)[:, 1]
     choice = choose_threshold(
         y_val,
-        result.model.predict_proba(x_val)[:, 1],
+        val_scores,
         cost_fn=model.cost_fn,
         cost_fp=model.cost_fp,
         min_recall=prd.min_recall,
@@ -46,6 +56,9 @@ def main() -> None:
         min_recall=prd.min_recall,
         max_fnr=prd.max_fnr,
     )
+    curve = cost_curve(y_val, val_scores, cost_fn=model.cost_fn, cost_fp=model.cost_fp)
+    with atomic_dir(args.plots) as tmp:
+        pl.DataFrame(curve_table(curve)).write_csv(Path(tmp) / "cost_curve.csv")
     write_json(
         args.metrics,
         {

@@ -76,6 +76,23 @@ def cost_curve(
     return CostCurve(threshold, tp, fp, fn, tn, cost_fn * fn + cost_fp * fp)
 
 
+def curve_table(curve: CostCurve, *, points: int = 400) -> list[dict[str, float]]:
+    """At most ``points`` rows of the curve (evenly spaced by index, ends kept), for a plot."""
+    n = len(curve.threshold)
+    keep = np.unique(np.linspace(0, n - 1, num=min(points, n)).round().astype(int))
+    recall = curve.recall
+    return [
+        {
+            "threshold": float(curve.threshold[i]),
+            "cost": float(curve.cost[i]),
+            "recall": round(float(recall[i]), 6),
+            "false_positives": int(curve.fp[i]),
+            "false_negatives": int(curve.fn[i]),
+        }
+        for i in keep
+    ]
+
+
 def choose_threshold(
     labels: np.ndarray,
     scores: np.ndarray,

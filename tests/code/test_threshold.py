@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from query_predictor.training.threshold import choose_threshold, cost_curve, prd_check
+from query_predictor.training.threshold import choose_threshold, cost_curve, curve_table, prd_check
 
 
 def brute_force(y: np.ndarray, s: np.ndarray, cost_fn: float, cost_fp: float):
@@ -105,3 +105,17 @@ def test_prd_without_heavy_rows_is_a_clear_error() -> None:
 def test_bad_input_is_named(labels, scores, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         cost_curve(np.array(labels, dtype=bool), np.array(scores), cost_fn=100.0, cost_fp=1.0)
+
+
+def test_curve_table_keeps_the_ends_and_at_most_the_points_asked() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.random(5000) < 0.1
+    s = rng.random(5000)
+    curve = cost_curve(y, s, cost_fn=100.0, cost_fp=1.0)
+    table = curve_table(curve, points=50)
+    assert len(table) == 50
+    assert table[0]["threshold"] == curve.threshold[0] and table[0]["recall"] == 0.0
+    assert table[-1]["threshold"] == curve.threshold[-1] and table[-1]["recall"] == 1.0
+    assert [r["threshold"] for r in table] == sorted((r["threshold"] for r in table), reverse=True)
+    small = curve_table(cost_curve(y[:3], s[:3], cost_fn=1.0, cost_fp=1.0), points=50)
+    assert len(small) == len(set(s[:3])) + 1
