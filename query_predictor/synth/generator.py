@@ -33,8 +33,9 @@ import polars as pl
 from tqdm import tqdm
 
 from query_predictor.core.schema import RAW_SCHEMA
-from query_predictor.params import Synth
+from query_predictor.params import DataLoading, Filters, Synth
 from query_predictor.storage import atomic_dir, write_parquet
+from query_predictor.training.loading import heavy_conditions, workload
 
 from .execution import execute
 from .plans import COMMENT_TEXTS, Plan, Work, plan_for, render, work
@@ -822,13 +823,16 @@ def generate(synth: Synth, *, output_dir: str | Path, workers: int = 0) -> dict[
 def summarize(raw_dir: str | Path) -> dict[str, object]:
     """Realism figures of a generated log (what the README and the realism tests check)."""
     lf = pl.scan_parquet(f"{raw_dir}/**/*.parquet", hive_partitioning=False)
-    gib = 2**30
+    # the label and the workload split of the load stage, at their default params
+    rules = DataLoading()
+    cpu, memory, resource = heavy_conditions(
+        cpu_threshold_seconds=rules.cpu_threshold_seconds,
+        memory_threshold_gb=rules.memory_threshold_gb,
+        resource_error_codes=rules.resource_error_codes,
+    )
     flagged = lf.with_columns(
-        heavy=(pl.col("cpu_time_millis") >= 300_000)
-        | (pl.col("peak_memory_bytes") > 10 * gib)
-        | pl.col("error_type").eq("INSUFFICIENT_RESOURCES").fill_null(False)
-        & ~pl.col("error_code").is_in(["QUERY_QUEUE_FULL", "ADMINISTRATIVELY_PREEMPTED"]),
-        curated=pl.col("resource_group_id").str.starts_with("global.curated"),
+        heavy=cpu | memory | resource,
+        curated=workload(Filters()) == "CURATED",
         metadata=pl.col("query_type").eq("DESCRIBE")
         | pl.col("query").str.contains(r"(?i)information_schema|system\.(jdbc|metadata)"),
     )

@@ -101,6 +101,20 @@ def scan_raw(
     return pl.concat(frames, how="vertical")
 
 
+def heavy_conditions(
+    *,
+    cpu_threshold_seconds: float,
+    memory_threshold_gb: float,
+    resource_error_codes: tuple[str, ...],
+) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+    """The three reasons a query is heavy, as polars expressions: the one label definition."""
+    return (
+        pl.col("cpu_time_millis") >= cpu_threshold_seconds * 1000.0,
+        pl.col("peak_memory_bytes") > memory_threshold_gb * GIB,
+        pl.col("error_code").is_in(list(resource_error_codes)).fill_null(False),
+    )
+
+
 def label(
     frame: pl.DataFrame,
     *,
@@ -114,9 +128,11 @@ def label(
     memory_threshold_gb * 2**30`` (Trino reports memory in binary units: its "10GB" is 10 GiB),
     or ``error_code`` is one of ``resource_error_codes``.
     """
-    cpu = pl.col("cpu_time_millis") >= cpu_threshold_seconds * 1000.0
-    memory = pl.col("peak_memory_bytes") > memory_threshold_gb * GIB
-    resource = pl.col("error_code").is_in(list(resource_error_codes)).fill_null(False)
+    cpu, memory, resource = heavy_conditions(
+        cpu_threshold_seconds=cpu_threshold_seconds,
+        memory_threshold_gb=memory_threshold_gb,
+        resource_error_codes=resource_error_codes,
+    )
     reason = pl.concat_str(
         [
             pl.when(cpu).then(pl.lit("cpu")),
