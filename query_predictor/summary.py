@@ -8,11 +8,12 @@ import logging
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
+from query_predictor.core.onnx_model import ModelError
 from query_predictor.core.schema import SchemaError
 from query_predictor.params import Params, ParamsError, load_params
 
 # Errors a user causes and can fix: printed as one message, exit status 1.
-USER_ERRORS = (ParamsError, SchemaError, FileNotFoundError)
+USER_ERRORS = (ParamsError, SchemaError, ModelError, FileNotFoundError)
 
 
 def _format(value: object) -> str:

@@ -76,10 +76,14 @@ def cost_curve(
     return CostCurve(threshold, tp, fp, fn, tn, cost_fn * fn + cost_fp * fp)
 
 
+def thin(n: int, points: int) -> np.ndarray:
+    """At most ``points`` indices into ``n`` rows, evenly spaced, first and last kept."""
+    return np.unique(np.linspace(0, n - 1, num=min(points, n)).round().astype(int))
+
+
 def curve_table(curve: CostCurve, *, points: int = 400) -> list[dict[str, float]]:
     """At most ``points`` rows of the curve (evenly spaced by index, ends kept), for a plot."""
-    n = len(curve.threshold)
-    keep = np.unique(np.linspace(0, n - 1, num=min(points, n)).round().astype(int))
+    keep = thin(len(curve.threshold), points)
     recall = curve.recall
     return [
         {
