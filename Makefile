@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup pipeline test lint lock bench clean
+.PHONY: setup pipeline test lint lock bench clean plot-assets check-plots
 
 setup: $(STAMP)
 
@@ -32,6 +32,16 @@ lock:
 	.lock-venv/bin/python -m pip install --quiet ".[pipeline,dev]"
 	.lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^trino-query-predictor' > requirements.lock
 	rm -rf .lock-venv
+
+# Vega builds for viewing and checking `dvc plots` pages offline (npm registry, pinned lock).
+plot-assets: scripts/plots/node_modules/.package-lock.json
+
+scripts/plots/node_modules/.package-lock.json: scripts/plots/package-lock.json
+	cd scripts/plots && npm ci --no-audit --no-fund --ignore-scripts --silent
+
+# Render `dvc plots show` and check in headless Chromium that every plot drew.
+check-plots: setup plot-assets
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python scripts/check_plots.py --screenshot plots-html/plots.png
 
 bench: setup
 	$(BIN)/python benchmarks/pipeline.py

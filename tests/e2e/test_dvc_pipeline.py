@@ -25,6 +25,21 @@ TINY = {
 }
 
 
+STAGES = ("generate", "load", "zero_cost", "split", "featurize", "train", "export", "evaluate")
+HEADLINE = (
+    "recall",
+    "fnr",
+    "fpr",
+    "precision",
+    "routed_share",
+    "threshold",
+    "expected_cost",
+    "roc_auc",
+    "pr_auc",
+    "prd_compliant",
+)
+
+
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
@@ -48,12 +63,13 @@ def project(tmp_path: Path) -> Path:
     _run(["git", "config", "user.name", "CI"], tmp_path)
     _run(["dvc", "init", "-q"], tmp_path)
     _run(["dvc", "config", "core.analytics", "false"], tmp_path)
+    shutil.copytree(REPO / ".dvc" / "plots", tmp_path / ".dvc" / "plots")  # plot templates
     return tmp_path
 
 
 def test_repro_runs_once_then_only_what_changed(project: Path) -> None:
     first = _run(["dvc", "repro"], project)
-    for stage in ("generate", "load", "zero_cost", "split", "featurize", "train"):
+    for stage in STAGES:
         assert f"Running stage '{stage}'" in first.stdout
     trained = json.loads((project / "metrics" / "train.json").read_text())
     assert len(trained["folds"]) == 5 and "prd_compliant" in trained["test"]
@@ -138,3 +154,71 @@ def test_bad_params_fail_with_the_key_named(project: Path) -> None:
     assert done.returncode == 1
     assert "data_loading.sample_fraction=0" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _set_param(project: Path, section: str, key: str, value: object) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params[section][key] = value
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def _metric_rows(markdown: str) -> set[tuple[str, str]]:
+    """(path, metric) of each row of a `dvc metrics diff --md` table."""
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in markdown.splitlines()]
+    return {(row[0], row[1]) for row in cells if len(row) >= 2 and row[0].startswith("metrics/")}
+
+
+def test_model_change_reruns_training_only_and_shows_in_metrics_diff(project: Path) -> None:
+    _run(["dvc", "repro"], project)
+    evaluated = json.loads((project / "metrics" / "evaluate.json").read_text())
+    assert set(HEADLINE) <= set(evaluated)
+    exported = json.loads((project / "metrics" / "export.json").read_text())
+    assert exported["parity"]["ok"] and exported["parity"]["max_abs_diff"] < 1e-5
+    metadata = json.loads((project / "models" / "metadata.json").read_text())
+    assert len(metadata["feature_names"]) == exported["width"]
+    assert metadata["threshold"] == evaluated["threshold"]
+    assert {p.name for p in (project / "plots" / "evaluate").iterdir()} == {
+        f"{name}.csv"
+        for name in (
+            "roc",
+            "precision_recall",
+            "cost_curve",
+            "confusion",
+            "calibration",
+            "importance",
+        )
+    }
+    onnx_first = (project / "models" / "model.onnx").read_bytes()
+    _run(["git", "add", "-A"], project)
+    _run(["git", "commit", "-qm", "baseline model"], project)
+
+    _set_param(project, "model", "n_estimators", 5)
+    rerun = _run(["dvc", "repro"], project)
+    for stage in ("train", "export", "evaluate"):
+        assert f"Running stage '{stage}'" in rerun.stdout
+    for upstream in ("generate", "load", "zero_cost", "split", "featurize"):
+        assert f"Running stage '{upstream}'" not in rerun.stdout
+    assert (project / "models" / "model.onnx").read_bytes() != onnx_first
+    changed = _metric_rows(_run(["dvc", "metrics", "diff", "HEAD", "--md"], project).stdout)
+    assert any(path == "metrics/evaluate.json" for path, _ in changed)
+    assert ("metrics/train.json", "n_trees") in changed
+    listed = _metric_rows(_run(["dvc", "metrics", "diff", "HEAD", "--md", "--all"], project).stdout)
+    assert {("metrics/evaluate.json", "recall"), ("metrics/evaluate.json", "fnr")} <= listed
+
+    _set_param(project, "model", "n_estimators", 20)  # back to the committed model
+    _run(["dvc", "repro"], project)
+    assert (project / "models" / "model.onnx").read_bytes() == onnx_first
+    forced = _run(["dvc", "repro", "--force"], project)
+    assert "Running stage 'generate'" in forced.stdout
+    assert (project / "models" / "model.onnx").read_bytes() == onnx_first
+    assert _run(["git", "status", "--porcelain"], project).stdout == ""  # same lock, metrics
+
+    check = REPO / "scripts" / "check_plots.py"
+    assets = REPO / "scripts" / "plots" / "node_modules" / "vega" / "build" / "vega.min.js"
+    if shutil.which("chromium") and assets.exists():
+        out = project / "plots-html"
+        drawn = _run(
+            [sys.executable, str(check), "--repo", str(project), "--out", str(out)], project
+        )
+        assert "0 plots drew" not in drawn.stdout and "BLANK" not in drawn.stdout
+        assert " plots drew" in drawn.stdout
