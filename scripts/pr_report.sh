@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The pull-request report: what a reviewer needs to judge a model change, as Markdown.
+#
+#   scripts/pr_report.sh [BASE] [PLOTS_DIR]
+#
+# BASE is the revision to compare with (default: origin/main, else main); the workspace is
+# the other side, so run it after `dvc repro`. Prints the PRD verdict, the test-split metrics
+# of metrics/evaluate.json with their change (recall and FNR first), every other metric that
+# changed, and the params that changed. With PLOTS_DIR, also renders `dvc plots diff BASE`
+# there as HTML. The GitHub workflow (.github/workflows/pull-request.yml) posts this output.
+set -euo pipefail
+
+base="${1:-}"
+if [[ -z "$base" ]]; then
+    base=$(git rev-parse --verify -q origin/main >/dev/null && echo origin/main || echo main)
+fi
+plots="${2:-}"
+git rev-parse --verify -q "$base^{commit}" >/dev/null || {
+    echo "error: no revision '$base' in this repository" >&2
+    exit 2
+}
+[[ -f metrics/evaluate.json ]] || {
+    echo "error: metrics/evaluate.json is missing; run \`dvc repro\` first" >&2
+    exit 2
+}
+
+python - "$base" <<'PY'
+import json, sys
+m = json.load(open("metrics/evaluate.json"))
+verdict = "met" if m["prd_compliant"] else "**NOT met**"
+print(f"## Heavy-query model: workspace against `{sys.argv[1]}`\n")
+print(
+    f"PRD {verdict} on the test split: recall {m['recall']:.4f} (>= {m['prd']['min_recall']}),"
+    f" FNR {m['fnr']:.4f} (<= {m['prd']['max_fnr']}); {m['routed_share']:.2%} of queries"
+    f" routed to the heavy cluster at threshold {m['threshold']:.6f}.\n"
+)
+PY
+
+echo "### Test-split metrics (metrics/evaluate.json)"
+echo
+dvc metrics diff "$base" --all --md --precision 4 --targets metrics/evaluate.json
+echo
+echo "### Every metric that changed"
+echo
+changed=$(dvc metrics diff "$base" --md --precision 4)
+echo "${changed:-No metric changed.}"
+echo
+echo "### Params that changed"
+echo
+params=$(dvc params diff "$base" --md)
+echo "${params:-No param changed.}"
+if [[ -n "$plots" ]]; then
+    dvc plots diff "$base" -o "$plots" >/dev/null
+    echo
+    echo "Plots (ROC, precision-recall, cost, confusion, calibration, importance) against"
+    echo "\`$base\`: \`$plots/index.html\`."
+fi
