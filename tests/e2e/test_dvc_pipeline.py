@@ -143,12 +143,14 @@ def test_model_change_reruns_training_only_and_shows_in_metrics_diff(project: Pa
     assert (project / "models" / "model.onnx").read_bytes() == onnx_first
     assert run(["git", "status", "--porcelain"], project).stdout == ""  # same lock, metrics
 
-    check = REPO / "scripts" / "check_plots.py"
+
+def test_plots_draw_in_headless_chromium(project: Path) -> None:
     assets = REPO / "scripts" / "plots" / "node_modules" / "vega" / "build" / "vega.min.js"
-    if shutil.which("chromium") and assets.exists():
-        out = project / "plots-html"
-        drawn = run(
-            [sys.executable, str(check), "--repo", str(project), "--out", str(out)], project
-        )
-        assert "0 plots drew" not in drawn.stdout and "BLANK" not in drawn.stdout
-        assert " plots drew" in drawn.stdout
+    if not shutil.which("chromium") or not assets.exists():
+        pytest.skip("needs Chromium (apt-get install chromium) and `make plot-assets`")
+    out = project / "plots-html"
+    check = [sys.executable, str(REPO / "scripts" / "check_plots.py"), "--repo", str(project)]
+    drawn = run([*check, "--out", str(out), "--screenshot", str(out / "plots.png")], project)
+    assert "BLANK" not in drawn.stdout
+    assert "16 of 16 plots drew" in drawn.stdout
+    assert (out / "plots.png").stat().st_size > 50_000
