@@ -150,3 +150,26 @@ def test_push_with_wrong_credentials_fails_clearly(project: Path) -> None:
         server.terminate()
         server.wait(timeout=30)
     assert "InvalidAccessKeyId" in message or "forbidden" in message.lower(), message
+
+
+def test_load_reads_raw_logs_from_s3_and_notices_new_ones(project: Path, s3_endpoint: str) -> None:
+    client = boto3.client("s3", endpoint_url=s3_endpoint, **_keys())
+    client.create_bucket(Bucket="trino-logs")
+    raw = project / "data" / "raw"
+    files = sorted(raw.rglob("*.parquet"))
+    for path in files:
+        client.upload_file(str(path), "trino-logs", f"raw/{path.relative_to(raw).as_posix()}")
+    local = (project / "metrics" / "load.json").read_text()
+    set_param(project, "data_loading", "raw_path", "s3://trino-logs/raw")
+    # the endpoint comes from the environment, so dvc.lock stays the same on every machine
+    endpoint = {"AWS_ENDPOINT_URL": s3_endpoint}
+    done = run(["dvc", "repro", "load"], project, **endpoint)
+    assert "Running stage 'load'" in done.stdout
+    assert (project / "metrics" / "load.json").read_text() == local  # same rows, same labels
+    assert "s3://trino-logs/raw" in (project / "dvc.lock").read_text()
+    assert s3_endpoint not in (project / "dvc.lock").read_text()
+    assert "up to date" in run(["dvc", "status", "load"], project, **endpoint).stdout
+
+    client.upload_file(str(files[0]), "trino-logs", "raw/date=2025-06-07/late.parquet")
+    status = run(["dvc", "status", "load"], project, **endpoint).stdout
+    assert "modified:" in status and "s3://trino-logs/raw" in status
