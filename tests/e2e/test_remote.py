@@ -72,6 +72,8 @@ def test_push_pull_and_check_out_a_past_model(
     assert digests(clone) == first
 
     # dvc get from a bare copy of the repository: no cache there, so it reads the remote
+    # a GTO-style release: an annotated tag named <artifact>@v<semver>
+    run(["git", "tag", "-a", "heavy-query-classifier@v1.0.0", "-m", "v1", first_rev], project)
     bare = tmp_path / "bare.git"
     run(["git", "clone", "-q", "--bare", str(project), str(bare)], tmp_path)
     got = tmp_path / "got.onnx"
@@ -83,6 +85,15 @@ def test_push_pull_and_check_out_a_past_model(
         tmp_path,
     )  # fmt: skip
     assert hashlib.sha256(got.read_bytes()).hexdigest() == first["models/model.onnx"]
+    released = tmp_path / "released.onnx"
+    run(
+        [
+            "dvc", "artifacts", "get", str(bare), "heavy-query-classifier", "--rev", "v1.0.0",
+            "-o", str(released), "--remote-config", f"endpointurl={s3_endpoint}",
+        ],
+        tmp_path,
+    )  # fmt: skip
+    assert released.read_bytes() == got.read_bytes()
 
     run(["git", "checkout", "-q", "main"], clone)
     run(["dvc", "checkout"], clone)
