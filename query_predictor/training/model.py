@@ -24,6 +24,7 @@ import scipy.sparse as sp
 import xgboost as xgb
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
+from tqdm import tqdm
 
 from query_predictor.core.featurizer import FEATURE_NAMES
 from query_predictor.params import Model
@@ -83,7 +84,11 @@ def cross_validate_and_fit(
         )
     folds = []
     splitter = StratifiedKFold(n_splits=params.cv_folds, shuffle=True, random_state=params.seed)
-    for number, (fit_rows, held_rows) in enumerate(splitter.split(np.zeros(len(y)), y), 1):
+    splits = splitter.split(np.zeros(len(y)), y)
+    progress = tqdm(
+        splits, total=params.cv_folds, desc="cross-validation", unit="fold", disable=None
+    )
+    for number, (fit_rows, held_rows) in enumerate(progress, 1):
         model = _classifier(params, params.n_estimators, early_stopping=True, threads=threads)
         model.fit(x[fit_rows], y[fit_rows], eval_set=[(x[held_rows], y[held_rows])], verbose=False)
         scores = model.predict_proba(x[held_rows])[:, 1]
@@ -99,7 +104,16 @@ def cross_validate_and_fit(
                 "best_iteration": int(model.best_iteration),
             }
         )
+        log.info(
+            "fold %d/%d: PR-AUC %.4f, ROC-AUC %.4f, best iteration %d",
+            number,
+            params.cv_folds,
+            folds[-1]["pr_auc"],
+            folds[-1]["roc_auc"],
+            folds[-1]["best_iteration"],
+        )
     n_trees = max(1, int(np.median([f["best_iteration"] for f in folds])) + 1)
+    log.info("final model: %d trees on all %d training rows", n_trees, len(y))
     final = _classifier(params, n_trees, early_stopping=False, threads=threads)
     final.fit(x, y, verbose=False)
     return TrainResult(final, folds, n_trees)
