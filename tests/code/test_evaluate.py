@@ -21,17 +21,23 @@ LABELS = np.array([1, 1, 1, 0, 0, 1, 0, 0, 0, 0], dtype=bool)
 SCORES = np.array([0.9, 0.8, 0.7, 0.6, 0.55, 0.4, 0.3, 0.2, 0.1, 0.05], dtype=np.float32)
 
 
-def test_headline_by_hand() -> None:
-    metrics = headline(
-        LABELS,
+def judged(labels: np.ndarray, threshold: float) -> dict[str, object]:
+    """The headline metrics at ``threshold``, with the default costs and PRD."""
+    routed = np.greater_equal(SCORES, threshold)
+    return headline(
+        labels,
         SCORES,
-        SCORES >= 0.5,
-        threshold=0.5,
+        routed,
+        threshold=threshold,
         cost_fn=100,
         cost_fp=1,
         min_recall=0.98,
         max_fnr=0.02,
     )
+
+
+def test_headline_by_hand() -> None:
+    metrics = judged(LABELS, 0.5)
     assert metrics["counts"] == {"tp": 3, "fp": 2, "fn": 1, "tn": 4, "rows": 10}
     assert metrics["recall"] == pytest.approx(0.75)
     assert metrics["fnr"] == pytest.approx(0.25)
@@ -46,16 +52,7 @@ def test_headline_by_hand() -> None:
 
 
 def test_headline_meets_the_prd_when_everything_heavy_is_routed() -> None:
-    metrics = headline(
-        LABELS,
-        SCORES,
-        SCORES >= 0.4,
-        threshold=0.4,
-        cost_fn=100,
-        cost_fp=1,
-        min_recall=0.98,
-        max_fnr=0.02,
-    )
+    metrics = judged(LABELS, 0.4)
     assert metrics["recall"] == 1.0 and metrics["fnr"] == 0.0
     assert metrics["prd_compliant"] is True
 
@@ -63,16 +60,7 @@ def test_headline_meets_the_prd_when_everything_heavy_is_routed() -> None:
 def test_headline_without_heavy_rows_is_a_clear_error() -> None:
     light = np.zeros(10, dtype=bool)
     with pytest.raises(ValueError, match="no heavy query"):
-        headline(
-            light,
-            SCORES,
-            SCORES >= 0.5,
-            threshold=0.5,
-            cost_fn=100,
-            cost_fp=1,
-            min_recall=0.98,
-            max_fnr=0.02,
-        )
+        judged(light, 0.5)
 
 
 def test_confusion_table_counts_every_row_once() -> None:
