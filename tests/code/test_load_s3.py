@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import urllib.request
 from collections.abc import Iterator
 
 import boto3
@@ -23,6 +24,8 @@ def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
+    # moto keeps buckets per process, across servers: start each test from an empty store
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"))
     for key, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",

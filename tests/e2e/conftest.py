@@ -7,6 +7,7 @@ test gets its own copy of that committed repository, cache included (``project``
 from __future__ import annotations
 
 import shutil
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +48,10 @@ def s3_endpoint() -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    # moto keeps buckets per process, across servers: start each test from an empty store
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"))
     try:
-        yield f"http://{host}:{port}"
+        yield endpoint
     finally:
         server.stop()
