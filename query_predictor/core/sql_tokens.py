@@ -17,24 +17,30 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Collection
+from itertools import filterfalse
 
 MAX_CHARS = 256 * 1024
 
 # Leading whitespace is consumed with each token (one regex step instead of a failed
-# alternation per blank), and the token itself is the one group findall returns.
+# alternation per blank), and the token itself is the one group findall returns. Possessive
+# repeats (``*+``, ``++``) never give characters back: no token needs them to, and the
+# engine saves no state for it. The frequent one-character symbols come right after words;
+# none of them starts a longer token.
 _TOKEN = re.compile(
-    r"\s*("
-    r"[a-z_][a-z0-9_$@]*"  # word
-    r"|'[^']*(?:''[^']*)*'?"  # string literal ('' escapes; unterminated runs to the end)
-    r'|"[^"]*(?:""[^"]*)*"?'  # quoted identifier
-    r"|0x[0-9a-f_]+|0b[01_]+|0o[0-7_]+"  # hex / binary / octal integer literals
+    r"\s*+("
+    r"[a-z_][a-z0-9_$@]*+"  # word
+    r"|[(),;*]|\.(?!\d)"  # frequent single symbols ('.5' is a number, below)
+    r"|'[^']*+(?:''[^']*+)*+'?"  # string literal ('' escapes; unterminated runs to the end)
+    r'|"[^"]*+(?:""[^"]*+)*+"?'  # quoted identifier
+    r"|0x[0-9a-f_]++|0b[01_]++|0o[0-7_]++"  # hex / binary / octal integer literals
     r"|\d[\d_]*(?:\.[\d_]*)?(?:e[-+]?\d+)?|\.\d+"  # number (1_000_000 allowed)
-    r"|--[^\n]*|/\*.*?(?:\*/|\Z)"  # comments
+    r"|--[^\n]*+|/\*.*?(?:\*/|\Z)"  # comments
     r"|<>|!=|<=|>=|\|\||->|=>"  # two-character operators
     r"|[^\s\w])",  # any other single symbol
     re.DOTALL,
 )
-_LITERAL_PREFIX = {"date", "timestamp", "time", "interval"}
+_LITERAL_PREFIX = frozenset({"date", "timestamp", "time", "interval"})
 
 
 def as_text(sql: str | bytes | None) -> str:
@@ -52,8 +58,11 @@ def tokenize(sql: str | bytes | None) -> list[str]:
     return _TOKEN.findall(as_text(sql).lower())
 
 
+_COMMENT_STARTS = ("--", "/*")
+
+
 def is_comment(token: str) -> bool:
-    return token[0] in "-/" and token[:2] in ("--", "/*")
+    return token[0] in "-/" and token[:2] in _COMMENT_STARTS
 
 
 def is_literal(token: str) -> bool:
@@ -63,37 +72,84 @@ def is_literal(token: str) -> bool:
 
 def without_comments(tokens: list[str]) -> list[str]:
     """``tokens`` minus comments, so that neighbours are syntax neighbours."""
-    return [t for t in tokens if not is_comment(t)]
+    comments = {t for t in set(tokens) if t[:2] in _COMMENT_STARTS}  # distinct tokens only
+    return list(filterfalse(comments.__contains__, tokens) if comments else tokens)
+
+
+def unquoted(token: str) -> str:
+    """A quoted identifier as the normalised text writes it: without its quotes."""
+    return token.strip('"') or '""'
 
 
 def normalized_tokens(tokens: list[str]) -> list[str]:
     """Token texts with literals as ``?``, IN-lists as ``in ( ? )``, comments dropped."""
     tokens = without_comments(tokens)
-    out: list[str] = []
-    i, n = 0, len(tokens)
-    while i < n:
-        tok = tokens[i]
-        first = tok[0]
-        if first == "'" or first.isdigit() or (first == "." and len(tok) > 1):
-            if first == "'" and out and out[-1] in _LITERAL_PREFIX:
-                out[-1] = "?"  # DATE '2025-06-01' is one literal
-            else:
-                out.append("?")
-        elif tok == "in" and i + 1 < n and tokens[i + 1] == "(":
-            j = i + 2
-            while j < n and (tokens[j] == "," or tokens[j] in "+-" or is_literal(tokens[j])):
-                j += 1
-            if j < n and tokens[j] == ")" and j > i + 2:
-                out.extend(("in", "(", "?", ")"))
-                i = j
-            else:
-                out.append(tok)
-        elif first == '"':
-            out.append(tok.strip('"') or '""')
-        else:
-            out.append(tok)
-        i += 1
+    distinct = set(tokens)
+    literals = [t for t in distinct if is_literal(t)]
+    quoted = {t: unquoted(t) for t in distinct if t[0] == '"'}
+    listed = {",", "+", "-", *literals}
+    in_lists = []
+    if "in" in distinct:
+        for i in positions(tokens, "in"):
+            end = in_list_end(tokens, i, listed)
+            if end:
+                in_lists.append((i, end + 1))
+    return normalized_from(
+        tokens, distinct=distinct, literals=literals, quoted=quoted, in_lists=in_lists
+    )
+
+
+def in_list_end(tokens: list[str], i: int, listed: set[str]) -> int:
+    """Index of the ``)`` closing ``in ( ... )`` at ``i`` if the list is not empty and every
+    token in it is in ``listed`` (literals, commas and signs), else 0."""
+    if tokens[i + 1 : i + 2] != ["("]:
+        return 0
+    try:
+        close = tokens.index(")", i + 2)
+    except ValueError:  # never closed
+        return 0
+    return close if close > i + 2 and listed.issuperset(tokens[i + 2 : close]) else 0
+
+
+def normalized_from(
+    tokens: list[str],
+    *,
+    distinct: Collection[str],
+    literals: list[str],
+    quoted: dict[str, str],
+    in_lists: list[tuple[int, int]],
+) -> list[str]:
+    """:func:`normalized_tokens` of comment-free ``tokens``, from what a caller already knows
+    of them: their distinct tokens, the literals among those, the :func:`unquoted` form of
+    each quoted identifier and the spans (start, stop) of the IN lists of literals (see
+    :func:`in_list_end`).
+
+    Tokens are replaced in C; only the spans that change length are edited in Python: an IN
+    list becomes ``in ( ? )``, and a string literal after DATE / TIMESTAMP / TIME / INTERVAL
+    makes one ``?`` with it.
+    """
+    replace = dict.fromkeys(literals, "?")
+    replace.update(quoted)
+    out = list(map(replace.get, tokens, tokens))
+    spans = [(start, stop, ["in", "(", "?", ")"]) for start, stop in in_lists]
+    for word in _LITERAL_PREFIX:
+        if word in distinct or word in quoted.values():  # then it is in ``out``
+            for i in positions(out, word):
+                if i + 1 < len(tokens) and tokens[i + 1][0] == "'":
+                    spans.append((i, i + 2, ["?"]))
+    for start, stop, new in sorted(spans, reverse=True):  # from the end: positions hold
+        out[start:stop] = new
     return out
+
+
+def positions(tokens: list[str], token: str) -> list[int]:
+    """Every index of ``token`` in ``tokens``, found by C scans."""
+    found: list[int] = []
+    i = -1
+    for _ in range(tokens.count(token)):
+        i = tokens.index(token, i + 1)
+        found.append(i)
+    return found
 
 
 def normalize(sql: str | bytes | None) -> str:
