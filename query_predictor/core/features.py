@@ -5,11 +5,13 @@
     >>> len(vector) == len(BASE_FEATURES) == 78
     True
 
-Training (batch) and serving (one query) call the same :meth:`FeatureExtractor.analyze`:
-one tokenisation pass (:mod:`query_predictor.core.sql_tokens`) feeds every SQL feature, the
-table list the history features key on, and the normalised tokens TF-IDF counts. The
-catalogue :data:`BASE_FEATURES` (name, kind, meaning, example) is the single list the vector
-follows; ``docs/features.md`` is generated from it.
+Serving calls :meth:`FeatureExtractor.analyze` (one query); training calls
+:meth:`FeatureExtractor.analyze_many` on a chunk, which gives the same analyses but works out
+the text of a statement that repeats in the chunk once. Either way one tokenisation pass
+(:mod:`query_predictor.core.sql_tokens`) feeds every SQL feature, the table list the history
+features key on, and the normalised tokens TF-IDF counts. The catalogue
+:data:`BASE_FEATURES` (name, kind, meaning, example) is the single list the vector follows;
+``docs/features.md`` is generated from it.
 """
 
 from __future__ import annotations
@@ -19,15 +21,19 @@ import json
 import math
 import re
 from collections import Counter
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import compress
 from typing import NamedTuple
 
 from .sql_tokens import (
     as_text,
     fingerprint,
+    in_list_end,
     is_comment,
-    normalized_tokens,
+    normalized_from,
     tokenize,
+    unquoted,
     without_comments,
 )
 
@@ -127,6 +133,7 @@ BASE_FEATURES: tuple[Feature, ...] = (
     F("n_session_properties", "count", "session properties set by the client", ""),
 )
 BASE_NAMES: tuple[str, ...] = tuple(f.name for f in BASE_FEATURES)
+_AT = {name: i for i, name in enumerate(BASE_NAMES)}  # where a feature is in a vector
 
 QUERY_TYPES = (
     "SELECT",
@@ -150,6 +157,8 @@ SOURCE_KINDS = {
     "monitoring": ("prometheus", "datadog", "gateway", "health", "monitor"),
 }
 _SOURCE_ORDER = (*SOURCE_KINDS, "other", "missing")
+# one search per kind, in order: is any of its needles in the source?
+_SOURCE_PATTERNS = [re.compile("|".join(map(re.escape, n))) for n in SOURCE_KINDS.values()]
 LAKE_CATALOGS = {"hive", "iceberg", "delta", "hudi"}
 METADATA_SCHEMAS = {"information_schema", "system"}
 PARTITION_COLUMNS = {"ds", "dt", "event_date", "partition_date", "date_key", "day", "dateint"}
@@ -252,8 +261,8 @@ def _source_kind(source: str | None) -> int:
     if not source:
         return _SOURCE_ORDER.index("missing")
     low = source.lower()
-    for index, (_, needles) in enumerate(SOURCE_KINDS.items()):
-        if any(n in low for n in needles):
+    for index, pattern in enumerate(_SOURCE_PATTERNS):
+        if pattern.search(low):
             return index
     return _SOURCE_ORDER.index("other")
 
@@ -306,6 +315,27 @@ def _read_name(tokens: list[str], i: int) -> tuple[list[str], int]:
     return parts, i
 
 
+class _Kinds(NamedTuple):
+    """The tokens of a statement that features and normalisation look at by kind."""
+
+    dates: list[int]  # day numbers of the date literals, one per occurrence
+    terms: dict[str, int]  # TF-IDF terms: words and unquoted identifiers, with counts
+    literals: list[str]  # distinct string and numeric literals, but for ...
+    fractions: list[str]  # ... the numbers written .5 (an IN list does not count these)
+    quoted: dict[str, str]  # distinct quoted identifiers, and their unquoted form
+
+
+class _Statement(NamedTuple):
+    """What analysis takes from the SQL text alone: the same for every query with that text."""
+
+    base: tuple[float, ...]  # base features (BASE_NAMES order); those of the context still 0
+    tables: tuple[str, ...]  # table references as written, in order
+    ctes: frozenset[str]
+    first_date: int | None  # day number of the earliest date literal
+    terms: dict[str, int]
+    template: str
+
+
 class FeatureExtractor:
     """Base features of a query; stateless, so one instance serves every thread."""
 
@@ -314,46 +344,72 @@ class FeatureExtractor:
     def analyze(self, sql: str | bytes | None, context: QueryContext) -> Analysis:
         """One pass over ``sql``: base features (78), tables read, TF-IDF terms.
 
-        Counts come from a Counter of the tokens (C speed); only the few positions that
-        need their neighbours (parentheses, FROM / JOIN, LIMIT, partition columns...) are
-        visited in Python, which keeps a typical statement well under 100 us.
+        Counts come from a Counter of the tokens (C speed); each distinct token is looked
+        at once, and only the few positions that need their neighbours (parentheses, FROM /
+        JOIN, LIMIT, partition columns...) are visited in Python. The text alone decides
+        most of it (:meth:`_statement`); the context adds the rest (:meth:`_with_context`).
         """
+        return self._with_context(self._statement(sql), context)
+
+    def analyze_many(
+        self, statements: Iterable[str | bytes | None], contexts: Iterable[QueryContext]
+    ) -> Iterator[Analysis]:
+        """:meth:`analyze` of each statement with its context, in order, one at a time (the two
+        must have the same length). A text that repeats is analysed once: a repeat only
+        gets the features that depend on its context. Memory grows with the distinct texts,
+        so callers pass a bounded batch (a chunk)."""
+        seen: dict[str | bytes | None, _Statement] = {}
+        for sql, context in zip(statements, contexts, strict=True):
+            statement = seen.get(sql)
+            if statement is None:
+                statement = seen[sql] = self._statement(sql)
+            yield self._with_context(statement, context)
+
+    def _statement(self, sql: str | bytes | None) -> _Statement:
         text = as_text(sql)
         tokens = tokenize(text)
         words = Counter(tokens)
         f = dict.fromkeys(BASE_NAMES, 0.0)
-        n = len(tokens)
         f["sql_chars_log"] = math.log1p(len(text))
-        f["n_tokens"] = n
+        f["n_tokens"] = len(tokens)
         f["n_lines"] = text.count("\n") + 1 if text else 0
         self._keyword_counts(f, words)
-        dates = self._literals(f, words, context)
+        kinds = self._distinct_tokens(f, words)
         if f["n_comments"]:
             tokens = without_comments(tokens)
         self._statement_kind(f, tokens, words)
-        ctes, tables = self._walk(f, tokens)
-        f["n_cte"] = len(ctes) if words["with"] else 0
-        f["order_without_limit"] = float(bool(words["order"]) and not f["has_limit"])
-        if dates and context.time is not None:
-            today = (context.time.date() - _DAY_ZERO).days
-            f["date_lookback_days"] = max(0, today - min(dates))
-        resolved = self._resolve(tables, ctes, context)
-        catalogs = {t.split(".")[0] for t in resolved}
+        ctes, tables, in_lists = self._walk(f, tokens, kinds)
+        f["n_cte"] = len(ctes) if "with" in words else 0
+        f["order_without_limit"] = float("order" in words and not f["has_limit"])
         f["n_tables"] = len(tables)
-        f["n_distinct_tables"] = len(resolved)
-        f["n_catalogs"] = len(catalogs - {"?"})
-        f["reads_lake"] = float(bool(catalogs & LAKE_CATALOGS))
-        f["reads_metadata"] = float(any(set(t.split(".")) & METADATA_SCHEMAS for t in resolved))
-        f["reads_jdbc"] = float(any(c not in _NOT_JDBC for c in catalogs))
-        self._context(f, context)
-        terms: dict[str, int] = {}
-        for tok, count in words.items():
-            if tok[0] in _TERM_START:
-                term = tok.strip('"') if tok[0] == '"' else tok
-                terms[term] = terms.get(term, 0) + count
+        normalized = normalized_from(
+            tokens,
+            distinct=words,
+            literals=kinds.literals + kinds.fractions,
+            quoted=kinds.quoted,
+            in_lists=in_lists,
+        )
+        first_date = min(kinds.dates) if kinds.dates else None
+        template = fingerprint(" ".join(normalized))
         # f was built by dict.fromkeys(BASE_NAMES): its values are in catalogue order
-        template = fingerprint(" ".join(normalized_tokens(tokens)))
-        return Analysis(list(map(float, f.values())), resolved, terms, template)
+        base = tuple(map(float, f.values()))
+        return _Statement(base, tuple(tables), frozenset(ctes), first_date, kinds.terms, template)
+
+    def _with_context(self, statement: _Statement, context: QueryContext) -> Analysis:
+        base = list(statement.base)
+        if statement.first_date is not None and context.time is not None:
+            today = (context.time.date() - _DAY_ZERO).days
+            base[_AT["date_lookback_days"]] = float(max(0, today - statement.first_date))
+        resolved = self._resolve(statement.tables, statement.ctes, context)
+        catalogs = {t.split(".")[0] for t in resolved}
+        base[_AT["n_distinct_tables"]] = float(len(resolved))
+        base[_AT["n_catalogs"]] = float(len(catalogs - {"?"}))
+        base[_AT["reads_lake"]] = float(bool(catalogs & LAKE_CATALOGS))
+        metadata = any(set(t.split(".")) & METADATA_SCHEMAS for t in resolved)
+        base[_AT["reads_metadata"]] = float(metadata)
+        base[_AT["reads_jdbc"]] = float(any(c not in _NOT_JDBC for c in catalogs))
+        self._context(base, context)
+        return Analysis(base, resolved, dict(statement.terms), statement.template)
 
     def base_features(self, sql: str | bytes | None, context: QueryContext) -> list[float]:
         """The 78 base features of one query (serving)."""
@@ -363,10 +419,13 @@ class FeatureExtractor:
 
     @staticmethod
     def _statement_kind(f: dict[str, float], tokens: list[str], words: Counter) -> None:
-        start = next((i for i, t in enumerate(tokens) if t != "("), len(tokens))
-        first, second, fourth = (
-            tokens[start + k] if start + k < len(tokens) else "" for k in (0, 1, 3)
-        )
+        n = len(tokens)
+        start = 0
+        while start < n and tokens[start] == "(":
+            start += 1
+        first = tokens[start] if start < n else ""
+        second = tokens[start + 1] if start + 1 < n else ""
+        fourth = tokens[start + 3] if start + 3 < n else ""
         if second == "or" and fourth:  # CREATE OR REPLACE TABLE / VIEW
             second = fourth
         if first in ("select", "with", "values"):
@@ -405,43 +464,64 @@ class FeatureExtractor:
         )
 
     @staticmethod
-    def _literals(f: dict[str, float], words: Counter, context: QueryContext) -> list[int]:
-        """Literal, comment and function-family counts from the distinct tokens."""
-        dates: list[int] = []
+    def _distinct_tokens(f: dict[str, float], words: Counter) -> _Kinds:
+        """Literal, comment and function-family counts, and the :class:`_Kinds` of the
+        tokens, from one visit per distinct token."""
+        kinds = _Kinds([], {}, [], [], {})
+        dates, terms, literals = kinds.dates, kinds.terms, kinds.literals
+        strings = numbers = comments = 0
         for tok, count in words.items():
             c = tok[0]
             if c in _WORD_START:
+                terms[tok] = terms.get(tok, 0) + count
                 if "_" in tok:
                     family = _FAMILIES.get(tok.partition("_")[0])
                     if family:
                         f[family] += count
             elif c == "'":
-                f["n_string_literals"] += count
+                strings += count
+                literals.append(tok)
                 if len(tok) > 10 and tok[5] == "-" and tok[8] == "-":
                     day = _date_ordinal(tok)
                     if day is not None:
                         dates.extend([day] * count)
-            elif c.isdigit() or (c == "." and len(tok) > 1):
-                f["n_numeric_literals"] += count
+            elif c.isdigit():
+                numbers += count
+                literals.append(tok)
+            elif c == "." and len(tok) > 1:
+                numbers += count
+                kinds.fractions.append(tok)
+            elif c == '"':
+                kinds.quoted[tok] = unquoted(tok)
+                term = tok.strip('"')
+                terms[term] = terms.get(term, 0) + count
             elif is_comment(tok):
-                f["n_comments"] += count
+                comments += count
+        f["n_string_literals"] = strings
+        f["n_numeric_literals"] = numbers
+        f["n_comments"] = comments
         if dates:
             f["n_date_literals"] = len(dates)
             f["date_span_days"] = max(dates) - min(dates)
-        return dates
+        return kinds
 
     @staticmethod
-    def _walk(f: dict[str, float], tokens: list[str]) -> tuple[set[str], list[str]]:
+    def _walk(
+        f: dict[str, float], tokens: list[str], kinds: _Kinds
+    ) -> tuple[set[str], list[str], list[tuple[int, int]]]:
         """Features that need a token's neighbours, visiting only the tokens that matter:
         parentheses (depths, subqueries, IN lists, calls, CTE names), FROM / JOIN (tables),
-        LIMIT / FETCH, INTERVAL, ``*`` and partition columns."""
+        LIMIT / FETCH, INTERVAL, ``*`` and partition columns. Also returns the spans of the
+        IN lists that normalisation collapses."""
         ctes: set[str] = set()
         tables: list[str] = []
         depth = max_depth = select_depth = max_select = limit = 0
         stack: list[int] = []
         calls: list[str] = []  # the word before each open parenthesis, innermost last
         n = len(tokens)
-        for i in [i for i, t in enumerate(tokens) if t in _MARKED]:
+        listed: set[str] | None = None
+        in_lists: list[tuple[int, int]] = []
+        for i in compress(range(n), map(_MARKED.__contains__, tokens)):  # found in C
             tok = tokens[i]
             if tok == ")":
                 if stack and stack[-1] == depth:
@@ -467,10 +547,15 @@ class FeatureExtractor:
                     elif prev == "as" and i >= 2:
                         ctes.add(_cte_name(tokens, i - 2))
                 elif prev == "in":
-                    size = FeatureExtractor._in_list_size(tokens, i + 1)
-                    if size:
-                        f["n_in_lists"] += 1
-                        f["max_in_list_size"] = max(f["max_in_list_size"], size)
+                    if listed is None:  # what an IN list of literals holds
+                        listed = {",", "-", "+", *kinds.literals, *kinds.fractions}
+                    end = in_list_end(tokens, i - 1, listed)
+                    if end:
+                        in_lists.append((i - 1, end + 1))
+                        size = FeatureExtractor._in_list_size(tokens[i + 1 : end], kinds)
+                        if size:
+                            f["n_in_lists"] += 1
+                            f["max_in_list_size"] = max(f["max_in_list_size"], size)
                 if prev and prev[0] in _WORD_START and prev not in _NOT_CALLS:
                     f["n_function_calls"] += 1
                     if prev == "count" and nxt == "distinct":
@@ -503,7 +588,7 @@ class FeatureExtractor:
         f["max_select_depth"] = max_select
         if limit:
             f["limit_log"] = math.log1p(limit)
-        return ctes, tables
+        return ctes, tables, in_lists
 
     @staticmethod
     def _table_refs(f: dict[str, float], tokens: list[str], i: int, tables: list[str]) -> None:
@@ -535,21 +620,15 @@ class FeatureExtractor:
             j += 1
 
     @staticmethod
-    def _in_list_size(tokens: list[str], start: int) -> int:
-        """Literals in ``( a, b, ... )`` starting after the parenthesis; 0 if not all literals."""
-        size = 0
-        for j in range(start, len(tokens)):
-            tok = tokens[j]
-            if tok == ")":
-                return size
-            if tok[0] == "'" or tok[0].isdigit():
-                size += 1
-            elif tok not in (",", "-", "+"):
-                return 0
-        return 0
+    def _in_list_size(items: list[str], kinds: _Kinds) -> int:
+        """Literals in an IN list of literals (``items``, commas and signs included); 0 if one
+        of them is written .5 (not a literal here)."""
+        if kinds.fractions and not set(kinds.fractions).isdisjoint(items):
+            return 0
+        return len(items) - items.count(",") - items.count("-") - items.count("+")
 
     @staticmethod
-    def _resolve(tables: list[str], ctes: set[str], context: QueryContext) -> list[str]:
+    def _resolve(tables: Iterable[str], ctes: Collection[str], context: QueryContext) -> list[str]:
         """Fully qualify table names with the session catalog and schema; drop CTE names."""
         out = set()
         for name in tables:
@@ -564,24 +643,26 @@ class FeatureExtractor:
         return sorted(out)
 
     @staticmethod
-    def _context(f: dict[str, float], context: QueryContext) -> None:
+    def _context(base: list[float], context: QueryContext) -> None:
+        """The features of ``context`` alone, written into ``base``."""
         qtype = (context.query_type or "").upper()
-        f["query_type_code"] = QUERY_TYPES.index(qtype) if qtype in QUERY_TYPES else -1
+        code = QUERY_TYPES.index(qtype) if qtype in QUERY_TYPES else -1
+        base[_AT["query_type_code"]] = float(code)
         catalog = (context.catalog or "").lower()
-        f["catalog_code"] = (
-            CATALOG_CODES.index(catalog)
-            if catalog in CATALOG_CODES
-            else (-1 if not catalog else CATALOG_CODES.index("other"))
-        )
-        f["source_kind"] = _source_kind(context.source)
-        user = (context.user or "").lower()
-        f["user_is_service"] = float(user.startswith(("svc", "service")) or "bot" in user)
-        if context.time is not None:
-            f["hour_of_day"] = context.time.hour
-            f["day_of_week"] = context.time.weekday()
+        if catalog in CATALOG_CODES:
+            code = CATALOG_CODES.index(catalog)
         else:
-            f["hour_of_day"] = f["day_of_week"] = -1
-        f["n_session_properties"] = len(context.session_properties)
+            code = -1 if not catalog else CATALOG_CODES.index("other")
+        base[_AT["catalog_code"]] = float(code)
+        base[_AT["source_kind"]] = float(_source_kind(context.source))
+        user = (context.user or "").lower()
+        base[_AT["user_is_service"]] = float(user.startswith(("svc", "service")) or "bot" in user)
+        if context.time is not None:
+            base[_AT["hour_of_day"]] = float(context.time.hour)
+            base[_AT["day_of_week"]] = float(context.time.weekday())
+        else:
+            base[_AT["hour_of_day"]] = base[_AT["day_of_week"]] = -1.0
+        base[_AT["n_session_properties"]] = float(len(context.session_properties))
 
 
 _ONE_KEYWORD = (
@@ -617,7 +698,6 @@ _MARKED = frozenset(
     {"(", ")", "from", "join", "is", "limit", "first", "next", "interval", "*", *PARTITION_COLUMNS}
 )
 _NOT_JDBC = {*LAKE_CATALOGS, "system", "?"}
-_TERM_START = set("abcdefghijklmnopqrstuvwxyz_" + '"')
 _NOT_CALLS = {
     "in",
     "as",

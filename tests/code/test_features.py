@@ -17,6 +17,7 @@ from query_predictor.core.features import (
     CATALOG_CODES,
     QUERY_TYPES,
     SOURCE_KINDS,
+    Analysis,
     FeatureExtractor,
     QueryContext,
 )
@@ -877,6 +878,75 @@ def test_base_features_equals_analyze(sql: str | None) -> None:
     assert FeatureExtractor().base_features(sql, NO_CONTEXT) == EXTRACTOR.base_features(
         sql, NO_CONTEXT
     )
+
+
+def _exact(analysis: Analysis) -> tuple[object, ...]:
+    """Everything an analysis holds, compared exactly: float reprs, term order and counts."""
+    base = [repr(v) for v in analysis.base]
+    return base, analysis.tables, list(analysis.terms.items()), analysis.template
+
+
+BATCH_SQL = [
+    RICH,
+    SECRET_SQL,
+    *(c[0] for c in KIND_CASES),
+    *(c[0] for c in STRUCTURE_CASES),
+    None,
+    "",
+    b"SELECT * FROM t WHERE ds = '2025-06-01'",
+    "SELECT * FROM t WHERE x IN (.5, 1, 'a') AND y IN (1, 2 -- two\n) AND z IN (,)",
+    'SELECT "date" \'2025-06-01\', "In" (1), a FROM "My"."T" /* c */ LIMIT 5',
+]
+BATCH_CONTEXTS = [
+    NO_CONTEXT,
+    QueryContext(user="svc_etl", source="airflow", catalog="hive", schema="sales", time=ARRIVAL),
+    QueryContext(catalog="iceberg", schema="marts", query_type="SELECT", time=ARRIVAL),
+    QueryContext(user="bob", source="Tableau", catalog="mysql", session_properties={"a": "1"}),
+]
+
+
+def test_analyze_many_equals_analyze_one_by_one() -> None:
+    # every statement three times, each time with another context, in an interleaved order
+    rows = [(sql, BATCH_CONTEXTS[(i + k) % 4]) for k in range(3) for i, sql in enumerate(BATCH_SQL)]
+    batch = list(EXTRACTOR.analyze_many([s for s, _ in rows], [c for _, c in rows]))
+    assert [_exact(a) for a in batch] == [_exact(EXTRACTOR.analyze(s, c)) for s, c in rows]
+    first, again = batch[0], batch[len(BATCH_SQL)]  # RICH twice: rows own their lists
+    assert first.terms == again.terms and first.terms is not again.terms
+    assert first.base is not again.base and first.tables is not again.tables
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(st.sampled_from(SQL_WORDS), max_size=30).map(" ".join),
+            st.sampled_from(BATCH_CONTEXTS),
+        ),
+        max_size=12,
+    ).flatmap(lambda rows: st.permutations(rows + rows[: len(rows) // 2]))
+)
+def test_analyze_many_equals_analyze_on_sql_like_input(
+    rows: list[tuple[str, QueryContext]],
+) -> None:
+    batch = EXTRACTOR.analyze_many([s for s, _ in rows], [c for _, c in rows])
+    assert [_exact(a) for a in batch] == [_exact(EXTRACTOR.analyze(s, c)) for s, c in rows]
+
+
+def test_analyze_many_wants_a_context_per_statement() -> None:
+    assert list(EXTRACTOR.analyze_many([], [])) == []
+    with pytest.raises(ValueError, match="zip"):
+        list(EXTRACTOR.analyze_many(["SELECT 1", "SELECT 2"], [NO_CONTEXT]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(SQL_WORDS), max_size=30).map(" ".join))
+def test_template_is_the_fingerprint_of_normalize(sql: str) -> None:
+    assert EXTRACTOR.analyze(sql, NO_CONTEXT).template == fingerprint(normalize(sql))
+
+
+@pytest.mark.parametrize("sql", BATCH_SQL)
+def test_template_of_tricky_sql_is_the_fingerprint_of_normalize(sql: str | bytes | None) -> None:
+    assert EXTRACTOR.analyze(sql, NO_CONTEXT).template == fingerprint(normalize(sql))
 
 
 # ----------------------------------------------------- bugs these tests found (now fixed)
