@@ -21,6 +21,8 @@ from pathlib import Path
 
 FORMAT_VERSION = 1
 _TERM = re.compile(r"[a-z_][a-z0-9_]{0,63}")
+# 1 + ln(count) for the usual counts, computed once: the same floats math.log gives each time
+_TF = {count: 1.0 + math.log(count) for count in range(1, 256)}
 
 
 def is_term(token: str) -> bool:
@@ -45,16 +47,13 @@ class TfidfVocabulary:
     def transform(self, counts: Mapping[str, int]) -> tuple[list[int], list[float]]:
         """Sparse TF-IDF of one query: (sorted column indices, L2-normalised weights)."""
         index: dict[str, int] = self._index  # type: ignore[attr-defined]
-        pairs = []
-        for term, count in counts.items():
-            i = index.get(term)
-            if i is not None:
-                pairs.append((i, (1.0 + math.log(count)) * self.idf[i]))
-        if not pairs:
+        columns = sorted([index[t] for t in counts if t in index])
+        if not columns:
             return [], []
-        pairs.sort()
-        norm = math.sqrt(sum(w * w for _, w in pairs))
-        return [i for i, _ in pairs], [w / norm for _, w in pairs]
+        terms, idf, tf, log = self.terms, self.idf, _TF.get, math.log
+        weights = [(tf(c) or 1.0 + log(c)) * idf[i] for i in columns for c in [counts[terms[i]]]]
+        norm = math.sqrt(sum([w * w for w in weights]))  # in column order, as always
+        return columns, [w / norm for w in weights]
 
     def to_payload(self) -> dict[str, object]:
         """JSON-ready form; floats are written exactly (shortest repr), never rounded."""
