@@ -68,17 +68,19 @@ def context_of(row: dict) -> QueryContext:
 
 
 def _analyze_chunk(chunk: pl.DataFrame) -> pl.DataFrame:
-    """Analyze one chunk; the result holds query_id, tables and template for every row, and
-    base features and TF-IDF terms only where ``full`` is true (split rows), so the
-    history-only rows cost no memory beyond their keys."""
+    """Analyze one chunk (a batch: a text repeated in it is analysed once); the result holds
+    query_id, tables and template for every row, and base features and TF-IDF terms only
+    where ``full`` is true (split rows), so the history-only rows cost no memory beyond
+    their keys."""
     extractor = FeatureExtractor()
     full = chunk["full"].to_list()
     base = np.full((chunk.height, len(BASE_NAMES)), np.nan, dtype=np.float32)
     tables, templates = [], []
     term_keys: list[list[str] | None] = []
     term_counts: list[list[int] | None] = []
-    for i, row in enumerate(chunk.select(CONTEXT_COLUMNS).iter_rows(named=True)):
-        a = extractor.analyze(row["query"], context_of(row))
+    contexts = [context_of(row) for row in chunk.select(CONTEXT_COLUMNS).iter_rows(named=True)]
+    analyses = extractor.analyze_many(chunk["query"].to_list(), contexts)
+    for i, a in enumerate(analyses):
         tables.append(a.tables)
         templates.append(a.template)
         if full[i]:
