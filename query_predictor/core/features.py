@@ -23,7 +23,7 @@ import re
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import compress
+from itertools import compress, repeat
 from typing import NamedTuple
 
 from .sql_tokens import (
@@ -326,11 +326,12 @@ class _Kinds(NamedTuple):
 
 
 class _Statement(NamedTuple):
-    """What analysis takes from the SQL text alone: the same for every query with that text."""
+    """What analysis takes from the SQL text alone: the same for every query with that text.
+    Rows of a batch share it, so it holds tuples (which the garbage collector stops tracking)."""
 
     base: tuple[float, ...]  # base features (BASE_NAMES order); those of the context still 0
     tables: tuple[str, ...]  # table references as written, in order
-    ctes: frozenset[str]
+    ctes: tuple[str, ...]  # names of the CTEs
     first_date: int | None  # day number of the earliest date literal
     terms: dict[str, int]
     template: str
@@ -393,7 +394,7 @@ class FeatureExtractor:
         template = fingerprint(" ".join(normalized))
         # f was built by dict.fromkeys(BASE_NAMES): its values are in catalogue order
         base = tuple(map(float, f.values()))
-        return _Statement(base, tuple(tables), frozenset(ctes), first_date, kinds.terms, template)
+        return _Statement(base, tuple(tables), tuple(ctes), first_date, kinds.terms, template)
 
     def _with_context(self, statement: _Statement, context: QueryContext) -> Analysis:
         base = list(statement.base)
@@ -446,8 +447,7 @@ class FeatureExtractor:
     @staticmethod
     def _keyword_counts(f: dict[str, float], words: Counter) -> None:
         get = words.get  # dict.get: a missing key costs no Counter.__missing__ call
-        for name, keyword in _ONE_KEYWORD:
-            f[name] = get(keyword, 0)
+        f.update(zip(_ONE_KEYWORD_NAMES, map(get, _ONE_KEYWORD_WORDS, repeat(0)), strict=True))
         f["n_intersect_except"] = get("intersect", 0) + get("except", 0)
         f["n_grouping_sets"] = get("grouping", 0) + get("rollup", 0) + get("cube", 0)
         f["n_cast"] = get("cast", 0) + get("try_cast", 0)
@@ -468,16 +468,15 @@ class FeatureExtractor:
         """Literal, comment and function-family counts, and the :class:`_Kinds` of the
         tokens, from one visit per distinct token."""
         kinds = _Kinds([], {}, [], [], {})
-        dates, terms, literals = kinds.dates, kinds.terms, kinds.literals
+        dates, terms, literals, quoted = kinds.dates, kinds.terms, kinds.literals, kinds.quoted
         strings = numbers = comments = 0
         for tok, count in words.items():
             c = tok[0]
             if c in _WORD_START:
-                terms[tok] = terms.get(tok, 0) + count
-                if "_" in tok:
-                    family = _FAMILIES.get(tok.partition("_")[0])
-                    if family:
-                        f[family] += count
+                # a word is distinct here; only an identifier quoted before can share its term
+                terms[tok] = terms.get(tok, 0) + count if quoted else count
+                if "_" in tok and tok.startswith(_FAMILY_PREFIXES):
+                    f[_FAMILIES[tok.partition("_")[0]]] += count
             elif c == "'":
                 strings += count
                 literals.append(tok)
@@ -492,7 +491,7 @@ class FeatureExtractor:
                 numbers += count
                 kinds.fractions.append(tok)
             elif c == '"':
-                kinds.quoted[tok] = unquoted(tok)
+                quoted[tok] = unquoted(tok)
                 term = tok.strip('"')
                 terms[term] = terms.get(term, 0) + count
             elif is_comment(tok):
@@ -527,7 +526,8 @@ class FeatureExtractor:
                 if stack and stack[-1] == depth:
                     stack.pop()
                     select_depth -= 1
-                depth = max(0, depth - 1)
+                if depth:
+                    depth -= 1
                 if calls:
                     calls.pop()
                 continue
@@ -535,13 +535,15 @@ class FeatureExtractor:
             nxt = tokens[i + 1] if i + 1 < n else ""
             if tok == "(":
                 depth += 1
-                max_depth = max(max_depth, depth)
+                if depth > max_depth:
+                    max_depth = depth
                 calls.append(prev)
                 if nxt == "select":
                     f["n_subqueries"] += 1
                     select_depth += 1
                     stack.append(depth)
-                    max_select = max(max_select, select_depth)
+                    if select_depth > max_select:
+                        max_select = select_depth
                     if prev == "in":
                         f["n_in_subquery"] += 1
                     elif prev == "as" and i >= 2:
@@ -686,6 +688,7 @@ _ONE_KEYWORD = (
     ("n_case", "case"),
     ("n_unnest", "unnest"),
 )
+_ONE_KEYWORD_NAMES, _ONE_KEYWORD_WORDS = zip(*_ONE_KEYWORD, strict=True)
 _FROM_INSIDE_CALL = {"extract", "trim", "substring", "overlay", "position"}
 # A FROM / JOIN list ends at the next clause or join (ON conditions are crossed, at depth 0).
 _FROM_LIST_END = (_CLAUSE_END - {"on"}) | {"select", "as"} - {"as"}
@@ -693,6 +696,7 @@ _DECIMAL = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,12})?")
 MAX_INTERVAL_DAYS = 36_500.0
 _WORD_START = frozenset("abcdefghijklmnopqrstuvwxyz_")
 _FAMILIES = {"approx": "n_approx_aggregates", "regexp": "n_regexp", "json": "n_json"}
+_FAMILY_PREFIXES = tuple(f"{family}_" for family in _FAMILIES)
 _METADATA_VERBS = {"show", "describe", "desc", "use", "set", "reset", "prepare", "deallocate"}
 _MARKED = frozenset(
     {"(", ")", "from", "join", "is", "limit", "first", "next", "interval", "*", *PARTITION_COLUMNS}
