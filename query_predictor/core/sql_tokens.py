@@ -124,21 +124,28 @@ def normalized_from(
     each quoted identifier and the spans (start, stop) of the IN lists of literals (see
     :func:`in_list_end`).
 
-    Tokens are replaced in C; only the spans that change length are edited in Python: an IN
-    list becomes ``in ( ? )``, and a string literal after DATE / TIMESTAMP / TIME / INTERVAL
-    makes one ``?`` with it.
+    Only the spans that change length are found in Python: an IN list of literals becomes
+    ``in ( ? )``, and a string literal after DATE / TIMESTAMP / TIME / INTERVAL makes one
+    ``?`` with it. The tokens between them are replaced in C.
     """
     replace = dict.fromkeys(literals, "?")
     replace.update(quoted)
-    out = list(map(replace.get, tokens, tokens))
-    spans = [(start, stop, ["in", "(", "?", ")"]) for start, stop in in_lists]
+    spans = [(start, stop, ("in", "(", "?", ")")) for start, stop in in_lists]
     for word in _LITERAL_PREFIX:
-        if word in distinct or word in quoted.values():  # then it is in ``out``
-            for i in positions(out, word):
-                if i + 1 < len(tokens) and tokens[i + 1][0] == "'":
-                    spans.append((i, i + 2, ["?"]))
-    for start, stop, new in sorted(spans, reverse=True):  # from the end: positions hold
-        out[start:stop] = new
+        written = [word] if word in distinct else []
+        written += [q for q, name in quoted.items() if name == word]  # "date" is date too
+        for i in [i for w in written for i in positions(tokens, w)]:
+            if i + 1 < len(tokens) and tokens[i + 1][0] == "'":
+                spans.append((i, i + 2, ("?",)))
+    out: list[str] = []
+    done = 0
+    for start, stop, new in sorted(spans):
+        between = tokens[done:start]
+        out += map(replace.get, between, between)
+        out += new
+        done = stop
+    rest = tokens[done:]
+    out += map(replace.get, rest, rest)
     return out
 
 
