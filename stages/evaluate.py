@@ -36,7 +36,7 @@ def main() -> None:
     model = HeavyQueryModel.load(args.onnx, args.metadata)
     terms = model.metadata["input"]["tfidf_terms"]
     x_test, y_test = load_features(Path(args.features) / "test.parquet", n_terms=terms)
-    scores, decisions = model.scores(x_test), model.decide(x_test)
+    scores, decisions = model.predict(x_test)
     costs = {"cost_fn": params.model.cost_fn, "cost_fp": params.model.cost_fp}
     metrics = headline(
         y_test,

@@ -103,7 +103,7 @@ def main() -> None:
     x_test, _ = load_features(Path(args.features) / "test.parquet", n_terms=len(vocabulary))
     reference = booster.inplace_predict(x_test)
     onnx_model = HeavyQueryModel.load(args.onnx, args.metadata)
-    scores, decisions = onnx_model.scores(x_test), onnx_model.decide(x_test)
+    scores, decisions = onnx_model.predict(x_test)
     parity = compare(reference, scores, decisions, threshold)
     write_json(
         args.metrics,

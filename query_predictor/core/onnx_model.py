@@ -1,8 +1,7 @@
 """The exported heavy-query model as serving and evaluation load it: ONNX plus its metadata.
 
     >>> model = HeavyQueryModel.load("models/model.onnx")   # reads models/metadata.json too
-    >>> model.scores(matrix)        # heavy probability per row
-    >>> model.decide(matrix)        # True: route to the heavy cluster
+    >>> scores, heavy = model.predict(matrix)   # probability, and True: route to heavy cluster
 
 The model takes one float32 row per query: the 95 dense features (:data:`FEATURE_NAMES`)
 then the TF-IDF vector, as laid out in ``metadata.json``. A zero in a row means "absent",
@@ -135,14 +134,14 @@ class HeavyQueryModel:
             chunk = chunk.toarray() if sp.issparse(chunk) else np.asarray(chunk)
             yield np.ascontiguousarray(chunk, dtype=np.float32)
 
-    def _run(self, matrix: np.ndarray | sp.spmatrix, output: str) -> np.ndarray:
-        parts = [self.session.run([output], {INPUT: chunk})[0] for chunk in self._chunks(matrix)]
-        return np.concatenate(parts) if parts else np.zeros(0)
-
-    def scores(self, matrix: np.ndarray | sp.spmatrix) -> np.ndarray:
-        """Heavy probability (float32) of each row."""
-        return self._run(matrix, SCORE)
-
-    def decide(self, matrix: np.ndarray | sp.spmatrix) -> np.ndarray:
-        """True where the row's score is at or above the exported threshold."""
-        return self._run(matrix, DECISION).astype(bool)
+    def predict(self, matrix: np.ndarray | sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:
+        """Heavy probability (float32) and decision (score >= the exported threshold) of each
+        row, from one pass of the model."""
+        scores, decisions = [], []
+        for chunk in self._chunks(matrix):
+            score, decision = self.session.run([SCORE, DECISION], {INPUT: chunk})
+            scores.append(score)
+            decisions.append(decision)
+        if not scores:
+            return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=bool)
+        return np.concatenate(scores), np.concatenate(decisions).astype(bool)

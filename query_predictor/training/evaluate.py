@@ -17,7 +17,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from .threshold import prd_check, thin
+from .threshold import prd_verdict, thin
 
 PLOT_POINTS = 400
 
@@ -36,13 +36,14 @@ def headline(
     """The top-level metrics of ``metrics/evaluate.json`` (see the README for each key)."""
     y = np.asarray(labels, dtype=bool)
     routed = np.asarray(decisions, dtype=bool)
-    prd = prd_check(y, scores, threshold=threshold, min_recall=min_recall, max_fnr=max_fnr)
+    # the model's own decisions, judged by the one PRD rule train uses too
+    prd = prd_verdict(y, routed, min_recall=min_recall, max_fnr=max_fnr)
     tp, fp = int((routed & y).sum()), int((routed & ~y).sum())
     fn, tn = int((~routed & y).sum()), int((~routed & ~y).sum())
     cost = cost_fn * fn + cost_fp * fp
     return {
-        "recall": tp / (tp + fn),
-        "fnr": fn / (tp + fn),
+        "recall": prd["recall"],
+        "fnr": prd["fnr"],
         "fpr": fp / (fp + tn) if fp + tn else 0.0,
         "precision": tp / (tp + fp) if tp + fp else 0.0,
         "routed_share": (tp + fp) / y.size,

@@ -131,19 +131,22 @@ def choose_threshold(
     )
 
 
-def prd_check(
-    labels: np.ndarray, scores: np.ndarray, *, threshold: float, min_recall: float, max_fnr: float
+def prd_verdict(
+    labels: np.ndarray, predicted: np.ndarray, *, min_recall: float, max_fnr: float
 ) -> dict[str, object]:
-    """Recall, FNR and compliance with the PRD (recall >= min_recall and FNR <= max_fnr)."""
-    y, s = _check(labels, scores)
+    """Recall, FNR and compliance with the PRD (recall >= min_recall and FNR <= max_fnr) of
+    decisions already made (True: routed to the heavy cluster)."""
+    y = np.asarray(labels).astype(bool).ravel()
+    routed = np.asarray(predicted).astype(bool).ravel()
+    if y.shape != routed.shape:
+        raise ValueError(f"{y.size} labels but {routed.size} decisions")
     heavy = int(y.sum())
     if heavy == 0:
         raise ValueError(
             "the window has no heavy query: recall and FNR are undefined; widen the test window "
             "(splits.test_days) or check the labels"
         )
-    predicted = s >= threshold
-    tp = int((predicted & y).sum())
+    tp = int((routed & y).sum())
     recall = tp / heavy
     fnr = (heavy - tp) / heavy  # not 1 - recall: 98/100 must meet a 2 % FNR exactly
     return {
@@ -151,8 +154,16 @@ def prd_check(
         "fnr": fnr,
         "heavy": heavy,
         "missed": heavy - tp,
-        "threshold": threshold,
         "min_recall": min_recall,
         "max_fnr": max_fnr,
         "prd_compliant": bool(recall >= min_recall and fnr <= max_fnr),
     }
+
+
+def prd_check(
+    labels: np.ndarray, scores: np.ndarray, *, threshold: float, min_recall: float, max_fnr: float
+) -> dict[str, object]:
+    """:func:`prd_verdict` of routing every score ``>= threshold``."""
+    y, s = _check(labels, scores)
+    verdict = prd_verdict(y, s >= threshold, min_recall=min_recall, max_fnr=max_fnr)
+    return {**verdict, "threshold": threshold}

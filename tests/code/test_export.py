@@ -59,8 +59,7 @@ def random_case(tmp_path_factory: pytest.TempPathFactory):
 def test_random_features_match_xgboost(random_case) -> None:
     x, model, onnx_model, threshold = random_case
     reference = model.get_booster().inplace_predict(x)
-    scores = onnx_model.scores(x)
-    parity = compare(reference, scores, onnx_model.decide(x), threshold)
+    parity = compare(reference, *onnx_model.predict(x), threshold)
     assert parity.rows == 3000
     assert parity.max_abs_diff < MAX_ABS_DIFF
     assert parity.decision_flips == 0
@@ -71,12 +70,15 @@ def test_random_features_match_xgboost(random_case) -> None:
 
 def test_dense_and_sparse_rows_give_the_same_scores(random_case) -> None:
     x, _, onnx_model, _ = random_case
-    assert np.array_equal(onnx_model.scores(x[:500]), onnx_model.scores(x[:500].toarray()))
+    sparse_scores, sparse_decisions = onnx_model.predict(x[:500])
+    dense_scores, dense_decisions = onnx_model.predict(x[:500].toarray())
+    assert np.array_equal(sparse_scores, dense_scores)
+    assert np.array_equal(sparse_decisions, dense_decisions)
 
 
 def test_decision_is_score_at_or_above_threshold(random_case) -> None:
     x, _, onnx_model, threshold = random_case
-    scores, decisions = onnx_model.scores(x), onnx_model.decide(x)
+    scores, decisions = onnx_model.predict(x)
     assert decisions.dtype == bool
     assert np.array_equal(decisions, scores >= np.float32(threshold))
     assert 0 < decisions.sum() < len(decisions)
@@ -95,7 +97,7 @@ def test_real_features_match_xgboost(tmp_path: Path) -> None:
     onnx_model = HeavyQueryModel.load(export(tmp_path, model, terms, threshold=0.5))
     for x in (x_train, x_test):
         reference = model.get_booster().inplace_predict(x)
-        parity = compare(reference, onnx_model.scores(x), onnx_model.decide(x), 0.5)
+        parity = compare(reference, *onnx_model.predict(x), 0.5)
         assert parity.ok, parity
 
 
@@ -194,4 +196,4 @@ def test_an_onnx_model_of_another_kind_is_refused(tmp_path: Path, bundle: Path) 
 def test_rows_of_the_wrong_width_are_refused(random_case) -> None:
     _, _, onnx_model, _ = random_case
     with pytest.raises(ModelError, match=f"the model takes {DENSE + 40} features"):
-        onnx_model.scores(np.zeros((2, DENSE + 39), dtype=np.float32))
+        onnx_model.predict(np.zeros((2, DENSE + 39), dtype=np.float32))

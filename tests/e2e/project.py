@@ -52,6 +52,25 @@ def run(
     return done
 
 
+def metric_rows(markdown: str) -> set[tuple[str, str]]:
+    """(path, metric) of each row of a `dvc metrics diff --md` table."""
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in markdown.splitlines()]
+    return {(row[0], row[1]) for row in cells if len(row) >= 2 and row[0].startswith("metrics/")}
+
+
+def s3_client(endpoint: str):
+    """A boto3 S3 client for the local server, with the tests' fake keys."""
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=FAKE_AWS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=FAKE_AWS["AWS_SECRET_ACCESS_KEY"],
+        region_name=FAKE_AWS["AWS_DEFAULT_REGION"],
+    )
+
+
 def set_param(project: Path, section: str, key: str, value: object) -> None:
     params = yaml.safe_load((project / "params.yaml").read_text())
     params[section][key] = value

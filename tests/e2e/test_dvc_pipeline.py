@@ -9,10 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from .conftest import FirstRun
-from .project import REPO, run, set_param
+from .project import REPO, metric_rows, run, set_param
 
 pytestmark = pytest.mark.slow
 
@@ -58,17 +57,14 @@ def test_repro_runs_once_then_only_what_changed(first_run: FirstRun, project: Pa
     status = run(["dvc", "status"], project)
     assert "up to date" in status.stdout
 
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["data_loading"]["cpu_threshold_seconds"] = 60
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    set_param(project, "data_loading", "cpu_threshold_seconds", 60)
     third = run(["dvc", "repro"], project)
     assert "Running stage 'load'" in third.stdout
     assert "Running stage 'generate'" not in third.stdout
     relabeled = json.loads((project / "metrics" / "load.json").read_text())
     assert relabeled["heavy_share"] > metrics["heavy_share"]
 
-    params["boundary_sampling"]["balance_ratio"] = 3.0
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    set_param(project, "boundary_sampling", "balance_ratio", 3.0)
     fourth = run(["dvc", "repro"], project)
     assert "Running stage 'split'" in fourth.stdout
     for upstream in ("generate", "load", "zero_cost"):
@@ -77,8 +73,7 @@ def test_repro_runs_once_then_only_what_changed(first_run: FirstRun, project: Pa
     assert abs(resampled["sampling"]["achieved_ratio"] - 3.0) <= 0.1
     assert "Running stage 'featurize'" in fourth.stdout
 
-    params["features"]["tfidf_vocab_size"] = 50
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    set_param(project, "features", "tfidf_vocab_size", 50)
     fifth = run(["dvc", "repro"], project)
     assert "Running stage 'featurize'" in fifth.stdout
     for upstream in ("generate", "load", "zero_cost", "split"):
@@ -93,12 +88,6 @@ def test_bad_params_fail_with_the_key_named(project: Path) -> None:
     assert done.returncode != 0
     assert "data_loading.sample_fraction=0" in done.stderr + done.stdout
     assert "Traceback" not in done.stderr + done.stdout
-
-
-def _metric_rows(markdown: str) -> set[tuple[str, str]]:
-    """(path, metric) of each row of a `dvc metrics diff --md` table."""
-    cells = [[c.strip() for c in line.strip("|").split("|")] for line in markdown.splitlines()]
-    return {(row[0], row[1]) for row in cells if len(row) >= 2 and row[0].startswith("metrics/")}
 
 
 def test_model_change_reruns_training_only_and_shows_in_metrics_diff(project: Path) -> None:
@@ -129,10 +118,10 @@ def test_model_change_reruns_training_only_and_shows_in_metrics_diff(project: Pa
     for upstream in ("generate", "load", "zero_cost", "split", "featurize"):
         assert f"Running stage '{upstream}'" not in rerun.stdout
     assert (project / "models" / "model.onnx").read_bytes() != onnx_first
-    changed = _metric_rows(run(["dvc", "metrics", "diff", "HEAD", "--md"], project).stdout)
+    changed = metric_rows(run(["dvc", "metrics", "diff", "HEAD", "--md"], project).stdout)
     assert any(path == "metrics/evaluate.json" for path, _ in changed)
     assert ("metrics/train.json", "n_trees") in changed
-    listed = _metric_rows(run(["dvc", "metrics", "diff", "HEAD", "--md", "--all"], project).stdout)
+    listed = metric_rows(run(["dvc", "metrics", "diff", "HEAD", "--md", "--all"], project).stdout)
     assert {("metrics/evaluate.json", "recall"), ("metrics/evaluate.json", "fnr")} <= listed
 
     set_param(project, "model", "n_estimators", 20)  # back to the committed model

@@ -14,10 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-import boto3
 import pytest
 
-from .project import REPO, environment, run, set_param
+from .project import REPO, environment, metric_rows, run, s3_client, set_param
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +42,7 @@ def cache_files(project: Path) -> set[str]:
 def test_push_pull_and_check_out_a_past_model(
     project: Path, s3_endpoint: str, tmp_path: Path
 ) -> None:
-    boto3.client("s3", endpoint_url=s3_endpoint, **_keys()).create_bucket(Bucket=BUCKET)
+    s3_client(s3_endpoint).create_bucket(Bucket=BUCKET)
     use_remote(project, s3_endpoint)
     assert "endpointurl" not in (project / ".dvc" / "config").read_text()  # stays local
     run(["git", "commit", "-qam", "remote"], project)
@@ -98,7 +97,7 @@ def test_push_pull_and_check_out_a_past_model(
     run(["git", "checkout", "-q", "main"], clone)
     run(["dvc", "checkout"], clone)
     diff = run(["dvc", "metrics", "diff", first_rev, "--all", "--md"], clone).stdout
-    rows = {tuple(c.strip() for c in line.strip("|").split("|")[:2]) for line in diff.splitlines()}
+    rows = metric_rows(diff)
     assert {("metrics/evaluate.json", "recall"), ("metrics/evaluate.json", "fnr")} <= rows
 
     report = run(["bash", str(REPO / "scripts" / "pr_report.sh"), first_rev], clone).stdout
@@ -106,15 +105,6 @@ def test_push_pull_and_check_out_a_past_model(
     assert "| metrics/evaluate.json | recall" in report
     assert "| metrics/evaluate.json | fnr" in report
     assert "model.n_estimators" in report  # the params that changed
-
-
-def _keys() -> dict[str, str]:
-    env = environment()
-    return {
-        "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
-        "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
-        "region_name": env["AWS_DEFAULT_REGION"],
-    }
 
 
 def _free_port() -> int:
@@ -164,7 +154,7 @@ def test_push_with_wrong_credentials_fails_clearly(project: Path) -> None:
 
 
 def test_load_reads_raw_logs_from_s3_and_notices_new_ones(project: Path, s3_endpoint: str) -> None:
-    client = boto3.client("s3", endpoint_url=s3_endpoint, **_keys())
+    client = s3_client(s3_endpoint)
     client.create_bucket(Bucket="trino-logs")
     raw = project / "data" / "raw"
     files = sorted(raw.rglob("*.parquet"))
