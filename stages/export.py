@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from query_predictor.core.featurizer import FEATURE_NAMES
-from query_predictor.core.onnx_model import HeavyQueryModel
+from query_predictor.core.onnx_model import HeavyQueryModel, ModelError
 from query_predictor.core.tfidf import TfidfVocabulary
 from query_predictor.storage import atomic_file, write_json
 from query_predictor.summary import print_summary, run_stage, start_stage
@@ -62,7 +62,7 @@ def main() -> None:
     classifier = load_classifier(args.model)
     booster = classifier.get_booster()
     if booster.num_features() != len(names):
-        raise ParityError(
+        raise ModelError(
             f"{args.model} takes {booster.num_features()} features but the featurizer and "
             f"{args.vocab} give {len(names)}: rerun `dvc repro train`"
         )
