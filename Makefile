@@ -8,8 +8,9 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-# Reinstall only when the lock file or the project metadata changed.
-$(STAMP): requirements.lock pyproject.toml
+# Reinstall only when the lock file, the project metadata or the compiled featurizer core
+# (Cython, built by `pip install -e .`) changed.
+$(STAMP): requirements.lock pyproject.toml setup.py query_predictor/core/_textscan.pyx
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip==26.3
 	$(BIN)/python -m pip install --quiet --requirement requirements.lock

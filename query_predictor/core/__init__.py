@@ -1,1 +1,1 @@
-"""What training and serving share: the raw-log schema (and, later, the featurizer)."""
+"""What training and serving share: the raw-log schema, the featurizer and the model loader."""
