@@ -20,8 +20,9 @@ import datetime as dt
 import json
 import math
 import re
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import NamedTuple
 
 from .sql_tokens import _textscan, as_text, fingerprint
@@ -169,7 +170,7 @@ class QueryContext:
     @staticmethod
     def session_from_json(text: str | None) -> dict[str, str]:
         """Session properties stored as a JSON object (the raw log's column); bad JSON -> {}."""
-        if not text:
+        if not text or text == "{}":
             return {}
         try:
             value = json.loads(text)
@@ -254,59 +255,85 @@ class FeatureExtractor:
         if statement.first_date is not None and context.time is not None:
             today = (context.time.date() - _DAY_ZERO).days
             base[_AT["date_lookback_days"]] = float(max(0, today - statement.first_date))
-        resolved = self._resolve(statement.tables, statement.ctes, context)
-        catalogs = {t.split(".")[0] for t in resolved}
-        base[_AT["n_distinct_tables"]] = float(len(resolved))
-        base[_AT["n_catalogs"]] = float(len(catalogs - {"?"}))
-        base[_AT["reads_lake"]] = float(bool(catalogs & LAKE_CATALOGS))
-        metadata = any(set(t.split(".")) & METADATA_SCHEMAS for t in resolved)
-        base[_AT["reads_metadata"]] = float(metadata)
-        base[_AT["reads_jdbc"]] = float(any(c not in _NOT_JDBC for c in catalogs))
-        self._context(base, context)
-        return Analysis(base, resolved, dict(statement.terms), statement.template)
-
-    def base_features(self, sql: str | bytes | None, context: QueryContext) -> list[float]:
-        """The 78 base features of one query (serving)."""
-        return self.analyze(sql, context).base
-
-    # -- parts -------------------------------------------------------------------------------
-
-    @staticmethod
-    def _resolve(tables: Iterable[str], ctes: Collection[str], context: QueryContext) -> list[str]:
-        """Fully qualify table names with the session catalog and schema; drop CTE names."""
-        out = set()
-        for name in tables:
-            parts = name.split(".")
-            if len(parts) == 1:
-                if name in ctes:
-                    continue
-                parts = [context.catalog or "?", context.schema or "?", name]
-            elif len(parts) == 2:
-                parts = [context.catalog or "?", *parts]
-            out.add(".".join(parts[-3:]))
-        return sorted(out)
-
-    @staticmethod
-    def _context(base: list[float], context: QueryContext) -> None:
-        """The features of ``context`` alone, written into ``base``."""
-        qtype = (context.query_type or "").upper()
-        code = QUERY_TYPES.index(qtype) if qtype in QUERY_TYPES else -1
-        base[_AT["query_type_code"]] = float(code)
-        catalog = (context.catalog or "").lower()
-        if catalog in CATALOG_CODES:
-            code = CATALOG_CODES.index(catalog)
-        else:
-            code = -1 if not catalog else CATALOG_CODES.index("other")
-        base[_AT["catalog_code"]] = float(code)
-        base[_AT["source_kind"]] = float(_source_kind(context.source))
-        user = (context.user or "").lower()
-        base[_AT["user_is_service"]] = float(user.startswith(("svc", "service")) or "bot" in user)
+        resolved, *table_values = _tables_read(
+            statement.tables, statement.ctes, context.catalog, context.schema
+        )
+        for at, value in zip(_TABLE_AT, table_values, strict=True):
+            base[at] = value
+        for at, value in zip(_CODE_AT, _codes(context), strict=True):
+            base[at] = value
         if context.time is not None:
             base[_AT["hour_of_day"]] = float(context.time.hour)
             base[_AT["day_of_week"]] = float(context.time.weekday())
         else:
             base[_AT["hour_of_day"]] = base[_AT["day_of_week"]] = -1.0
         base[_AT["n_session_properties"]] = float(len(context.session_properties))
+        return Analysis(base, list(resolved), dict(statement.terms), statement.template)
+
+    def base_features(self, sql: str | bytes | None, context: QueryContext) -> list[float]:
+        """The 78 base features of one query (serving)."""
+        return self.analyze(sql, context).base
+
+
+# The features of the tables read and of the router's codes repeat across a workload (the
+# same dashboards, users and clients), so both are cached: bounded, and exact.
+_TABLE_AT = [
+    _AT[name]
+    for name in ("n_distinct_tables", "n_catalogs", "reads_lake", "reads_metadata", "reads_jdbc")
+]
+_CODE_AT = [_AT[name] for name in ("query_type_code", "catalog_code", "source_kind")]
+_CODE_AT.append(_AT["user_is_service"])
+
+
+@lru_cache(maxsize=65_536)
+def _tables_read(
+    tables: tuple[str, ...], ctes: tuple[str, ...], catalog: str | None, schema: str | None
+) -> tuple[tuple[str, ...], float, float, float, float, float]:
+    """The tables a statement reads, fully qualified with the session catalog and schema
+    (CTE names dropped; sorted, distinct), then the values of the :data:`_TABLE_AT`
+    features."""
+    out = set()
+    for name in tables:
+        parts = name.split(".")
+        if len(parts) == 1:
+            if name in ctes:
+                continue
+            parts = [catalog or "?", schema or "?", name]
+        elif len(parts) == 2:
+            parts = [catalog or "?", *parts]
+        out.add(".".join(parts[-3:]))
+    resolved = tuple(sorted(out))
+    catalogs = {t.split(".")[0] for t in resolved}
+    metadata = any(set(t.split(".")) & METADATA_SCHEMAS for t in resolved)
+    return (
+        resolved,
+        float(len(resolved)),
+        float(len(catalogs - {"?"})),
+        float(bool(catalogs & LAKE_CATALOGS)),
+        float(metadata),
+        float(any(c not in _NOT_JDBC for c in catalogs)),
+    )
+
+
+def _codes(context: QueryContext) -> tuple[float, float, float, float]:
+    """The values of the :data:`_CODE_AT` features."""
+    return _codes_of(context.query_type, context.catalog, context.source, context.user)
+
+
+@lru_cache(maxsize=65_536)
+def _codes_of(
+    query_type: str | None, catalog: str | None, source: str | None, user: str | None
+) -> tuple[float, float, float, float]:
+    qtype = (query_type or "").upper()
+    type_code = QUERY_TYPES.index(qtype) if qtype in QUERY_TYPES else -1
+    low = (catalog or "").lower()
+    if low in CATALOG_CODES:
+        catalog_code = CATALOG_CODES.index(low)
+    else:
+        catalog_code = -1 if not low else CATALOG_CODES.index("other")
+    name = (user or "").lower()
+    service = name.startswith(("svc", "service")) or "bot" in name
+    return float(type_code), float(catalog_code), float(_source_kind(source)), float(service)
 
 
 _NOT_JDBC = {*LAKE_CATALOGS, "system", "?"}

@@ -46,14 +46,14 @@ class TfidfVocabulary:
 
     def transform(self, counts: Mapping[str, int]) -> tuple[list[int], list[float]]:
         """Sparse TF-IDF of one query: (sorted column indices, L2-normalised weights)."""
-        index: dict[str, int] = self._index  # type: ignore[attr-defined]
-        columns = sorted([index[t] for t in counts if t in index])
-        if not columns:
+        column = self._index.get  # type: ignore[attr-defined]
+        hits = sorted([(i, c) for t, c in counts.items() if (i := column(t)) is not None])
+        if not hits:
             return [], []
-        terms, idf, tf, log = self.terms, self.idf, _TF.get, math.log
-        weights = [(tf(c) or 1.0 + log(c)) * idf[i] for i in columns for c in [counts[terms[i]]]]
+        idf, tf, log = self.idf, _TF.get, math.log
+        weights = [(tf(c) or 1.0 + log(c)) * idf[i] for i, c in hits]
         norm = math.sqrt(sum([w * w for w in weights]))  # in column order, as always
-        return columns, [w / norm for w in weights]
+        return [i for i, _ in hits], [w / norm for w in weights]
 
     def to_payload(self) -> dict[str, object]:
         """JSON-ready form; floats are written exactly (shortest repr), never rounded."""

@@ -15,7 +15,7 @@ import pytest
 from query_predictor.core.features import BASE_NAMES, FeatureExtractor, QueryContext
 from query_predictor.core.featurizer import FEATURE_NAMES, QueryFeaturizer, day_number
 from query_predictor.core.history import HISTORY_NAMES, HistoryLookup
-from query_predictor.core.tfidf import TfidfVocabulary
+from query_predictor.core.tfidf import TfidfVocabulary, fit_vocabulary
 from query_predictor.storage import write_parquet
 from query_predictor.training.featurize import (
     FeatureSet,
@@ -23,6 +23,8 @@ from query_predictor.training.featurize import (
     check_parity,
     context_of,
     featurize,
+    list_series,
+    tfidf_block,
 )
 from query_predictor.training.history import snapshot
 
@@ -514,3 +516,61 @@ def test_templates_ignore_date_literals(labeled: pl.DataFrame) -> None:
 def test_vocabulary_round_trip_in_bundle(result: FeatureSet, tmp_path: Path) -> None:
     result.vocabulary.to_json(tmp_path / "v.json")
     assert TfidfVocabulary.from_json(tmp_path / "v.json").terms == result.vocabulary.terms
+
+
+@pytest.mark.parametrize(
+    ("lists", "inner"),
+    [
+        ([["b", "a"], None, [], ["c", "c", "a"]], pl.String),
+        ([[3, 1, 2], [], None, [7]], pl.Int32),
+        ([[0.5, 0.25]], pl.Float32),
+        ([None, None], pl.Int32),
+        ([[], []], pl.String),
+        ([], pl.String),
+    ],
+)
+def test_list_series_is_what_polars_builds_from_nested_lists(lists: list, inner: type) -> None:
+    built = list_series(lists, inner)
+    assert built.dtype == pl.List(inner)
+    assert built.to_list() == lists  # order inside a list kept, None stays null, [] stays []
+    assert built.equals(pl.Series(lists, dtype=pl.List(inner)), check_names=False)
+
+
+def test_list_series_keeps_row_order_over_many_rows() -> None:
+    rng = np.random.default_rng(3)
+    lists = [
+        None if rng.random() < 0.1 else [int(v) for v in rng.integers(0, 50, rng.integers(0, 6))]
+        for _ in range(5_000)
+    ]
+    assert list_series(lists, pl.Int32).to_list() == lists
+
+
+def test_tfidf_block_is_the_transform_of_each_row(labeled: pl.DataFrame) -> None:
+    """Each distinct text is transformed once and joined back: every row, repeats included,
+    gets exactly the vector :meth:`TfidfVocabulary.transform` gives its own terms."""
+    analyzed = analyze_frame(labeled, workers=1)
+    assert analyzed["query"].n_unique() < analyzed.height  # the data has repeats
+    vocab = fit_vocabulary_of(analyzed)
+    block = tfidf_block(analyzed, vocab)
+    assert block.columns == ["tfidf_index", "tfidf_value"]
+    assert block.height == analyzed.height
+    for keys, counts, index, value in zip(
+        analyzed["term_keys"].to_list(),
+        analyzed["term_counts"].to_list(),
+        block["tfidf_index"].to_list(),
+        block["tfidf_value"].to_list(),
+        strict=True,
+    ):
+        want_index, want_value = vocab.transform(dict(zip(keys, counts, strict=True)))
+        assert index == want_index
+        assert value == [float(np.float32(v)) for v in want_value]
+
+
+def fit_vocabulary_of(analyzed: pl.DataFrame) -> TfidfVocabulary:
+    documents = [
+        dict(zip(k, c, strict=True))
+        for k, c in zip(
+            analyzed["term_keys"].to_list(), analyzed["term_counts"].to_list(), strict=True
+        )
+    ]
+    return fit_vocabulary(documents, size=50, min_df=1)
