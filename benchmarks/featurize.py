@@ -6,9 +6,10 @@ Reads statements and their context from ``data/splits/<split>.parquet`` and the 
 vocabulary from ``models/tfidf_vocab.json`` (run ``dvc repro featurize`` first). Every path
 goes from raw SQL and context to the 78 base features, tables, template and TF-IDF vector:
 
-- batch: the featurize stage's own code on one core, :func:`analyze_frame` (workers=1) and
-  :func:`tfidf_block` over a frame of ``--rows`` rows. A text that repeats in the frame is
-  scanned and transformed once; every row still gets its own context features and vector.
+- batch: the featurize stage's own code on one core over a frame of ``--rows`` rows:
+  :func:`analyze_frame` (workers=1), :func:`tfidf_vectors` and :func:`with_tfidf`. A text
+  that repeats in the frame is scanned and weighed once; every row still gets its own
+  context features and its TF-IDF vector.
 - per statement: :meth:`FeatureExtractor.analyze` and :meth:`TfidfVocabulary.transform`, one
   query at a time, nothing shared between calls but the bounded caches of table and code
   features (what serving does);
@@ -35,7 +36,12 @@ import polars as pl
 from query_predictor.core import _textscan
 from query_predictor.core.features import FeatureExtractor
 from query_predictor.core.tfidf import TfidfVocabulary
-from query_predictor.training.featurize import analyze_frame, context_of, tfidf_block
+from query_predictor.training.featurize import (
+    analyze_frame,
+    context_of,
+    tfidf_vectors,
+    with_tfidf,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -77,9 +83,10 @@ def main() -> None:
     print(f"{'':<44} {'queries':>7} {'best':>13} {'median':>13} {'per query':>10}")
 
     def batch() -> None:
-        tfidf_block(analyze_frame(frame, workers=1), vocab)
+        analyzed = analyze_frame(frame, workers=1)
+        with_tfidf(analyzed.rows, tfidf_vectors(analyzed.terms, vocab))
 
-    report("batch: analyze_frame + tfidf_block (stage)", n, timed(batch, args.repeat))
+    report("batch: the featurize stage's functions", n, timed(batch, args.repeat))
 
     def single() -> None:
         extractor = FeatureExtractor()

@@ -742,3 +742,106 @@ cdef str _normalized(_Tokens toks, list in_lists):
             out.append(toks.text[j])
         j += 1
     return " ".join(out)
+
+
+# --------------------------------------------------------------------------- TF-IDF
+#
+# A term's weight is (1 + ln count) * idf; a statement's weights are divided by their L2 norm,
+# the squares added one by one in column order. Both functions below weigh through
+# _weigh_sorted, so the serving path and the batch path give the same bits on every Python
+# version and platform with IEEE doubles.
+
+from libc.stdint cimport int64_t
+
+cdef extern from "math.h":
+    double log(double x) nogil
+    double sqrt(double x) nogil
+
+
+cdef void _weigh_sorted(
+    const int64_t* cols, const int64_t* counts, const double* idf, double* out, Py_ssize_t n
+) noexcept nogil:
+    """Weights of one statement's terms, given as (column, count) pairs sorted by column."""
+    cdef Py_ssize_t j
+    cdef double norm = 0.0
+    for j in range(n):
+        out[j] = (1.0 + log(<double> counts[j])) * idf[cols[j]]
+        norm += out[j] * out[j]
+    norm = sqrt(norm)
+    for j in range(n):
+        out[j] /= norm
+
+
+def tfidf(keys, counts, dict column, const double[::1] idf):
+    """Sparse TF-IDF of one statement from its terms (``keys``) and their ``counts``: the
+    sorted column of each term that ``column`` maps, and its L2-normalised weight."""
+    cdef list fast_keys = list(keys)
+    cdef list fast_counts = list(counts)
+    cdef Py_ssize_t n = len(fast_keys), hits = 0, k
+    cdef PyObject* found
+    cdef int64_t* cols
+    cdef int64_t* found_counts
+    cdef double* weights
+    if len(fast_counts) != n:
+        raise ValueError(f"{n} terms but {len(fast_counts)} counts")
+    if n == 0:
+        return [], []
+    cols = <int64_t*> malloc(n * sizeof(int64_t))
+    found_counts = <int64_t*> malloc(n * sizeof(int64_t))
+    weights = <double*> malloc(n * sizeof(double))
+    try:
+        if cols == NULL or found_counts == NULL or weights == NULL:
+            raise MemoryError()
+        for k in range(n):
+            found = PyDict_GetItem(column, fast_keys[k])
+            if found != NULL:
+                cols[hits] = <int64_t> <object> found
+                found_counts[hits] = <int64_t> fast_counts[k]
+                hits += 1
+        _sort_by_column(cols, found_counts, hits)
+        _weigh_sorted(cols, found_counts, &idf[0], weights, hits)
+        return [cols[k] for k in range(hits)], [weights[k] for k in range(hits)]
+    finally:
+        free(cols)
+        free(found_counts)
+        free(weights)
+
+
+def tfidf_batch(
+    const int64_t[::1] ends,
+    const int64_t[::1] cols,
+    const int64_t[::1] counts,
+    const double[::1] idf,
+    double[::1] out,
+):
+    """Weights of many statements at once, into ``out``: their (column, count) pairs lie end
+    to end in ``cols`` and ``counts``, each statement's sorted by column and ending at its
+    entry of ``ends``."""
+    cdef Py_ssize_t start = 0, k, stop
+    if cols.shape[0] != counts.shape[0] or out.shape[0] != cols.shape[0]:
+        raise ValueError("cols, counts and out must have the same length")
+    if ends.shape[0] and ends[ends.shape[0] - 1] != cols.shape[0]:
+        raise ValueError("the last end must be the number of pairs")
+    if cols.shape[0] == 0:
+        return
+    with nogil:
+        for k in range(ends.shape[0]):
+            stop = ends[k]
+            _weigh_sorted(&cols[start], &counts[start], &idf[0], &out[start], stop - start)
+            start = stop
+
+
+cdef void _sort_by_column(int64_t* cols, int64_t* counts, Py_ssize_t n) noexcept nogil:
+    """Insertion sort of (column, count) pairs by column: a statement has a few dozen."""
+    cdef Py_ssize_t i, j
+    cdef int64_t c, w
+    for i in range(1, n):
+        c = cols[i]
+        w = counts[i]
+        j = i - 1
+        while j >= 0 and cols[j] > c:
+            cols[j + 1] = cols[j]
+            counts[j + 1] = counts[j]
+            j -= 1
+        cols[j + 1] = c
+        counts[j + 1] = w

@@ -14,15 +14,19 @@ from __future__ import annotations
 import json
 import math
 import re
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
+
+import numpy as np
+
+from .sql_tokens import _textscan
 
 FORMAT_VERSION = 1
 _TERM = re.compile(r"[a-z_][a-z0-9_]{0,63}")
-# 1 + ln(count) for the usual counts, computed once: the same floats math.log gives each time
-_TF = {count: 1.0 + math.log(count) for count in range(1, 256)}
 
 
 def is_term(token: str) -> bool:
@@ -40,20 +44,33 @@ class TfidfVocabulary:
         if len(self.terms) != len(self.idf):
             raise ValueError(f"{len(self.terms)} terms but {len(self.idf)} idf values")
         object.__setattr__(self, "_index", {t: i for i, t in enumerate(self.terms)})
+        object.__setattr__(self, "_idf", array("d", self.idf))
 
     def __len__(self) -> int:
         return len(self.terms)
 
     def transform(self, counts: Mapping[str, int]) -> tuple[list[int], list[float]]:
         """Sparse TF-IDF of one query: (sorted column indices, L2-normalised weights)."""
-        column = self._index.get  # type: ignore[attr-defined]
-        hits = sorted([(i, c) for t, c in counts.items() if (i := column(t)) is not None])
-        if not hits:
-            return [], []
-        idf, tf, log = self.idf, _TF.get, math.log
-        weights = [(tf(c) or 1.0 + log(c)) * idf[i] for i, c in hits]
-        norm = math.sqrt(sum([w * w for w in weights]))  # in column order, as always
-        return [i for i, _ in hits], [w / norm for w in weights]
+        return self.weigh(counts.keys(), counts.values())
+
+    def weigh(self, terms: Iterable[str], counts: Iterable[int]) -> tuple[list[int], list[float]]:
+        """:meth:`transform` of the terms and counts given as two sequences (the compiled
+        core's :func:`~query_predictor.core._textscan.tfidf`)."""
+        return _textscan.tfidf(terms, counts, self._index, self._idf)  # type: ignore[attr-defined]
+
+    def weigh_batch(self, ends: np.ndarray, columns: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """The weights of many statements at once (what :meth:`weigh` gives each of them):
+        their (column, count) pairs lie end to end in ``columns`` and ``counts``, sorted by
+        column within a statement, statement ``k`` ending at ``ends[k]``."""
+        out = np.empty(len(columns), dtype=np.float64)
+        _textscan.tfidf_batch(
+            np.ascontiguousarray(ends, dtype=np.int64),
+            np.ascontiguousarray(columns, dtype=np.int64),
+            np.ascontiguousarray(counts, dtype=np.int64),
+            self._idf,  # type: ignore[attr-defined]
+            out,
+        )
+        return out
 
     def to_payload(self) -> dict[str, object]:
         """JSON-ready form; floats are written exactly (shortest repr), never rounded."""
@@ -94,14 +111,24 @@ class TfidfVocabulary:
 
 
 def fit_vocabulary(
-    documents: Iterable[Mapping[str, int]], *, size: int, min_df: int = 2
+    documents: Iterable[Mapping[str, int]],
+    *,
+    size: int,
+    min_df: int = 2,
+    repeats: Iterable[int] | None = None,
 ) -> TfidfVocabulary:
-    """The ``size`` terms found in most documents (at least ``min_df``), ties by term."""
+    """The ``size`` terms found in most documents (at least ``min_df``), ties by term.
+
+    ``repeats`` says how many times each document occurs (one each by default): a text that
+    100 queries share is fitted once, with the weight of 100 documents."""
     df: Counter[str] = Counter()
     n = 0
-    for counts in documents:
-        n += 1
-        df.update(t for t in counts if is_term(t))
+    weights = repeat(1) if repeats is None else repeats
+    for counts, times in zip(documents, weights, strict=repeats is not None):
+        n += times
+        for t in counts:
+            if is_term(t):
+                df[t] += times
     ranked = sorted(((-c, t) for t, c in df.items() if c >= min_df))[:size]
     terms = tuple(sorted(t for _, t in ranked))
     idf = tuple(math.log((1 + n) / (1 + df[t])) + 1.0 for t in terms)

@@ -9,6 +9,7 @@
    with the history cut at the end of the training window, so validation and test rows see
    exactly the training-window snapshot that serving loads (``models/history_stats.parquet``).
 3. TF-IDF: the vocabulary is fitted on the training split only (``models/tfidf_vocab.json``).
+   Terms depend on the text alone, so each distinct text is kept, weighed and looked up once.
 4. Parity: a hash-chosen sample of validation and test rows is featurized again through the
    single-query serving path (:class:`~query_predictor.core.featurizer.QueryFeaturizer`) and
    compared, feature by feature, with the batch rows; any difference fails the stage.
@@ -25,7 +26,7 @@ import json
 import math
 import multiprocessing
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import chain
@@ -69,38 +70,51 @@ def context_of(row: dict) -> QueryContext:
     )
 
 
-def _analyze_chunk(chunk: pl.DataFrame) -> pl.DataFrame:
-    """Analyze one chunk (a batch: a text repeated in it is analysed once); the result holds
-    query_id, tables and template for every row, and base features and TF-IDF terms only
-    where ``full`` is true (split rows), so the history-only rows cost no memory beyond
-    their keys."""
+def _analyze_chunk(chunk: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Analyze one chunk (a batch: a text repeated in it is analysed once). Returns the rows
+    (tables and template for every row, base features only where ``full`` is true: split
+    rows; the history-only rows cost no memory beyond their keys) and the TF-IDF terms of
+    each distinct text of the full rows (``query``, ``term_keys``, ``term_counts``)."""
     extractor = FeatureExtractor()
     full = chunk["full"].to_list()
+    queries = chunk["query"].to_list()
     missing = [math.nan] * len(BASE_NAMES)
     base: list[list[float]] = []
     tables, templates = [], []
-    term_keys: list[list[str] | None] = []
-    term_counts: list[list[int] | None] = []
+    terms: dict[str | None, dict[str, int]] = {}
     contexts = [context_of(row) for row in chunk.select(CONTEXT_COLUMNS).iter_rows(named=True)]
-    analyses = extractor.analyze_many(chunk["query"].to_list(), contexts)
-    for keep, a in zip(full, analyses, strict=True):
+    analyses = extractor.analyze_many(queries, contexts)
+    for keep, sql, a in zip(full, queries, analyses, strict=True):
         tables.append(a.tables)
         templates.append(a.template)
         if keep:
             base.append(a.base)
-            term_keys.append(list(a.terms))
-            term_counts.append(list(a.terms.values()))
+            if sql not in terms:
+                terms[sql] = a.terms
         else:
             base.append(missing)
-            term_keys.append(None)
-            term_counts.append(None)
     block = np.array(base, dtype=np.float32).reshape(len(base), len(BASE_NAMES))
-    return pl.DataFrame(block, schema=list(BASE_NAMES)).with_columns(
+    rows = pl.DataFrame(block, schema=list(BASE_NAMES)).with_columns(
         tables=list_series(tables, pl.String),
         template=pl.Series(templates, dtype=pl.String),
-        term_keys=list_series(term_keys, pl.String),
-        term_counts=list_series(term_counts, pl.Int32),
     )
+    texts = pl.DataFrame(
+        {
+            "query": pl.Series(list(terms), dtype=pl.String),
+            "term_keys": list_series([list(t) for t in terms.values()], pl.String),
+            "term_counts": list_series([list(t.values()) for t in terms.values()], pl.Int32),
+        }
+    )
+    return rows, texts
+
+
+@dataclass
+class Analyzed:
+    """:func:`analyze_frame`'s result: the rows with their features, and the TF-IDF terms of
+    each distinct statement text (a text's terms are the same wherever it repeats)."""
+
+    rows: pl.DataFrame
+    terms: pl.DataFrame  # query, term_keys, term_counts
 
 
 def _progress(items: Iterable[T], total: int) -> Iterable[T]:
@@ -108,13 +122,11 @@ def _progress(items: Iterable[T], total: int) -> Iterable[T]:
     return tqdm(items, total=total, desc="featurize", unit="chunk", disable=None)
 
 
-def analyze_frame(
-    frame: pl.DataFrame, *, workers: int, full: pl.Series | None = None
-) -> pl.DataFrame:
-    """``frame`` with base features, ``tables``, ``template`` and TF-IDF terms added (base
-    features and terms only where ``full``, default every row; NaN / null elsewhere). Chunks go
-    to ``workers`` processes; each returns a compact frame, so memory stays near the size of
-    the result."""
+def analyze_frame(frame: pl.DataFrame, *, workers: int, full: pl.Series | None = None) -> Analyzed:
+    """``frame`` with base features, ``tables`` and ``template`` added (base features only
+    where ``full``, default every row; NaN elsewhere), and the terms of the distinct texts of
+    the full rows. Chunks go to ``workers`` processes; each returns compact frames, so memory
+    stays near the size of the result."""
     flags = full if full is not None else pl.Series("full", [True] * frame.height)
     source = frame.select(*CONTEXT_COLUMNS).with_columns(full=flags)
     size = 20_000
@@ -125,7 +137,9 @@ def analyze_frame(
             parts = list(_progress(pool.map(_analyze_chunk, chunks), len(chunks)))
     else:
         parts = [_analyze_chunk(c) for c in _progress(chunks, len(chunks))]
-    return frame.hstack(pl.concat(parts))
+    rows = frame.hstack(pl.concat([r for r, _ in parts]))
+    terms = pl.concat([t for _, t in parts]).unique("query", keep="first", maintain_order=True)
+    return Analyzed(rows, terms)
 
 
 def list_series(lists: Sequence[Sequence[object] | None], inner: type[pl.DataType]) -> pl.Series:
@@ -135,31 +149,46 @@ def list_series(lists: Sequence[Sequence[object] | None], inner: type[pl.DataTyp
     per row, which cost more than the featurizer itself (about 12 us a row per column)."""
     n = len(lists)
     lengths = np.fromiter((len(x) if x is not None else 0 for x in lists), np.int64, count=n)
-    flat = pl.Series("value", list(chain.from_iterable(x for x in lists if x)), dtype=inner)
+    flat = pl.Series(list(chain.from_iterable(x for x in lists if x)), dtype=inner)
+    nulls = [x is None for x in lists]
+    return regroup(np.repeat(np.arange(n), lengths), flat, n, nulls=nulls)
+
+
+def regroup(
+    row: np.ndarray, values: pl.Series, n: int, *, nulls: Sequence[bool] | None = None
+) -> pl.Series:
+    """The list column of ``n`` rows whose row ``i`` holds, in order, the ``values`` at the
+    positions where ``row`` is ``i`` (an empty list where there are none; null where
+    ``nulls`` says so)."""
+    inner = values.dtype
     grouped = (
-        pl.DataFrame([pl.Series("row", np.repeat(np.arange(n), lengths)), flat])
+        pl.DataFrame([pl.Series("row", row, dtype=pl.Int64), values.alias("value")])
         .group_by("row")
         .agg("value")
     )
-    missing = pl.Series("missing", [x is None for x in lists], dtype=pl.Boolean)
-    return (
-        pl.DataFrame([pl.Series("row", np.arange(n)), missing])
-        .join(grouped, on="row", how="left", maintain_order="left")
-        .select(
-            pl.when(pl.col("missing"))
-            .then(None)
-            .otherwise(pl.col("value").fill_null(pl.lit([], dtype=pl.List(inner))))
-        )
-        .to_series()
-        .rechunk()
+    empty = pl.lit([], dtype=pl.List(inner))
+    lists = (
+        pl.DataFrame([pl.Series("row", np.arange(n), dtype=pl.Int64)])
+        .join(grouped, on="row", how="left", maintain_order="left")["value"]
+        .fill_null(empty)
     )
+    if nulls is not None and any(nulls):
+        lists = lists.set(pl.Series(nulls, dtype=pl.Boolean), None)
+    return lists.rechunk()
 
 
-def _terms(frame: pl.DataFrame) -> list[dict[str, int]]:
-    return [
-        dict(zip(k, c, strict=True))
-        for k, c in zip(frame["term_keys"].to_list(), frame["term_counts"].to_list(), strict=True)
-    ]
+def _documents(terms: pl.DataFrame) -> Iterator[dict[str, int]]:
+    for keys, counts in zip(
+        terms["term_keys"].to_list(), terms["term_counts"].to_list(), strict=True
+    ):
+        yield dict(zip(keys, counts, strict=True))
+
+
+def fit_on(rows: pl.DataFrame, terms: pl.DataFrame, *, size: int) -> TfidfVocabulary:
+    """The vocabulary of ``rows`` (each row one document), from the terms of their texts."""
+    repeats = rows.group_by("query", maintain_order=True).len()
+    texts = repeats.join(terms, on="query", how="left", nulls_equal=True, maintain_order="left")
+    return fit_vocabulary(_documents(texts), size=size, repeats=texts["len"].to_list())
 
 
 @dataclass
@@ -180,22 +209,37 @@ def history_block(rows: pl.DataFrame, history: pl.DataFrame, *, weight: float) -
     return out
 
 
-def tfidf_block(rows: pl.DataFrame, vocab: TfidfVocabulary) -> pl.DataFrame:
-    """``tfidf_index`` and ``tfidf_value`` of each row of ``rows`` (which has ``query`` and the
-    terms of :func:`analyze_frame`). A statement's terms depend on its text alone, so each
-    distinct text is transformed once and joined back to its rows."""
-    distinct = rows.select("query", "term_keys", "term_counts").unique(
-        "query", keep="first", maintain_order=True
+def tfidf_vectors(terms: pl.DataFrame, vocab: TfidfVocabulary) -> pl.DataFrame:
+    """``query``, ``tfidf_index`` and ``tfidf_value`` of each distinct text in ``terms``.
+
+    The terms are matched to the vocabulary by a polars join, and the weights of all texts
+    are worked out in one compiled call (:meth:`TfidfVocabulary.weigh_batch`, the arithmetic
+    of :meth:`TfidfVocabulary.transform`), so no term becomes a Python string."""
+    vocabulary = pl.DataFrame(
+        {"term": list(vocab.terms), "column": np.arange(len(vocab), dtype=np.int64)},
+        schema={"term": pl.String, "column": pl.Int64},
     )
-    index, value = (
-        zip(*(vocab.transform(t) for t in _terms(distinct)), strict=True)
-        if distinct.height
-        else ((), ())
+    pairs = (
+        terms.select(
+            pl.int_range(pl.len(), dtype=pl.Int64).alias("text"),
+            pl.col("term_keys").alias("term"),
+            pl.col("term_counts").alias("count"),
+        )
+        .explode("term", "count")
+        .join(vocabulary, on="term", how="inner")
+        .sort("text", "column")
     )
-    vectors = distinct.select("query").with_columns(
-        tfidf_index=list_series(index, pl.Int32),
-        tfidf_value=list_series(value, pl.Float32),
+    text = pairs["text"].to_numpy()
+    ends = np.cumsum(np.bincount(text, minlength=terms.height))
+    weights = vocab.weigh_batch(ends, pairs["column"].to_numpy(), pairs["count"].to_numpy())
+    return terms.select("query").with_columns(
+        tfidf_index=regroup(text, pairs["column"].cast(pl.Int32), terms.height),
+        tfidf_value=regroup(text, pl.Series(weights, dtype=pl.Float32), terms.height),
     )
+
+
+def with_tfidf(rows: pl.DataFrame, vectors: pl.DataFrame) -> pl.DataFrame:
+    """The TF-IDF vector of each row of ``rows``, looked up by its text in ``vectors``."""
     return (
         rows.select("query")
         .join(vectors, on="query", how="left", nulls_equal=True, maintain_order="left")
@@ -203,7 +247,7 @@ def tfidf_block(rows: pl.DataFrame, vocab: TfidfVocabulary) -> pl.DataFrame:
     )
 
 
-def build_matrix(rows: pl.DataFrame, block: np.ndarray, vocab: TfidfVocabulary) -> pl.DataFrame:
+def build_matrix(rows: pl.DataFrame, block: np.ndarray, vectors: pl.DataFrame) -> pl.DataFrame:
     dense = rows.select(BASE_NAMES).with_columns(
         pl.DataFrame(block.astype(np.float32), schema=list(FEATURE_NAMES[len(BASE_NAMES) :]))
     )
@@ -213,7 +257,7 @@ def build_matrix(rows: pl.DataFrame, block: np.ndarray, vocab: TfidfVocabulary) 
                 "query_id", "event_date", "is_heavy", "cpu_time_millis", "peak_memory_bytes"
             ),
             dense,
-            tfidf_block(rows, vocab),
+            with_tfidf(rows, vectors),
         ],
         how="horizontal",
     )
@@ -276,7 +320,7 @@ def featurize(
     analyzed = analyze_frame(
         labeled, workers=workers, full=labeled["query_id"].is_in(in_splits.implode())
     )
-    history = analyzed.filter(pl.col("event_date") <= train_end).select(
+    history = analyzed.rows.filter(pl.col("event_date") <= train_end).select(
         "event_date",
         "user",
         "is_heavy",
@@ -285,9 +329,7 @@ def featurize(
         "tables",
         "template",
     )
-    keyed = analyzed.select(
-        "query_id", *BASE_NAMES, "tables", "template", "term_keys", "term_counts"
-    )
+    keyed = analyzed.rows.select("query_id", *BASE_NAMES, "tables", "template")
     rows = {
         n: s.join(keyed, on="query_id", how="left", maintain_order="left")
         for n, s in splits.items()
@@ -295,9 +337,10 @@ def featurize(
     missing = {n: r["template"].null_count() for n, r in rows.items()}
     if any(missing.values()):
         raise ValueError(f"split rows missing from the labeled data: {missing}")
-    vocab = fit_vocabulary(_terms(rows["train"]), size=vocab_size)
+    vocab = fit_on(rows["train"], analyzed.terms, size=vocab_size)
+    vectors = tfidf_vectors(analyzed.terms, vocab)
     matrices = {
-        n: build_matrix(r, history_block(r, history, weight=prior_weight), vocab)
+        n: build_matrix(r, history_block(r, history, weight=prior_weight), vectors)
         for n, r in rows.items()
     }
     snap = snapshot(history, until=train_end)

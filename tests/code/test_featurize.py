@@ -23,8 +23,10 @@ from query_predictor.training.featurize import (
     check_parity,
     context_of,
     featurize,
+    fit_on,
     list_series,
-    tfidf_block,
+    tfidf_vectors,
+    with_tfidf,
 )
 from query_predictor.training.history import snapshot
 
@@ -237,7 +239,7 @@ def test_history_is_the_training_window_snapshot(result: FeatureSet, labeled: pl
     assert prior["last_day"].to_list() == [float(day_number(TRAIN_END))]
     assert set(history["kind"]) == {"user", "template", "table", "global"}
     assert "" in set(history.filter(pl.col("kind") == "user")["key"])  # the null user
-    analyzed = analyze_frame(labeled, workers=1)
+    analyzed = analyze_frame(labeled, workers=1).rows
     expected = snapshot(analyzed.filter(pl.col("event_date") <= TRAIN_END), until=TRAIN_END)
     assert history.equals(expected)
 
@@ -481,33 +483,51 @@ def test_context_of_a_raw_row() -> None:
 
 
 def test_analyze_frame(labeled: pl.DataFrame) -> None:
-    sample = labeled.head(25)
+    sample = pl.concat([labeled.head(25), labeled.head(5)])  # five texts twice
     analyzed = analyze_frame(sample, workers=3)
-    assert analyzed.height == sample.height
-    assert analyzed.columns == [
-        *sample.columns,
-        *BASE_NAMES,
-        "tables",
-        "template",
-        "term_keys",
-        "term_counts",
-    ]
+    rows, terms = analyzed.rows, analyzed.terms
+    assert rows.height == sample.height
+    assert rows.columns == [*sample.columns, *BASE_NAMES, "tables", "template"]
+    assert terms.columns == ["query", "term_keys", "term_counts"]
+    assert terms["query"].to_list() == sample["query"].unique(maintain_order=True).to_list()
+    by_text = {
+        sql: dict(zip(k, c, strict=True))
+        for sql, k, c in zip(
+            terms["query"],
+            terms["term_keys"].to_list(),
+            terms["term_counts"].to_list(),
+            strict=True,
+        )
+    }
     extractor = FeatureExtractor()
-    for row in analyzed.iter_rows(named=True):
+    for row in rows.iter_rows(named=True):
         a = extractor.analyze(row["query"], context_of(row))
         assert [row[n] for n in BASE_NAMES] == pytest.approx(a.base, rel=1e-6)
         assert row["tables"] == a.tables
         assert row["template"] == a.template
-        assert dict(zip(row["term_keys"], row["term_counts"], strict=True)) == a.terms
+        assert by_text[row["query"]] == a.terms
     # chunking does not change anything
-    assert analyze_frame(sample, workers=1).equals(analyzed)
+    again = analyze_frame(sample, workers=1)
+    assert again.rows.equals(rows)
+    assert again.terms.equals(terms)
     empty = analyze_frame(sample.head(0), workers=2)
-    assert empty.height == 0
-    assert empty.columns == analyzed.columns
+    assert empty.rows.height == empty.terms.height == 0
+    assert empty.rows.columns == rows.columns
+    assert empty.terms.columns == terms.columns
+
+
+def test_only_full_rows_have_base_features_and_terms(labeled: pl.DataFrame) -> None:
+    sample = labeled.head(40)
+    full = pl.Series([i % 2 == 0 for i in range(sample.height)])
+    analyzed = analyze_frame(sample, workers=1, full=full)
+    assert analyzed.rows.filter(~full)["n_tokens"].is_nan().all()
+    assert not analyzed.rows.filter(full)["n_tokens"].is_nan().any()
+    assert analyzed.rows["template"].null_count() == 0  # history needs every row's keys
+    assert set(analyzed.terms["query"]) == set(sample.filter(full)["query"])
 
 
 def test_templates_ignore_date_literals(labeled: pl.DataFrame) -> None:
-    analyzed = analyze_frame(labeled, workers=1)
+    analyzed = analyze_frame(labeled, workers=1).rows
     daily = analyzed.filter(pl.col("query").str.starts_with("SELECT region"))
     assert daily["query"].n_unique() > 1  # different date literals...
     assert daily["template"].n_unique() == 1  # ...one template
@@ -545,32 +565,41 @@ def test_list_series_keeps_row_order_over_many_rows() -> None:
     assert list_series(lists, pl.Int32).to_list() == lists
 
 
-def test_tfidf_block_is_the_transform_of_each_row(labeled: pl.DataFrame) -> None:
-    """Each distinct text is transformed once and joined back: every row, repeats included,
+def test_each_row_gets_the_tfidf_vector_of_its_own_terms(labeled: pl.DataFrame) -> None:
+    """Each distinct text is weighed once and joined back: every row, repeats included,
     gets exactly the vector :meth:`TfidfVocabulary.transform` gives its own terms."""
     analyzed = analyze_frame(labeled, workers=1)
-    assert analyzed["query"].n_unique() < analyzed.height  # the data has repeats
-    vocab = fit_vocabulary_of(analyzed)
-    block = tfidf_block(analyzed, vocab)
+    rows = analyzed.rows
+    assert rows["query"].n_unique() < rows.height  # the data has repeats
+    vocab = fit_on(rows, analyzed.terms, size=50)
+    block = with_tfidf(rows, tfidf_vectors(analyzed.terms, vocab))
     assert block.columns == ["tfidf_index", "tfidf_value"]
-    assert block.height == analyzed.height
-    for keys, counts, index, value in zip(
-        analyzed["term_keys"].to_list(),
-        analyzed["term_counts"].to_list(),
+    assert block.height == rows.height
+    extractor = FeatureExtractor()
+    for row, index, value in zip(
+        rows.iter_rows(named=True),
         block["tfidf_index"].to_list(),
         block["tfidf_value"].to_list(),
         strict=True,
     ):
-        want_index, want_value = vocab.transform(dict(zip(keys, counts, strict=True)))
+        want_index, want_value = vocab.transform(
+            extractor.analyze(row["query"], context_of(row)).terms
+        )
         assert index == want_index
         assert value == [float(np.float32(v)) for v in want_value]
 
 
-def fit_vocabulary_of(analyzed: pl.DataFrame) -> TfidfVocabulary:
-    documents = [
-        dict(zip(k, c, strict=True))
-        for k, c in zip(
-            analyzed["term_keys"].to_list(), analyzed["term_counts"].to_list(), strict=True
-        )
+def test_the_vocabulary_counts_every_row_as_a_document(labeled: pl.DataFrame) -> None:
+    """Fitting on distinct texts weighted by their rows is fitting on every row."""
+    analyzed = analyze_frame(labeled, workers=1)
+    extractor = FeatureExtractor()
+    per_row = [
+        extractor.analyze(row["query"], context_of(row)).terms
+        for row in analyzed.rows.iter_rows(named=True)
     ]
-    return fit_vocabulary(documents, size=50, min_df=1)
+    for size in (5, 20, 500):
+        weighted = fit_on(analyzed.rows, analyzed.terms, size=size)
+        plain = fit_vocabulary(per_row, size=size)
+        assert weighted.terms == plain.terms
+        assert weighted.idf == plain.idf
+        assert weighted.settings == plain.settings

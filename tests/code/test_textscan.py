@@ -10,18 +10,22 @@ at all.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import random
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from query_predictor.core.features import BASE_NAMES, FeatureExtractor
+from query_predictor.core.features import BASE_NAMES, FeatureExtractor, QueryContext
 from query_predictor.core.sql_tokens import normalize, tokenize
+from query_predictor.core.tfidf import TfidfVocabulary, fit_vocabulary
 from query_predictor.synth.plans import random_plan, render
 from query_predictor.synth.world import build_tables
 from tests.oracle import features as oracle_features
 from tests.oracle import sql_tokens as oracle_tokens
+from tests.oracle import tfidf as oracle_tfidf
 
 from . import test_features, test_sql_tokens
 
@@ -177,3 +181,81 @@ def test_any_text_agrees(sql: str | bytes) -> None:
 )
 def test_huge_statements_agree(sql: str) -> None:
     assert_same(sql)
+
+
+# --------------------------------------------------------------------------- TF-IDF weights
+
+TERMS = [f"t{i}" for i in range(300)]
+# idf as fit_vocabulary writes it: ln((1 + N) / (1 + df)) + 1, never a round number
+IDF = st.tuples(st.integers(1, 10**6), st.integers(0, 10**6)).map(
+    lambda n_df: math.log((1 + n_df[0] + n_df[1]) / (1 + n_df[1])) + 1.0
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    vocabulary=st.lists(st.sampled_from(TERMS), unique=True, max_size=120).flatmap(
+        lambda terms: st.tuples(
+            st.just(terms), st.lists(IDF, min_size=len(terms), max_size=len(terms))
+        )
+    ),
+    counts=st.dictionaries(
+        st.sampled_from([*TERMS, "other", "", "x y"]), st.integers(1, 5_000), max_size=80
+    ),
+)
+def test_tfidf_weights_agree_bit_for_bit(
+    vocabulary: tuple[list[str], list[float]], counts: dict[str, int]
+) -> None:
+    terms, idf = vocabulary
+    ordered = sorted(zip(terms, idf, strict=True))
+    compiled = TfidfVocabulary(tuple(t for t, _ in ordered), tuple(i for _, i in ordered))
+    assert compiled.transform(counts) == oracle_tfidf.transform(
+        compiled.terms, compiled.idf, counts
+    )
+
+
+def test_tfidf_of_hand_written_statements_agrees() -> None:
+    analyses = [COMPILED.analyze(sql, QueryContext()) for sql in HAND_WRITTEN]
+    documents = [a.terms for a in analyses]
+    compiled = fit_vocabulary(documents, size=200, min_df=1)
+    for terms in documents:
+        want = oracle_tfidf.transform(compiled.terms, compiled.idf, terms)
+        assert compiled.transform(terms) == want
+        assert compiled.weigh(list(terms), list(terms.values())) == want
+
+
+def test_tfidf_rejects_terms_and_counts_of_different_lengths() -> None:
+    vocabulary = TfidfVocabulary(("a", "b"), (1.0, 2.0))
+    with pytest.raises(ValueError, match="2 terms but 1 counts"):
+        vocabulary.weigh(["a", "b"], [1])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.dictionaries(st.sampled_from([*TERMS, "other"]), st.integers(1, 5_000), max_size=40),
+        max_size=30,
+    )
+)
+def test_batch_weights_are_the_weights_of_each_statement(statements: list[dict[str, int]]) -> None:
+    compiled = fit_vocabulary(statements, size=150, min_df=1)
+    column = {t: i for i, t in enumerate(compiled.terms)}
+    pairs = [sorted((column[t], c) for t, c in s.items() if t in column) for s in statements]
+    ends = np.cumsum([len(p) for p in pairs], dtype=np.int64)
+    flat = [pair for p in pairs for pair in p]
+    weights = compiled.weigh_batch(
+        ends, np.array([c for c, _ in flat], dtype=np.int64), np.array([n for _, n in flat])
+    ).tolist()
+    for statement, stop, p in zip(statements, ends, pairs, strict=True):
+        start = int(stop) - len(p)
+        want = oracle_tfidf.transform(compiled.terms, compiled.idf, statement)
+        assert ([c for c, _ in p], weights[start:stop]) == want
+
+
+def test_batch_weights_check_their_layout() -> None:
+    vocabulary = TfidfVocabulary(("a", "b"), (1.0, 2.0))
+    with pytest.raises(ValueError, match="last end"):
+        vocabulary.weigh_batch(np.array([1]), np.array([0, 1]), np.array([1, 1]))
+    with pytest.raises(ValueError, match="same length"):
+        vocabulary.weigh_batch(np.array([2]), np.array([0, 1]), np.array([1]))
+    assert vocabulary.weigh_batch(np.array([0, 0]), np.array([]), np.array([])).size == 0
