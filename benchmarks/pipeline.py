@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -72,7 +73,10 @@ def run_stage(command: str, cwd: Path) -> tuple[float, int, int]:
     for line in out.splitlines():
         key = line.strip().split("  ")[0]
         if key in ("rows", "rows read", "rows labeled"):
-            rows = max(rows, int(line.split()[-1]))
+            value = line.strip()[len(key) :].strip()
+            # a count, or a JSON object of counts (featurize: rows per split)
+            count = sum(json.loads(value).values()) if value.startswith("{") else int(value)
+            rows = max(rows, count)
     return time.perf_counter() - started, peak, rows
 
 

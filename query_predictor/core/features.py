@@ -20,9 +20,10 @@ import datetime as dt
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from types import MappingProxyType
 from typing import NamedTuple
 
 from .sql_tokens import _textscan, as_text, fingerprint
@@ -185,7 +186,9 @@ class Analysis:
 
     base: list[float]  # in BASE_NAMES order
     tables: list[str]  # catalog.schema.table as far as known, sorted, distinct
-    terms: dict[str, int]  # word tokens (keywords, identifiers) and their counts, for TF-IDF
+    # word tokens (keywords, identifiers) and their counts, for TF-IDF; read-only, because
+    # every query with the same text shares it
+    terms: Mapping[str, int]
     template: str  # fingerprint of the normalised text (literals replaced)
 
 
@@ -268,7 +271,7 @@ class FeatureExtractor:
         else:
             base[_AT["hour_of_day"]] = base[_AT["day_of_week"]] = -1.0
         base[_AT["n_session_properties"]] = float(len(context.session_properties))
-        return Analysis(base, list(resolved), dict(statement.terms), statement.template)
+        return Analysis(base, list(resolved), MappingProxyType(statement.terms), statement.template)
 
     def base_features(self, sql: str | bytes | None, context: QueryContext) -> list[float]:
         """The 78 base features of one query (serving)."""

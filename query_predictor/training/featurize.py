@@ -29,7 +29,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, starmap
 from typing import TypeVar
 
 import numpy as np
@@ -59,14 +59,31 @@ CONTEXT_COLUMNS = (
 
 def context_of(row: dict) -> QueryContext:
     """The router's view of a raw-log row (the same fields Trino Gateway passes)."""
+    return _context(*(row[c] for c in CONTEXT_COLUMNS[1:]))
+
+
+def contexts_of(frame: pl.DataFrame) -> list[QueryContext]:
+    """:func:`context_of` of every row of ``frame``."""
+    return list(starmap(_context, frame.select(CONTEXT_COLUMNS[1:]).iter_rows()))
+
+
+def _context(
+    user: str | None,
+    source: str | None,
+    catalog: str | None,
+    schema: str | None,
+    query_type: str | None,
+    create_time: dt.datetime | None,
+    session_properties: str | None,
+) -> QueryContext:
     return QueryContext(
-        user=row["user"],
-        source=row["source"],
-        catalog=row["catalog"],
-        schema=row["schema"],
-        query_type=row["query_type"],
-        time=row["create_time"],
-        session_properties=QueryContext.session_from_json(row["session_properties"]),
+        user=user,
+        source=source,
+        catalog=catalog,
+        schema=schema,
+        query_type=query_type,
+        time=create_time,
+        session_properties=QueryContext.session_from_json(session_properties),
     )
 
 
@@ -82,8 +99,7 @@ def _analyze_chunk(chunk: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     base: list[list[float]] = []
     tables, templates = [], []
     terms: dict[str | None, dict[str, int]] = {}
-    contexts = [context_of(row) for row in chunk.select(CONTEXT_COLUMNS).iter_rows(named=True)]
-    analyses = extractor.analyze_many(queries, contexts)
+    analyses = extractor.analyze_many(queries, contexts_of(chunk))
     for keep, sql, a in zip(full, queries, analyses, strict=True):
         tables.append(a.tables)
         templates.append(a.template)
