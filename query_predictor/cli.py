@@ -1,8 +1,9 @@
 """The ``query-predictor`` command.
 
-Run ``query-predictor --help``; each task is a subcommand (today ``ingest``)::
+Run ``query-predictor --help``; each task is a subcommand::
 
     query-predictor ingest events/ --output data/raw/queries.parquet
+    query-predictor predict --sql "SELECT ..." --user alice --catalog hive
 
 Exit codes: 0 success, 1 the run produced nothing usable (every event rejected),
 2 usage or input/output error.
@@ -11,6 +12,8 @@ Exit codes: 0 success, 1 the run produced nothing usable (every event rejected),
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -30,6 +33,29 @@ def _run_ingest(args: argparse.Namespace) -> int:
     if report.events_read and not report.rows_written:
         print(f"{PROG} ingest: error: every event was rejected", file=sys.stderr)
         return EXIT_ALL_REJECTED
+    return EXIT_OK
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from query_predictor.core.features import QueryContext
+    from query_predictor.core.onnx_model import ModelError
+    from query_predictor.serving import Predictor
+
+    sql = sys.stdin.read() if args.sql == "-" else args.sql
+    try:
+        predictor = Predictor.from_bundle(args.models)
+    except ModelError as exc:
+        print(f"{PROG} predict: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    context = QueryContext(
+        user=args.user,
+        source=args.source,
+        catalog=args.catalog,
+        schema=args.schema,
+        query_type=args.query_type,
+        time=dt.datetime.now(dt.UTC),
+    )
+    print(json.dumps(predictor.predict(sql, context).as_dict()))
     return EXIT_OK
 
 
@@ -62,6 +88,30 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", required=True, type=Path, metavar="PATH.parquet", help="parquet to write"
     )
     ingest.set_defaults(run=_run_ingest)
+
+    predict = subparsers.add_parser(
+        "predict",
+        help="say whether one query will be heavy (one JSON object on stdout)",
+        description=(
+            "Classify one statement with the model bundle: zero-cost statements are light "
+            "without the model; any other is scored by the ONNX model. Prints heavy, "
+            "probability, stage (zero_cost or model), threshold, model_version, category."
+        ),
+    )
+    predict.add_argument("--sql", required=True, help="the statement; - reads it from stdin")
+    predict.add_argument("--user", help="the Trino user")
+    predict.add_argument("--source", help="the client's source (superset, airflow, ...)")
+    predict.add_argument("--catalog", help="the session catalog")
+    predict.add_argument("--schema", help="the session schema")
+    predict.add_argument("--query-type", help="Trino's query type (SELECT, INSERT, ...)")
+    predict.add_argument(
+        "--models",
+        type=Path,
+        default=Path("models"),
+        metavar="DIR",
+        help="the model bundle (default: models, as `dvc repro` or `dvc pull` leaves it)",
+    )
+    predict.set_defaults(run=_run_predict)
     return parser
 
 

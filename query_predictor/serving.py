@@ -1,0 +1,126 @@
+"""One query in, one routing decision out: what a router asks of the model bundle.
+
+    >>> predictor = Predictor.from_bundle("models")
+    >>> predictor.predict("SHOW TABLES FROM hive.sales", QueryContext(user="alice")).stage
+    'zero_cost'
+
+The bundle is the ``models/`` directory the pipeline writes and DVC versions:
+``model.onnx`` and ``metadata.json`` (stage ``export``), ``tfidf_vocab.json`` and
+``history_stats.parquet`` (``featurize``), ``zero_cost_categories.json`` (``zero_cost``).
+A statement in a category the zero_cost stage validated on data is answered "not heavy"
+without the model. Any other goes through the featurizer that training used and the ONNX
+model, and is heavy when its probability reaches the threshold exported with the model.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from query_predictor.core.classifier import QueryClassifier
+from query_predictor.core.features import QueryContext
+from query_predictor.core.featurizer import FEATURE_NAMES, QueryFeaturizer
+from query_predictor.core.onnx_model import HeavyQueryModel, ModelError
+
+ZERO_COST, MODEL = "zero_cost", "model"
+BUNDLE_FILES = (
+    "model.onnx",
+    "metadata.json",
+    "tfidf_vocab.json",
+    "history_stats.parquet",
+    "zero_cost_categories.json",
+)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    heavy: bool
+    probability: float  # 0.0 for a zero-cost statement (the model did not run)
+    stage: str  # ZERO_COST or MODEL: what decided
+    threshold: float  # probability at which a query is heavy
+    model_version: str  # name@sha256 prefix of the ONNX model
+    category: str  # the classifier's statement category (query_predictor.core.classifier)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Predictor:
+    classifier: QueryClassifier
+    zero_cost: frozenset[str]
+    featurizer: QueryFeaturizer
+    model: HeavyQueryModel
+
+    @classmethod
+    def from_bundle(cls, directory: str | Path) -> Predictor:
+        """Load the bundle in ``directory``; a missing or broken file is a :class:`ModelError`
+        that names it."""
+        directory = Path(directory)
+        missing = [name for name in BUNDLE_FILES if not (directory / name).is_file()]
+        if missing:
+            raise ModelError(
+                f"{directory} is not a model bundle: {', '.join(missing)} missing "
+                "(run `dvc pull` or `dvc repro`, or pass the directory that holds them)"
+            )
+        model = HeavyQueryModel.load(directory / "model.onnx", directory / "metadata.json")
+        weight = model.metadata.get("featurizer", {}).get("history_prior_weight")
+        if weight is None:
+            raise ModelError(
+                f"{directory / 'metadata.json'} has no featurizer.history_prior_weight: "
+                "written by an older `export`; rerun `dvc repro export`"
+            )
+        try:
+            featurizer = QueryFeaturizer.from_bundle(directory, prior_weight=float(weight))
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{directory}: the featurizer's files do not load ({exc})") from None
+        width = len(FEATURE_NAMES) + len(featurizer.vocabulary)
+        if width != model.width:
+            raise ModelError(
+                f"{directory}: the model takes {model.width} features but the featurizer "
+                f"gives {width}; the files come from different runs (dvc checkout)"
+            )
+        classifier, zero_cost = _zero_cost(directory / "zero_cost_categories.json")
+        return cls(classifier, zero_cost, featurizer, model)
+
+    @property
+    def version(self) -> str:
+        metadata = self.model.metadata
+        return f"{metadata.get('name', 'model')}@{str(metadata.get('model_sha256', ''))[:12]}"
+
+    def predict(self, sql: str | bytes | None, context: QueryContext | None = None) -> Prediction:
+        """The routing decision for one statement and what the router knows of it."""
+        context = context or QueryContext()
+        text = sql.decode("utf-8", errors="replace") if isinstance(sql, bytes) else sql
+        category = self.classifier.classify(text)
+        if category in self.zero_cost:
+            return Prediction(False, 0.0, ZERO_COST, self.model.threshold, self.version, category)
+        row = self.featurizer.featurize(text, context)
+        vector = np.zeros((1, self.model.width), dtype=np.float32)
+        vector[0, : len(row.dense)] = row.dense
+        vector[0, np.asarray(row.tfidf_index, dtype=np.int64) + len(row.dense)] = row.tfidf_value
+        scores, decisions = self.model.predict(vector)
+        return Prediction(
+            bool(decisions[0]),
+            float(scores[0]),
+            MODEL,
+            self.model.threshold,
+            self.version,
+            category,
+        )
+
+
+def _zero_cost(path: Path) -> tuple[QueryClassifier, frozenset[str]]:
+    """The classifier and the categories validated as zero-cost, from the zero_cost stage's
+    output."""
+    try:
+        payload = json.loads(path.read_text())
+        validated = frozenset(payload["validated"])
+        small_limit = int(payload["small_limit"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"{path} is not the zero_cost stage's output ({exc!r})") from None
+    return QueryClassifier(small_limit=small_limit), validated

@@ -1,0 +1,215 @@
+"""The serving side: a real bundle (featurize, a trained model, ONNX export) answers one query
+at a time exactly as the batch matrices score, zero-cost statements skip the model, and a bad
+bundle is a one-line error."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from query_predictor.cli import main
+from query_predictor.core.features import QueryContext
+from query_predictor.core.onnx_model import HeavyQueryModel, ModelError
+from query_predictor.serving import BUNDLE_FILES, MODEL, ZERO_COST, Predictor
+from query_predictor.storage import write_json, write_parquet
+from query_predictor.training.featurize import context_of
+from query_predictor.training.model import load_features
+
+from .test_export import export, train
+from .test_featurize import WEIGHT, run, split, synthetic_labeled
+
+THRESHOLD = 0.4
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, pl.DataFrame]]:
+    """A model bundle from the synthetic log, and the split rows it was built from."""
+    directory = tmp_path_factory.mktemp("bundle")
+    labeled = synthetic_labeled(n=600, seed=9)
+    splits = split(labeled)
+    result = run(labeled, splits)
+    for name, matrix in result.matrices.items():
+        write_parquet(matrix, directory / f"{name}.parquet")
+    terms = len(result.vocabulary)
+    x, y = load_features(directory / "train.parquet", n_terms=terms)
+    export(directory, train(x, y, trees=30), terms, threshold=THRESHOLD)
+    metadata = json.loads((directory / "metadata.json").read_text())
+    metadata |= {
+        "name": "heavy-query-classifier",
+        "model_sha256": "ab" * 32,
+        "featurizer": {"history_prior_weight": WEIGHT},
+    }
+    write_json(directory / "metadata.json", metadata)
+    result.vocabulary.to_json(directory / "tfidf_vocab.json")
+    write_parquet(result.history, directory / "history_stats.parquet")
+    write_json(
+        directory / "zero_cost_categories.json",
+        {"format_version": 1, "small_limit": 1000, "validated": ["SHOW", "CONSTANT_SELECT"]},
+    )
+    return directory, splits
+
+
+@pytest.fixture(scope="module")
+def predictor(built: tuple[Path, dict[str, pl.DataFrame]]) -> Predictor:
+    return Predictor.from_bundle(built[0])
+
+
+def test_one_query_scores_as_its_batch_row(
+    built: tuple[Path, dict[str, pl.DataFrame]], predictor: Predictor
+) -> None:
+    """Serving parity: featurizer and model, one query at a time, give each test row the
+    probability the model gives its row of the batch matrix."""
+    directory, splits = built
+    model = HeavyQueryModel.load(directory / "model.onnx")
+    x, _ = load_features(directory / "test.parquet", n_terms=len(predictor.featurizer.vocabulary))
+    scores, decisions = model.predict(x)
+    rows = splits["test"]
+    assert rows.height == len(scores) > 50
+    scored = 0
+    for i, row in enumerate(rows.iter_rows(named=True)):
+        prediction = predictor.predict(row["query"], context_of(row))
+        if prediction.stage == ZERO_COST:  # the pipeline's split drops these rows
+            assert prediction.category in predictor.zero_cost
+            continue
+        scored += 1
+        assert prediction.probability == float(scores[i])
+        assert prediction.heavy is bool(decisions[i])
+        assert prediction.heavy is bool(prediction.probability >= np.float32(THRESHOLD))
+    assert scored > 50
+
+
+@pytest.mark.parametrize(
+    ("sql", "category"),
+    [
+        ("SHOW TABLES FROM hive.sales", "SHOW"),
+        ("/* health check */ SELECT 1", "CONSTANT_SELECT"),
+        (b"show catalogs", "SHOW"),
+    ],
+)
+def test_zero_cost_statements_skip_the_model(
+    predictor: Predictor, sql: str | bytes, category: str
+) -> None:
+    prediction = predictor.predict(sql, QueryContext(user="alice"))
+    assert prediction.as_dict() == {
+        "heavy": False,
+        "probability": 0.0,
+        "stage": ZERO_COST,
+        "threshold": THRESHOLD,
+        "model_version": "heavy-query-classifier@abababababab",
+        "category": category,
+    }
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DESCRIBE hive.sales.orders",  # a candidate category this bundle did not validate
+        "SELECT * FROM hive.sales.orders o JOIN hive.sales.items i ON o.id = i.order_id",
+        None,
+        "",
+        "SELEC broken ((( '",
+        b"SELECT '\xff\xfe' FROM t",
+        "SELECT " + "x, " * 100_000 + "1 FROM t",
+    ],
+)
+def test_any_other_statement_goes_through_the_model(predictor: Predictor, sql) -> None:
+    prediction = predictor.predict(sql)
+    assert prediction.stage == MODEL
+    assert 0.0 <= prediction.probability <= 1.0
+    assert prediction.category != "SHOW"
+
+
+def test_the_cli_prints_one_json_object(
+    built: tuple[Path, dict[str, pl.DataFrame]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory, _ = built
+    sql = "SELECT region, sum(amount) FROM hive.sales.orders GROUP BY 1"
+    code = main(["predict", "--sql", sql, "--user", "svc_etl", "--models", str(directory)])
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert set(printed) == {
+        "heavy",
+        "probability",
+        "stage",
+        "threshold",
+        "model_version",
+        "category",
+    }
+    assert printed["stage"] == MODEL
+    assert printed["threshold"] == THRESHOLD
+
+
+def test_the_cli_reads_the_statement_from_stdin(
+    built: tuple[Path, dict[str, pl.DataFrame]],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("show schemas from hive"))
+    assert main(["predict", "--sql", "-", "--models", str(built[0])]) == 0
+    assert json.loads(capsys.readouterr().out)["stage"] == ZERO_COST
+
+
+def copy_bundle(built: tuple[Path, dict[str, pl.DataFrame]], tmp_path: Path) -> Path:
+    for name in BUNDLE_FILES:
+        shutil.copy(built[0] / name, tmp_path / name)
+    return tmp_path
+
+
+@pytest.mark.parametrize("name", BUNDLE_FILES)
+def test_a_missing_file_is_named(
+    built: tuple[Path, dict[str, pl.DataFrame]],
+    tmp_path: Path,
+    name: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    directory = copy_bundle(built, tmp_path)
+    (directory / name).unlink()
+    with pytest.raises(ModelError, match=f"{name} missing"):
+        Predictor.from_bundle(directory)
+    assert main(["predict", "--sql", "SELECT 1", "--models", str(directory)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("query-predictor predict: error:")
+    assert name in error
+    assert "Traceback" not in error
+
+
+def test_a_bundle_from_an_older_export_says_what_to_rerun(
+    built: tuple[Path, dict[str, pl.DataFrame]], tmp_path: Path
+) -> None:
+    directory = copy_bundle(built, tmp_path)
+    metadata = json.loads((directory / "metadata.json").read_text())
+    del metadata["featurizer"]
+    write_json(directory / "metadata.json", metadata)
+    with pytest.raises(ModelError, match="rerun `dvc repro export`"):
+        Predictor.from_bundle(directory)
+
+
+def test_files_of_different_runs_do_not_load(
+    built: tuple[Path, dict[str, pl.DataFrame]], tmp_path: Path
+) -> None:
+    directory = copy_bundle(built, tmp_path)
+    vocab = json.loads((directory / "tfidf_vocab.json").read_text())
+    vocab["terms"], vocab["idf"] = vocab["terms"][:-1], vocab["idf"][:-1]
+    write_json(directory / "tfidf_vocab.json", vocab)
+    with pytest.raises(ModelError, match="different runs"):
+        Predictor.from_bundle(directory)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    ["not json", json.dumps({"validated": ["SHOW"]}), json.dumps([1, 2])],
+)
+def test_a_broken_zero_cost_file_is_named(
+    built: tuple[Path, dict[str, pl.DataFrame]], tmp_path: Path, payload: str
+) -> None:
+    directory = copy_bundle(built, tmp_path)
+    (directory / "zero_cost_categories.json").write_text(payload)
+    with pytest.raises(ModelError, match=r"zero_cost_categories\.json is not the zero_cost"):
+        Predictor.from_bundle(directory)
