@@ -797,6 +797,8 @@ def tfidf(keys, counts, dict column, const double[::1] idf):
             if found != NULL:
                 cols[hits] = <int64_t> <object> found
                 found_counts[hits] = <int64_t> fast_counts[k]
+                if found_counts[hits] < 1:
+                    raise ValueError(f"term {fast_keys[k]!r}: count {fast_counts[k]} < 1")
                 hits += 1
         _sort_by_column(cols, found_counts, hits)
         _weigh_sorted(cols, found_counts, &idf[0], weights, hits)
@@ -817,13 +819,21 @@ def tfidf_batch(
     """Weights of many statements at once, into ``out``: their (column, count) pairs lie end
     to end in ``cols`` and ``counts``, each statement's sorted by column and ending at its
     entry of ``ends``."""
-    cdef Py_ssize_t start = 0, k, stop
+    cdef Py_ssize_t start = 0, k, stop, j
     if cols.shape[0] != counts.shape[0] or out.shape[0] != cols.shape[0]:
         raise ValueError("cols, counts and out must have the same length")
     if ends.shape[0] and ends[ends.shape[0] - 1] != cols.shape[0]:
         raise ValueError("the last end must be the number of pairs")
+    for k in range(ends.shape[0]):  # the loop below reads no memory it was not given
+        if ends[k] < start:
+            raise ValueError(f"ends must not decrease (entry {k})")
+        start = ends[k]
+    for j in range(cols.shape[0]):
+        if not 0 <= cols[j] < idf.shape[0] or counts[j] < 1:
+            raise ValueError(f"pair {j}: column {cols[j]} or count {counts[j]} out of range")
     if cols.shape[0] == 0:
         return
+    start = 0
     with nogil:
         for k in range(ends.shape[0]):
             stop = ends[k]

@@ -228,6 +228,9 @@ def test_tfidf_rejects_terms_and_counts_of_different_lengths() -> None:
     vocabulary = TfidfVocabulary(("a", "b"), (1.0, 2.0))
     with pytest.raises(ValueError, match="2 terms but 1 counts"):
         vocabulary.weigh(["a", "b"], [1])
+    with pytest.raises(ValueError, match="term 'b': count 0 < 1"):
+        vocabulary.transform({"a": 2, "b": 0})
+    assert vocabulary.transform({"zzz": 0}) == ([], [])  # not in the vocabulary: not weighed
 
 
 @settings(max_examples=200, deadline=None)
@@ -258,4 +261,10 @@ def test_batch_weights_check_their_layout() -> None:
         vocabulary.weigh_batch(np.array([1]), np.array([0, 1]), np.array([1, 1]))
     with pytest.raises(ValueError, match="same length"):
         vocabulary.weigh_batch(np.array([2]), np.array([0, 1]), np.array([1]))
+    with pytest.raises(ValueError, match="must not decrease"):
+        vocabulary.weigh_batch(np.array([2, 1, 2]), np.array([0, 1]), np.array([1, 1]))
+    with pytest.raises(ValueError, match="pair 1: column 2"):
+        vocabulary.weigh_batch(np.array([2]), np.array([0, 2]), np.array([1, 1]))
+    with pytest.raises(ValueError, match="pair 0: column 0 or count 0"):
+        vocabulary.weigh_batch(np.array([1]), np.array([0]), np.array([0]))
     assert vocabulary.weigh_batch(np.array([0, 0]), np.array([]), np.array([])).size == 0
