@@ -15,6 +15,7 @@ model, and is heavy when its probability reaches the threshold exported with the
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,8 @@ import numpy as np
 
 from query_predictor.core.classifier import QueryClassifier
 from query_predictor.core.features import QueryContext
-from query_predictor.core.featurizer import FEATURE_NAMES, QueryFeaturizer
-from query_predictor.core.onnx_model import HeavyQueryModel, ModelError
+from query_predictor.core.featurizer import FEATURE_NAMES, FeatureRow, QueryFeaturizer
+from query_predictor.core.onnx_model import CHUNK_ROWS, HeavyQueryModel, ModelError
 
 ZERO_COST, MODEL = "zero_cost", "model"
 BUNDLE_FILES = (
@@ -95,15 +96,13 @@ class Predictor:
     def predict(self, sql: str | bytes | None, context: QueryContext | None = None) -> Prediction:
         """The routing decision for one statement and what the router knows of it."""
         context = context or QueryContext()
-        text = sql.decode("utf-8", errors="replace") if isinstance(sql, bytes) else sql
+        text = _text(sql)
         category = self.classifier.classify(text)
         if category in self.zero_cost:
             return Prediction(False, 0.0, ZERO_COST, self.model.threshold, self.version, category)
-        row = self.featurizer.featurize(text, context)
-        vector = np.zeros((1, self.model.width), dtype=np.float32)
-        vector[0, : len(row.dense)] = row.dense
-        vector[0, np.asarray(row.tfidf_index, dtype=np.int64) + len(row.dense)] = row.tfidf_value
-        scores, decisions = self.model.predict(vector)
+        scores, decisions = self.model.predict(
+            self._matrix([self.featurizer.featurize(text, context)])
+        )
         return Prediction(
             bool(decisions[0]),
             float(scores[0]),
@@ -112,6 +111,60 @@ class Predictor:
             self.version,
             category,
         )
+
+    def predict_many(
+        self, statements: Sequence[str | bytes | None], contexts: Sequence[QueryContext]
+    ) -> Predictions:
+        """:meth:`predict` of each statement with its context, as columns, with the dense
+        features the model saw. A text that repeats is featurized once; the model runs on
+        chunks of rows, so memory stays bounded whatever the number of statements."""
+        if len(statements) != len(contexts):
+            raise ValueError(f"{len(statements)} statements but {len(contexts)} contexts")
+        texts = [_text(sql) for sql in statements]
+        categories = self.classifier.classify_many(texts)
+        scored = [i for i, category in enumerate(categories) if category not in self.zero_cost]
+        n = len(texts)
+        probability = np.zeros(n, dtype=np.float32)
+        heavy = np.zeros(n, dtype=bool)
+        dense = np.full((n, len(FEATURE_NAMES)), np.nan, dtype=np.float32)
+        for start in range(0, len(scored), CHUNK_ROWS):
+            rows = scored[start : start + CHUNK_ROWS]
+            features = list(
+                self.featurizer.featurize_many(
+                    [texts[i] for i in rows], [contexts[i] for i in rows]
+                )
+            )
+            matrix = self._matrix(features)
+            probability[rows], heavy[rows] = self.model.predict(matrix)
+            dense[rows] = matrix[:, : len(FEATURE_NAMES)]
+        scored_set = set(scored)
+        stage = [MODEL if i in scored_set else ZERO_COST for i in range(n)]
+        return Predictions(probability, heavy, stage, categories, dense)
+
+    def _matrix(self, rows: Sequence[FeatureRow]) -> np.ndarray:
+        """The model's input: dense features, then the TF-IDF vector (zeros are absent)."""
+        matrix = np.zeros((len(rows), self.model.width), dtype=np.float32)
+        for i, row in enumerate(rows):
+            matrix[i, : len(row.dense)] = row.dense
+            matrix[i, np.asarray(row.tfidf_index, dtype=np.int64) + len(row.dense)] = (
+                row.tfidf_value
+            )
+        return matrix
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """:meth:`Predictor.predict_many`'s answers, one entry per statement."""
+
+    probability: np.ndarray  # float32; 0 where a zero-cost category answered
+    heavy: np.ndarray  # bool
+    stage: list[str]  # ZERO_COST or MODEL
+    category: list[str]
+    dense: np.ndarray  # float32 (statements x FEATURE_NAMES); NaN where not featurized
+
+
+def _text(sql: str | bytes | None) -> str | None:
+    return sql.decode("utf-8", errors="replace") if isinstance(sql, bytes) else sql
 
 
 def _zero_cost(path: Path) -> tuple[QueryClassifier, frozenset[str]]:

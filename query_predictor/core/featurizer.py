@@ -11,10 +11,11 @@ from the model bundle; nothing is re-implemented here.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .features import BASE_NAMES, FeatureExtractor, QueryContext
+from .features import BASE_NAMES, Analysis, FeatureExtractor, QueryContext
 from .history import HISTORY_NAMES, HistoryLookup
 from .tfidf import TfidfVocabulary
 
@@ -56,13 +57,31 @@ class QueryFeaturizer:
 
     def featurize(self, sql: str | bytes | None, context: QueryContext) -> FeatureRow:
         analysis = self.extractor.analyze(sql, context)
+        return self._row(analysis, context, self.vocabulary.transform(analysis.terms))
+
+    def featurize_many(
+        self, statements: Sequence[str | bytes | None], contexts: Sequence[QueryContext]
+    ) -> Iterator[FeatureRow]:
+        """:meth:`featurize` of each statement with its context, in order; a text that repeats
+        is analysed and weighed once (callers pass a bounded batch)."""
+        vectors: dict[str | bytes | None, tuple[list[int], list[float]]] = {}
+        analyses = self.extractor.analyze_many(statements, contexts)
+        for sql, context, analysis in zip(statements, contexts, analyses, strict=True):
+            vector = vectors.get(sql)
+            if vector is None:
+                vector = vectors[sql] = self.vocabulary.transform(analysis.terms)
+            yield self._row(analysis, context, vector)
+
+    def _row(
+        self, analysis: Analysis, context: QueryContext, vector: tuple[list[int], list[float]]
+    ) -> FeatureRow:
         history = self.history.features(
             user=context.user,
             template=analysis.template,
             tables=analysis.tables,
             day=day_number(context.time),
         )
-        index, value = self.vocabulary.transform(analysis.terms)
+        index, value = vector
         return FeatureRow(
             [*analysis.base, *history], index, value, analysis.template, analysis.tables
         )

@@ -26,10 +26,9 @@ from .test_featurize import WEIGHT, run, split, synthetic_labeled
 THRESHOLD = 0.4
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, pl.DataFrame]]:
-    """A model bundle from the synthetic log, and the split rows it was built from."""
-    directory = tmp_path_factory.mktemp("bundle")
+def build_bundle(directory: Path) -> dict[str, pl.DataFrame]:
+    """Write a model bundle from the synthetic log to ``directory``; return the split rows it
+    was built from (test_service.py serves the same bundle)."""
     labeled = synthetic_labeled(n=600, seed=9)
     splits = split(labeled)
     result = run(labeled, splits)
@@ -51,7 +50,14 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, pl.
         directory / "zero_cost_categories.json",
         {"format_version": 1, "small_limit": 1000, "validated": ["SHOW", "CONSTANT_SELECT"]},
     )
-    return directory, splits
+    return splits
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, pl.DataFrame]]:
+    """A model bundle from the synthetic log, and the split rows it was built from."""
+    directory = tmp_path_factory.mktemp("bundle")
+    return directory, build_bundle(directory)
 
 
 @pytest.fixture(scope="module")
@@ -213,3 +219,24 @@ def test_a_broken_zero_cost_file_is_named(
     (directory / "zero_cost_categories.json").write_text(payload)
     with pytest.raises(ModelError, match=r"zero_cost_categories\.json is not the zero_cost"):
         Predictor.from_bundle(directory)
+
+
+def test_predict_many_is_predict_of_each_statement(
+    built: tuple[Path, dict[str, pl.DataFrame]], predictor: Predictor
+) -> None:
+    rows = pl.concat([built[1]["test"], built[1]["val"].head(40), built[1]["test"].head(30)])
+    statements = [*rows["query"].to_list(), "SHOW TABLES", None, b"SELECT '\xff' FROM t"]
+    contexts = [*(context_of(r) for r in rows.iter_rows(named=True)), *[QueryContext()] * 3]
+    many = predictor.predict_many(statements, contexts)
+    assert len(many.stage) == len(statements) == many.dense.shape[0]
+    for i, (sql, context) in enumerate(zip(statements, contexts, strict=True)):
+        one = predictor.predict(sql, context)
+        assert (many.stage[i], many.category[i]) == (one.stage, one.category)
+        assert float(many.probability[i]) == one.probability
+        assert bool(many.heavy[i]) is one.heavy
+        assert bool(np.isnan(many.dense[i]).all()) is (one.stage == ZERO_COST)
+
+
+def test_predict_many_needs_a_context_per_statement(predictor: Predictor) -> None:
+    with pytest.raises(ValueError, match="2 statements but 1 contexts"):
+        predictor.predict_many(["SELECT 1", "SELECT 2"], [QueryContext()])
