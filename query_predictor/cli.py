@@ -4,6 +4,7 @@ Run ``query-predictor --help``; each task is a subcommand::
 
     query-predictor ingest events/ --output data/raw/queries.parquet
     query-predictor predict --sql "SELECT ..." --user alice --catalog hive
+    query-predictor serve --port 8080 --models models
 
 Exit codes: 0 success, 1 the run produced nothing usable (every event rejected),
 2 usage or input/output error.
@@ -18,8 +19,12 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from query_predictor import __version__
+
+if TYPE_CHECKING:
+    from query_predictor.serving import Predictor
 
 PROG = "query-predictor"
 EXIT_OK, EXIT_ALL_REJECTED, EXIT_USAGE = 0, 1, 2
@@ -36,16 +41,24 @@ def _run_ingest(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _run_predict(args: argparse.Namespace) -> int:
-    from query_predictor.core.features import QueryContext
+def _load_predictor(args: argparse.Namespace) -> Predictor | None:
+    """The bundle in ``--models``; None, after a one-line error, when it does not load."""
     from query_predictor.core.onnx_model import ModelError
     from query_predictor.serving import Predictor
 
-    sql = sys.stdin.read() if args.sql == "-" else args.sql
     try:
-        predictor = Predictor.from_bundle(args.models)
+        return Predictor.from_bundle(args.models)
     except ModelError as exc:
-        print(f"{PROG} predict: error: {exc}", file=sys.stderr)
+        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        return None
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from query_predictor.core.features import QueryContext
+
+    sql = sys.stdin.read() if args.sql == "-" else args.sql
+    predictor = _load_predictor(args)
+    if predictor is None:
         return EXIT_USAGE
     context = QueryContext(
         user=args.user,
@@ -57,6 +70,48 @@ def _run_predict(args: argparse.Namespace) -> int:
     )
     print(json.dumps(predictor.predict(sql, context).as_dict()))
     return EXIT_OK
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from query_predictor.service.server import (
+        ACCESS_LOG,
+        Router,
+        ServiceServer,
+        serve_until_stopped,
+    )
+
+    if args.heavy_group == args.light_group:
+        print(
+            f"{PROG} serve: error: --heavy-group and --light-group are both "
+            f"{args.heavy_group!r}; give the light queries another group",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    predictor = _load_predictor(args)
+    if predictor is None:
+        return EXIT_USAGE
+    router = Router(predictor, heavy_group=args.heavy_group, light_group=args.light_group)
+    server = ServiceServer((args.host, args.port), router)
+    if args.access_log:
+        ACCESS_LOG.setLevel(logging.INFO)
+    host, port = server.server_address[:2]
+    print(
+        f"{PROG} serve: listening on http://{host}:{port} (model {predictor.version})",
+        file=sys.stderr,
+        flush=True,
+    )
+    serve_until_stopped(server)
+    return EXIT_OK
+
+
+def _add_models_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--models",
+        type=Path,
+        default=Path("models"),
+        metavar="DIR",
+        help="the model bundle (default: models, as `dvc repro` or `dvc pull` leaves it)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,14 +159,28 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--catalog", help="the session catalog")
     predict.add_argument("--schema", help="the session schema")
     predict.add_argument("--query-type", help="Trino's query type (SELECT, INSERT, ...)")
-    predict.add_argument(
-        "--models",
-        type=Path,
-        default=Path("models"),
-        metavar="DIR",
-        help="the model bundle (default: models, as `dvc repro` or `dvc pull` leaves it)",
-    )
+    _add_models_argument(predict)
     predict.set_defaults(run=_run_predict)
+
+    serve = subparsers.add_parser(
+        "serve",
+        help="answer Trino Gateway's external routing calls over HTTP",
+        description=(
+            "Load the model bundle once and answer over HTTP/1.1: POST /v1/route (Trino "
+            "Gateway's EXTERNAL routing rules: heavy queries to --heavy-group, the others to "
+            "--light-group), POST /v1/predict (one prediction, as `predict` prints it) and "
+            "GET /healthz. Ctrl-C or SIGTERM stops it."
+        ),
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument(
+        "--port", type=int, default=8080, help="port to listen on; 0 picks a free one"
+    )
+    _add_models_argument(serve)
+    serve.add_argument("--heavy-group", default="heavy", help="routing group of heavy queries")
+    serve.add_argument("--light-group", default="adhoc", help="routing group of the other queries")
+    serve.add_argument("--access-log", action="store_true", help="log every request line to stderr")
+    serve.set_defaults(run=_run_serve)
     return parser
 
 

@@ -1,0 +1,67 @@
+"""The installed ``query-predictor serve`` on the bundle a real ``dvc repro`` wrote: it says
+where it listens, routes a statement of the test split as the bundle decides, and stops
+cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import re
+import signal
+import subprocess
+import urllib.request
+
+import polars as pl
+import pytest
+
+from query_predictor.service.server import decision_headers, gateway_request
+from query_predictor.serving import Predictor
+from query_predictor.training.featurize import context_of
+
+from .conftest import FirstRun
+from .project import environment
+
+pytestmark = pytest.mark.slow
+LISTENING = r"query-predictor serve: listening on (http://127\.0\.0\.1:\d+) \(model (\S+)\)\n"
+
+
+def test_serve_routes_and_stops_on_sigterm(first_run: FirstRun) -> None:
+    row = pl.read_parquet(first_run.path / "data" / "splits" / "test.parquet").row(0, named=True)
+    context = context_of(row)
+    body, headers = gateway_request(row["query"], context)
+    server = subprocess.Popen(
+        ["query-predictor", "serve", "--port", "0", "--models", "models"],
+        cwd=first_run.path,
+        env=environment(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = server.stderr.readline()  # type: ignore[union-attr]
+        found = re.fullmatch(LISTENING, line)
+        assert found, line
+        address, version = found.groups()
+        request = urllib.request.Request(
+            f"{address}/v1/route",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json", **headers},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer = json.loads(response.read())
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, rest = server.communicate(timeout=10)
+    assert server.returncode == 0, rest
+    assert "Traceback" not in rest
+
+    predictor = Predictor.from_bundle(first_run.path / "models")
+    now = dataclasses.replace(context, time=dt.datetime.now(dt.UTC))
+    expected = predictor.predict(row["query"], now)
+    assert version == predictor.version
+    assert answer == {
+        "routingGroup": "heavy" if expected.heavy else "adhoc",
+        "errors": [],
+        "externalHeaders": decision_headers(expected),
+    }
+    assert expected.stage == "model"
