@@ -185,8 +185,14 @@ class Prd(_Section):
 
 
 class Replay(_Section):
+    """The days after the training data that stage ``replay`` answers as a router would."""
+
     start_date: dt.date = dt.date(2025, 7, 16)
     end_date: dt.date = dt.date(2025, 7, 29)
+    psi_alert: float = Field(
+        0.25, gt=0, description="population stability index above which a shift is drift"
+    )
+    psi_bins: int = Field(10, ge=2, le=100, description="quantile bins of the reference")
 
     @model_validator(mode="after")
     def _window(self) -> Replay:

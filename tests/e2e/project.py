@@ -18,6 +18,7 @@ TINY = {
     "splits": {"train_days": 3, "val_days": 1, "test_days": 1},
     "zero_cost": {"min_support": 20},
     "model": {"n_estimators": 20},
+    "replay": {"start_date": "2025-06-06", "end_date": "2025-06-06"},
     # one process and one thread: on 500 rows, a second OpenMP thread only adds waiting
     "engine": {"workers": 1},
 }

@@ -15,7 +15,17 @@ from .project import REPO, metric_rows, run, set_param
 
 pytestmark = pytest.mark.slow
 
-STAGES = ("generate", "load", "zero_cost", "split", "featurize", "train", "export", "evaluate")
+STAGES = (
+    "generate",
+    "load",
+    "zero_cost",
+    "split",
+    "featurize",
+    "train",
+    "export",
+    "evaluate",
+    "replay",
+)
 HEADLINE = (
     "recall",
     "fnr",
@@ -113,13 +123,14 @@ def test_model_change_reruns_training_only_and_shows_in_metrics_diff(project: Pa
 
     set_param(project, "model", "n_estimators", 5)
     rerun = run(["dvc", "repro"], project)
-    for stage in ("train", "export", "evaluate"):
+    for stage in ("train", "export", "evaluate", "replay"):
         assert f"Running stage '{stage}'" in rerun.stdout
     for upstream in ("generate", "load", "zero_cost", "split", "featurize"):
         assert f"Running stage '{upstream}'" not in rerun.stdout
     assert (project / "models" / "model.onnx").read_bytes() != onnx_first
     changed = metric_rows(run(["dvc", "metrics", "diff", "HEAD", "--md"], project).stdout)
     assert any(path == "metrics/evaluate.json" for path, _ in changed)
+    assert any(path == "metrics/replay.json" for path, _ in changed)
     assert ("metrics/train.json", "n_trees") in changed
     listed = metric_rows(run(["dvc", "metrics", "diff", "HEAD", "--md", "--all"], project).stdout)
     assert {("metrics/evaluate.json", "recall"), ("metrics/evaluate.json", "fnr")} <= listed
@@ -141,5 +152,5 @@ def test_plots_draw_in_headless_chromium(project: Path) -> None:
     check = [sys.executable, str(REPO / "scripts" / "check_plots.py"), "--repo", str(project)]
     drawn = run([*check, "--out", str(out), "--screenshot", str(out / "plots.png")], project)
     assert "BLANK" not in drawn.stdout
-    assert "16 of 16 plots drew" in drawn.stdout
+    assert "19 of 19 plots drew" in drawn.stdout
     assert (out / "plots.png").stat().st_size > 50_000

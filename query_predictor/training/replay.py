@@ -1,0 +1,196 @@
+"""Stage ``replay``: the exported bundle answers the days after the training data, as a
+router would, and the answers are checked against what the queries really cost.
+
+Every query of ``replay.start_date`` .. ``replay.end_date`` that the load stage's rules keep
+(same labels, filters, deduplication) goes through :class:`~query_predictor.serving.Predictor`:
+the zero-cost check, the features with the history snapshot frozen at the end of training,
+the ONNX model. Unlike ``evaluate``, zero-cost statements are included, so a heavy query
+answered "zero-cost" counts as missed: this is the recall the router would have had.
+
+Drift is measured against the test split, the window the model was judged on:
+
+- the population stability index (PSI) of the model's score, over the window and per day;
+- the PSI of each dense feature over the window (the features that moved most);
+- the heavy rate per day (the label drifts as tables grow), and the share of queries whose
+  template the frozen history never saw (templates come and go).
+
+PSI = sum over bins of (replay share - reference share) * ln(replay share / reference share),
+with bins at the reference's quantiles (a feature with few values uses each value as a bin).
+Drift is reported when the window's or a day's score PSI, or a feature's PSI, exceeds
+``replay.psi_alert``, or when a day misses the PRD's recall.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from query_predictor.core.featurizer import FEATURE_NAMES
+from query_predictor.params import DataLoading, Filters, ParamsError
+from query_predictor.serving import ZERO_COST, Predictor
+
+from .evaluate import headline
+from .featurize import contexts_of
+from .loading import run_load
+
+EPSILON = 1e-4  # share given to an empty bin, so that the logarithm stays finite
+TOP_FEATURES = 20
+
+
+def load_window(
+    data: DataLoading, filters: Filters, *, start: dt.date, end: dt.date
+) -> pl.DataFrame:
+    """The labeled queries of ``start`` .. ``end`` by the load stage's rules."""
+    if start <= data.end_date:
+        raise ParamsError(
+            f"replay.start_date {start} must come after data_loading.end_date {data.end_date}: "
+            "the replay answers days the model never saw"
+        )
+    return run_load(data.model_copy(update={"start_date": start, "end_date": end}), filters).labeled
+
+
+def psi(reference: np.ndarray, current: np.ndarray, *, bins: int) -> float:
+    """Population stability index of ``current`` against ``reference`` (NaN ignored)."""
+    ref = reference[~np.isnan(reference)]
+    cur = current[~np.isnan(current)]
+    if ref.size == 0 or cur.size == 0:
+        return 0.0
+    values = np.unique(ref)
+    if values.size <= bins:  # few values (flags, codes): one bin each, the rest in one more
+        ref_counts = np.array([(ref == v).sum() for v in values] + [0])
+        seen = np.isin(cur, values)
+        cur_counts = np.array([(cur == v).sum() for v in values] + [(~seen).sum()])
+    else:
+        edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)[1:-1]))
+        size = edges.size + 1
+        ref_counts = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=size)
+        cur_counts = np.bincount(np.searchsorted(edges, cur, side="right"), minlength=size)
+    expected = np.maximum(ref_counts / ref.size, EPSILON)
+    actual = np.maximum(cur_counts / cur.size, EPSILON)
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+@dataclass
+class Reference:
+    """What the replay is compared with: the test split's dense features, scores and
+    heavy rate."""
+
+    dense: np.ndarray  # (rows, FEATURE_NAMES)
+    scores: np.ndarray
+    heavy_rate: float
+
+
+@dataclass
+class ReplayResult:
+    metrics: dict[str, object]
+    daily: list[dict[str, object]]
+    features: list[dict[str, object]]
+
+
+def replay(
+    labeled: pl.DataFrame,
+    predictor: Predictor,
+    reference: Reference,
+    *,
+    bins: int,
+    psi_alert: float,
+    min_recall: float,
+    max_fnr: float,
+    cost_fn: float,
+    cost_fp: float,
+) -> ReplayResult:
+    """Answer every query of ``labeled`` and judge the answers and their drift."""
+    if labeled.height == 0:
+        raise ValueError("the replay window holds no labeled query: check replay dates and data")
+    labeled = labeled.sort("create_time", "query_id")
+    answers = predictor.predict_many(labeled["query"].to_list(), contexts_of(labeled))
+    labels = labeled["is_heavy"].to_numpy().astype(bool)
+    if not labels.any():
+        raise ValueError(
+            f"the replay window ({labeled.height} queries) has no heavy query: recall is "
+            "undefined; widen replay.start_date .. replay.end_date"
+        )
+    days = labeled["event_date"].to_numpy()
+    scored = np.array([stage != ZERO_COST for stage in answers.stage])
+    unseen = answers.dense[:, FEATURE_NAMES.index("template_unseen")]
+    judge = dict(
+        threshold=predictor.model.threshold,
+        cost_fn=cost_fn,
+        cost_fp=cost_fp,
+        min_recall=min_recall,
+        max_fnr=max_fnr,
+    )
+    overall = headline(labels, answers.probability, answers.heavy, **judge)
+    daily = []
+    for day in np.unique(days):
+        on = days == day
+        row: dict[str, object] = {
+            "date": str(day)[:10],
+            "queries": int(on.sum()),
+            "heavy_rate": float(labels[on].mean()),
+            "routed_share": float(answers.heavy[on].mean()),
+            "zero_cost_share": float((~scored[on]).mean()),
+            "unseen_template_share": float(np.nanmean(unseen[on & scored]))
+            if (on & scored).any()
+            else 0.0,
+            "score_psi": psi(reference.scores, answers.probability[on & scored], bins=bins),
+        }
+        if labels[on].any():
+            verdict = headline(labels[on], answers.probability[on], answers.heavy[on], **judge)
+            row |= {k: verdict[k] for k in ("recall", "fnr", "fpr", "precision")}
+        daily.append(row)
+    shifts = [
+        {"feature": name, "psi": psi(reference.dense[:, j], answers.dense[scored, j], bins=bins)}
+        for j, name in enumerate(FEATURE_NAMES)
+    ]
+    features = sorted(shifts, key=lambda f: (-f["psi"], f["feature"]))
+    score_psi = psi(reference.scores, answers.probability[scored], bins=bins)
+    reasons = _drift_reasons(score_psi, daily, features, psi_alert=psi_alert, min_recall=min_recall)
+    missed_zero_cost = int((labels & ~scored).sum())
+    metrics = {
+        **{k: v for k, v in overall.items() if k not in ("prd", "cost")},
+        "window": {"start": daily[0]["date"], "end": daily[-1]["date"], "days": len(daily)},
+        "zero_cost": {"answered": int((~scored).sum()), "heavy_missed": missed_zero_cost},
+        "drift": {
+            "detected": bool(reasons),
+            "reasons": reasons,
+            "score_psi": score_psi,
+            "max_daily_score_psi": max(d["score_psi"] for d in daily),
+            "top_features": features[:5],
+            "heavy_rate": {
+                "reference": reference.heavy_rate,
+                "replay": float(labels.mean()),
+                "first_day": daily[0]["heavy_rate"],
+                "last_day": daily[-1]["heavy_rate"],
+            },
+            "unseen_template_share": float(np.nanmean(unseen[scored])) if scored.any() else 0.0,
+            "psi_alert": psi_alert,
+        },
+    }
+    return ReplayResult(metrics, daily, features[:TOP_FEATURES])
+
+
+def _drift_reasons(
+    score_psi: float,
+    daily: list[dict[str, object]],
+    features: list[dict[str, object]],
+    *,
+    psi_alert: float,
+    min_recall: float,
+) -> list[str]:
+    reasons = []
+    if score_psi > psi_alert:
+        reasons.append(f"score PSI {score_psi:.3f} over the window > {psi_alert}")
+    days = [d["date"] for d in daily if d["score_psi"] > psi_alert]
+    if days:
+        reasons.append(f"score PSI > {psi_alert} on {len(days)} days, first {days[0]}")
+    moved = [f"{f['feature']} ({f['psi']:.2f})" for f in features if f["psi"] > psi_alert]
+    if moved:
+        reasons.append(f"{len(moved)} features with PSI > {psi_alert}: {', '.join(moved[:5])}")
+    low = [d["date"] for d in daily if "recall" in d and d["recall"] < min_recall]
+    if low:
+        reasons.append(f"recall below {min_recall} on {len(low)} days, first {low[0]}")
+    return reasons
