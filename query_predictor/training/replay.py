@@ -160,9 +160,10 @@ def replay(
             "score_psi": score_psi,
             "max_daily_score_psi": max(d["score_psi"] for d in daily),
             "top_features": features[:5],
-            "heavy_rate": {
+            "heavy_rate": {  # the test split holds no zero-cost statement: compare like with like
                 "reference": reference.heavy_rate,
-                "replay": float(labels.mean()),
+                "replay_model_answered": float(labels[scored].mean()) if scored.any() else 0.0,
+                "replay_all": float(labels.mean()),
                 "first_day": daily[0]["heavy_rate"],
                 "last_day": daily[-1]["heavy_rate"],
             },
