@@ -352,7 +352,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(HTTPStatus(code), {"errors": [message or HTTPStatus(code).phrase]})
 
     def log_message(self, format: str, *args: Any) -> None:
-        ACCESS_LOG.info("%s %s", self.address_string(), format % args)
+        """Every request line, and the base class's own complaints, to :data:`ACCESS_LOG`
+        (formatted only when it is on)."""
+        ACCESS_LOG.info("%s " + format, self.address_string(), *args)
 
 
 def _has_body(headers: Message) -> bool:

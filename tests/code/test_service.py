@@ -23,6 +23,7 @@ import pytest
 from query_predictor.cli import main
 from query_predictor.core.features import QueryContext
 from query_predictor.service.server import (
+    ACCESS_LOG,
     HEADER_PREFIX,
     MAX_BODY_BYTES,
     NO_SQL,
@@ -122,6 +123,59 @@ def test_a_zero_cost_statement_is_routed_light(served: Served) -> None:
     assert answer["errors"] == []
     assert answer["externalHeaders"][f"{HEADER_PREFIX}Stage"] == ZERO_COST
     assert answer["externalHeaders"][f"{HEADER_PREFIX}Heavy"] == "false"
+
+
+# what Trino Gateway's ExternalRoutingGroupSelector posts for a query (analyzeRequest on)
+GATEWAY_BODY = {
+    "trinoQueryProperties": {
+        "body": "SELECT o.region, sum(i.amount) FROM orders o JOIN items i ON o.id = i.order_id "
+        "GROUP BY 1",
+        "queryType": "Query",
+        "resourceGroupQueryType": "SELECT",
+        "tables": ["hive.sales.orders", "hive.sales.items"],
+        "defaultCatalog": "hive",
+        "defaultSchema": "sales",
+        "catalogs": ["hive"],
+        "schemas": ["sales"],
+        "catalogSchemas": ["hive.sales"],
+        "isNewQuerySubmission": True,
+        "isQueryParsingSuccessful": True,
+        "errorMessage": None,
+    },
+    "trinoRequestUser": {"user": "svc_etl", "userInfo": None},
+    "contentType": "application/json",
+    "remoteUser": None,
+    "method": "POST",
+    "requestURI": "/v1/statement",
+    "queryString": None,
+    "session": None,
+    "remoteAddr": "10.0.0.7",
+    "remoteHost": "10.0.0.7",
+    "parameters": {},
+}
+
+
+def test_the_gateway_body_and_headers_make_the_context(served: Served) -> None:
+    headers = {
+        "X-Trino-User": "svc_etl",
+        "X-Trino-Source": "airflow",
+        "X-Trino-Session": "query_max_memory=50GB,join_distribution_type=BROADCAST",
+        "Content-Type": "text/plain",  # the client's, passed on: the service reads JSON anyway
+    }
+    context = QueryContext(
+        user="svc_etl",
+        source="airflow",
+        catalog="hive",
+        schema="sales",
+        query_type="SELECT",
+        session_properties={"query_max_memory": "50GB", "join_distribution_type": "BROADCAST"},
+    )
+    sql = GATEWAY_BODY["trinoQueryProperties"]["body"]
+    forwarded = {name: headers[name] for name in ("X-Trino-Source", "X-Trino-Session")}
+    assert gateway_request(sql, context)[1] == forwarded
+    status, answer = ask(served, "POST", "/v1/route", GATEWAY_BODY, **headers)
+    assert status == 200
+    assert answer == expected_route(served, sql, context)
 
 
 def test_each_statement_is_routed_as_the_predictor_decides(served: Served) -> None:
@@ -395,3 +449,12 @@ def test_serve_without_a_bundle_is_a_one_line_error(
 def test_serve_needs_two_groups(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--heavy-group", "adhoc"]) == 2
     assert "--heavy-group and --light-group are both 'adhoc'" in capsys.readouterr().err
+
+
+def test_the_access_log_has_each_request_line(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger=ACCESS_LOG.name):
+        ask(served, "GET", "/healthz")
+    [record] = [r for r in caplog.records if r.name == ACCESS_LOG.name]
+    assert record.getMessage() == '127.0.0.1 "GET /healthz HTTP/1.1" 200 -'
