@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from query_predictor.serving import Predictor
+from query_predictor.service.predictor import Predictor
 from query_predictor.training.featurize import contexts_of
 
 REPO = Path(__file__).resolve().parents[1]

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from query_predictor import __version__
 
 if TYPE_CHECKING:
-    from query_predictor.serving import Predictor
+    from query_predictor.service.predictor import Predictor
 
 PROG = "query-predictor"
 EXIT_OK, EXIT_ALL_REJECTED, EXIT_USAGE = 0, 1, 2
@@ -44,7 +44,7 @@ def _run_ingest(args: argparse.Namespace) -> int:
 def _load_predictor(args: argparse.Namespace) -> Predictor | None:
     """The bundle in ``--models``; None, after a one-line error, when it does not load."""
     from query_predictor.core.onnx_model import ModelError
-    from query_predictor.serving import Predictor
+    from query_predictor.service.predictor import Predictor
 
     try:
         return Predictor.from_bundle(args.models)

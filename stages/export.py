@@ -86,7 +86,7 @@ def main() -> None:
                 "zero_means_absent": True,
             },
             "outputs": {"heavy_probability": "float32", "is_heavy": "bool (score >= threshold)"},
-            # what serving needs to featurize as training did (query_predictor.serving)
+            # what serving needs to featurize as training did (query_predictor.service.predictor)
             "featurizer": {"history_prior_weight": params.features.history_prior_weight},
             "threshold": threshold,
             "threshold_policy": params.model.threshold_policy,

@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 
 from query_predictor.core.featurizer import FEATURE_NAMES
-from query_predictor.serving import Predictor
+from query_predictor.service.predictor import Predictor
 from query_predictor.storage import atomic_dir, write_json
 from query_predictor.summary import print_summary, run_stage, start_stage
 from query_predictor.training.model import load_features

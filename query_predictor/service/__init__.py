@@ -1,1 +1,2 @@
-"""Serving-time code: loads the model bundle and answers routing requests."""
+"""Serving-time code: :mod:`.predictor` loads the model bundle and answers one query (or a
+batch); :mod:`.server` answers Trino Gateway's routing requests over HTTP."""

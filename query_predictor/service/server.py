@@ -29,7 +29,7 @@ the user's query with the ``errors`` list when ``propagateErrors`` is on. So:
   unexpected exception 500 with a short message; its traceback goes to the log, never to the
   client.
 
-One :class:`~query_predictor.serving.Predictor` serves every connection thread: it is
+One :class:`~query_predictor.service.predictor.Predictor` serves every connection thread: it is
 read-only once loaded, onnxruntime's ``InferenceSession.run`` may be called from several
 threads at once, the featurizer's caches are ``functools.lru_cache`` (thread-safe), and the
 compiled text scan keeps its state on the stack. Connections are HTTP/1.1 keep-alive, so a
@@ -54,7 +54,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from query_predictor import __version__
 from query_predictor.core.features import QueryContext
-from query_predictor.serving import Prediction, Predictor
+from query_predictor.service.predictor import Prediction, Predictor
 
 # 1 MiB of SQL (Trino Gateway passes up to 1,000,000 characters) plus the rest of the envelope
 MAX_BODY_BYTES = (1 << 20) + (64 << 10)

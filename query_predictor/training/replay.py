@@ -2,10 +2,11 @@
 router would, and the answers are checked against what the queries really cost.
 
 Every query of ``replay.start_date`` .. ``replay.end_date`` that the load stage's rules keep
-(same labels, filters, deduplication) goes through :class:`~query_predictor.serving.Predictor`:
-the zero-cost check, the features with the history snapshot frozen at the end of training,
-the ONNX model. Unlike ``evaluate``, zero-cost statements are included, so a heavy query
-answered "zero-cost" counts as missed: this is the recall the router would have had.
+(same labels, filters, deduplication) goes through
+:class:`~query_predictor.service.predictor.Predictor`: the zero-cost check, the features
+with the history snapshot frozen at the end of training, the ONNX model. Unlike
+``evaluate``, zero-cost statements are included, so a heavy query answered "zero-cost"
+counts as missed: this is the recall the router would have had.
 
 Drift is measured against the test split, the window the model was judged on:
 
@@ -30,7 +31,7 @@ import polars as pl
 
 from query_predictor.core.featurizer import FEATURE_NAMES
 from query_predictor.params import DataLoading, Filters, ParamsError
-from query_predictor.serving import ZERO_COST, Predictor
+from query_predictor.service.predictor import ZERO_COST, Predictor
 
 from .evaluate import headline
 from .featurize import contexts_of

@@ -11,7 +11,7 @@ import pytest
 
 from query_predictor.core.featurizer import FEATURE_NAMES
 from query_predictor.params import DataLoading, Filters, ParamsError
-from query_predictor.serving import Predictor
+from query_predictor.service.predictor import Predictor
 from query_predictor.training.evaluate import headline
 from query_predictor.training.featurize import context_of
 from query_predictor.training.model import load_features

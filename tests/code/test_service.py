@@ -22,6 +22,7 @@ import pytest
 
 from query_predictor.cli import main
 from query_predictor.core.features import QueryContext
+from query_predictor.service.predictor import ZERO_COST, Predictor
 from query_predictor.service.server import (
     ACCESS_LOG,
     HEADER_PREFIX,
@@ -32,7 +33,6 @@ from query_predictor.service.server import (
     gateway_request,
     session_properties,
 )
-from query_predictor.serving import ZERO_COST, Predictor
 from query_predictor.training.featurize import context_of
 
 from .test_serving import build_bundle

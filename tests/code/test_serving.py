@@ -15,7 +15,7 @@ import pytest
 from query_predictor.cli import main
 from query_predictor.core.features import QueryContext
 from query_predictor.core.onnx_model import HeavyQueryModel, ModelError
-from query_predictor.serving import BUNDLE_FILES, MODEL, ZERO_COST, Predictor
+from query_predictor.service.predictor import BUNDLE_FILES, MODEL, ZERO_COST, Predictor
 from query_predictor.storage import write_json, write_parquet
 from query_predictor.training.featurize import context_of
 from query_predictor.training.model import load_features

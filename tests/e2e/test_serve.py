@@ -15,8 +15,8 @@ import urllib.request
 import polars as pl
 import pytest
 
+from query_predictor.service.predictor import Predictor
 from query_predictor.service.server import decision_headers, gateway_request
-from query_predictor.serving import Predictor
 from query_predictor.training.featurize import context_of
 
 from .conftest import FirstRun
