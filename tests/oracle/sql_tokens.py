@@ -20,7 +20,7 @@ import re
 from collections.abc import Collection
 from itertools import filterfalse
 
-MAX_CHARS = 256 * 1024
+from query_predictor.core.sql_tokens import MAX_CHARS, as_text  # noqa: F401 (unchanged)
 
 # Leading whitespace is consumed with each token (one regex step instead of a failed
 # alternation per blank), and the token itself is the one group findall returns. Possessive
@@ -41,16 +41,6 @@ _TOKEN = re.compile(
     re.DOTALL,
 )
 _LITERAL_PREFIX = frozenset({"date", "timestamp", "time", "interval"})
-
-
-def as_text(sql: str | bytes | None) -> str:
-    """The statement as text: None -> "", bytes decoded (invalid UTF-8 replaced), cut at
-    :data:`MAX_CHARS`."""
-    if sql is None:
-        return ""
-    if isinstance(sql, bytes):
-        sql = sql.decode("utf-8", errors="replace")
-    return sql[:MAX_CHARS]
 
 
 def tokenize(sql: str | bytes | None) -> list[str]:
