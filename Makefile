@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup pipeline test lint lock bench clean plot-assets check-plots
+.PHONY: setup pipeline test lint lock bench bench-pipeline bench-featurize bench-predict bench-service clean plot-assets check-plots
 
 setup: $(STAMP)
 
@@ -44,8 +44,15 @@ scripts/plots/node_modules/.package-lock.json: scripts/plots/package-lock.json
 check-plots: setup plot-assets
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python scripts/check_plots.py --screenshot plots-html/plots.png
 
-bench: setup
+# Stage times and memory (scratch copy), then, on this workspace's pipeline outputs (run
+# `make pipeline` first), the featurizer, one prediction in process, and the HTTP service.
+bench: bench-pipeline bench-featurize bench-predict bench-service
+
+bench-pipeline: setup
 	$(BIN)/python benchmarks/pipeline.py
+
+bench-featurize bench-predict bench-service: bench-%: setup
+	$(BIN)/python benchmarks/$*.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
