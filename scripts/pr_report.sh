@@ -5,8 +5,8 @@
 #
 # BASE is the revision to compare with (default: origin/main, else main); the workspace is
 # the other side, so run it after `dvc repro`. Prints the PRD verdict, the test-split metrics
-# of metrics/evaluate.json with their change (recall and FNR first), every other metric that
-# changed, and the params that changed. With PLOTS_DIR, also renders `dvc plots diff BASE`
+# of metrics/evaluate.json with their change (recall and FNR first), the replay's verdict and
+# drift, every other metric that changed, and the params that changed. With PLOTS_DIR, also renders `dvc plots diff BASE`
 # there as HTML. The GitHub workflow (.github/workflows/pull-request.yml) posts this output.
 set -euo pipefail
 
@@ -40,6 +40,22 @@ echo "### Test-split metrics (metrics/evaluate.json)"
 echo
 dvc metrics diff "$base" --all --md --precision 4 --targets metrics/evaluate.json
 echo
+if [[ -f metrics/replay.json ]]; then
+    python - <<'PY'
+import json
+m = json.load(open("metrics/replay.json"))
+w, drift = m["window"], m["drift"]
+verdict = "met" if m["prd_compliant"] else "**NOT met**"
+print(f"### Replay: the router on {w['start']} .. {w['end']} (metrics/replay.json)\n")
+print(
+    f"PRD {verdict} over {m['counts']['rows']:,} queries, zero-cost answers included:"
+    f" recall {m['recall']:.4f}, FNR {m['fnr']:.4f}, {m['routed_share']:.2%} routed;"
+    f" {m['zero_cost']['heavy_missed']} heavy queries answered zero-cost."
+)
+reasons = "; ".join(drift["reasons"]) if drift["detected"] else "none"
+print(f"Drift (score PSI {drift['score_psi']:.3f} against the test split): {reasons}.\n")
+PY
+fi
 echo "### Every metric that changed"
 echo
 changed=$(dvc metrics diff "$base" --md --precision 4)

@@ -104,6 +104,8 @@ def test_push_pull_and_check_out_a_past_model(
     assert f"workspace against `{first_rev}`" in report
     assert "| metrics/evaluate.json | recall" in report
     assert "| metrics/evaluate.json | fnr" in report
+    assert "### Replay: the router on 2025-06-06 .. 2025-06-06" in report
+    assert "zero-cost answers included: recall" in report
     assert "model.n_estimators" in report  # the params that changed
 
 
