@@ -38,7 +38,7 @@ from query_predictor.core.features import FeatureExtractor
 from query_predictor.core.tfidf import TfidfVocabulary
 from query_predictor.training.featurize import (
     analyze_frame,
-    context_of,
+    contexts_of,
     tfidf_vectors,
     with_tfidf,
 )
@@ -73,7 +73,7 @@ def main() -> None:
     frame = pl.read_parquet(REPO / "data" / "splits" / f"{args.split}.parquet").head(args.rows)
     vocab = TfidfVocabulary.from_json(REPO / "models" / "tfidf_vocab.json")
     statements = frame["query"].to_list()
-    contexts = [context_of(row) for row in frame.iter_rows(named=True)]
+    contexts = contexts_of(frame)
     n, distinct = len(statements), frame["query"].n_unique()
     chars = sum(map(len, statements)) / n
     print(

@@ -101,7 +101,6 @@ cdef enum:
     MAX_IDS = 256
 cdef dict _IDS = {}
 cdef unsigned char _IS_AGGREGATE[MAX_IDS]
-cdef unsigned char _IS_PARTITION[MAX_IDS]
 cdef unsigned char _IS_COMPARE[MAX_IDS]
 cdef unsigned char _IS_NOT_CALL[MAX_IDS]
 cdef unsigned char _IS_FROM_INSIDE_CALL[MAX_IDS]
@@ -125,7 +124,6 @@ cdef void _flag(unsigned char* table, words) except *:
 
 
 _flag(_IS_AGGREGATE, AGGREGATES)
-_flag(_IS_PARTITION, PARTITION_COLUMNS)
 _flag(_IS_COMPARE, COMPARE)
 _flag(_IS_NOT_CALL, NOT_CALLS)
 _flag(_IS_FROM_INSIDE_CALL, FROM_INSIDE_CALL)
@@ -842,7 +840,8 @@ def tfidf_batch(
 
 
 cdef void _sort_by_column(int64_t* cols, int64_t* counts, Py_ssize_t n) noexcept nogil:
-    """Insertion sort of (column, count) pairs by column: a statement has a few dozen."""
+    """Insertion sort of (column, count) pairs by column: a statement has a few dozen terms
+    in the vocabulary (never more than its size)."""
     cdef Py_ssize_t i, j
     cdef int64_t c, w
     for i in range(1, n):

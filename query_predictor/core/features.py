@@ -251,7 +251,7 @@ class FeatureExtractor:
         base = tuple(map(float, f.values()))  # f is a copy of _ZEROS: in catalogue order
         first_date = min(dates) if dates else None
         template = fingerprint(normalized)
-        return _Statement(base, tuple(tables), tuple(ctes), first_date, terms, template)
+        return _Statement(base, tuple(tables), tuple(sorted(ctes)), first_date, terms, template)
 
     def _with_context(self, statement: _Statement, context: QueryContext) -> Analysis:
         base = list(statement.base)
@@ -263,7 +263,8 @@ class FeatureExtractor:
         )
         for at, value in zip(_TABLE_AT, table_values, strict=True):
             base[at] = value
-        for at, value in zip(_CODE_AT, _codes(context), strict=True):
+        codes = _codes(context.query_type, context.catalog, context.source, context.user)
+        for at, value in zip(_CODE_AT, codes, strict=True):
             base[at] = value
         if context.time is not None:
             base[_AT["hour_of_day"]] = float(context.time.hour)
@@ -284,8 +285,9 @@ _TABLE_AT = [
     _AT[name]
     for name in ("n_distinct_tables", "n_catalogs", "reads_lake", "reads_metadata", "reads_jdbc")
 ]
-_CODE_AT = [_AT[name] for name in ("query_type_code", "catalog_code", "source_kind")]
-_CODE_AT.append(_AT["user_is_service"])
+_CODE_AT = [
+    _AT[name] for name in ("query_type_code", "catalog_code", "source_kind", "user_is_service")
+]
 
 
 @lru_cache(maxsize=65_536)
@@ -318,15 +320,11 @@ def _tables_read(
     )
 
 
-def _codes(context: QueryContext) -> tuple[float, float, float, float]:
-    """The values of the :data:`_CODE_AT` features."""
-    return _codes_of(context.query_type, context.catalog, context.source, context.user)
-
-
 @lru_cache(maxsize=65_536)
-def _codes_of(
+def _codes(
     query_type: str | None, catalog: str | None, source: str | None, user: str | None
 ) -> tuple[float, float, float, float]:
+    """The values of the :data:`_CODE_AT` features."""
     qtype = (query_type or "").upper()
     type_code = QUERY_TYPES.index(qtype) if qtype in QUERY_TYPES else -1
     low = (catalog or "").lower()

@@ -36,14 +36,15 @@ MAX_CHARS = 256 * 1024
 _COMMENT_STARTS = ("--", "/*")
 
 
+def decoded(sql: str | bytes | None) -> str | None:
+    """The statement as ``str`` (bytes decoded, invalid UTF-8 replaced), whole."""
+    return sql.decode("utf-8", errors="replace") if isinstance(sql, bytes) else sql
+
+
 def as_text(sql: str | bytes | None) -> str:
-    """The statement as text: None -> "", bytes decoded (invalid UTF-8 replaced), cut at
+    """The statement as the featurizer reads it: :func:`decoded`, None -> "", cut at
     :data:`MAX_CHARS`."""
-    if sql is None:
-        return ""
-    if isinstance(sql, bytes):
-        sql = sql.decode("utf-8", errors="replace")
-    return sql[:MAX_CHARS]
+    return (decoded(sql) or "")[:MAX_CHARS]
 
 
 def tokenize(sql: str | bytes | None) -> list[str]:

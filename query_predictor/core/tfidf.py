@@ -50,16 +50,13 @@ class TfidfVocabulary:
         return len(self.terms)
 
     def transform(self, counts: Mapping[str, int]) -> tuple[list[int], list[float]]:
-        """Sparse TF-IDF of one query: (sorted column indices, L2-normalised weights)."""
-        return self.weigh(counts.keys(), counts.values())
-
-    def weigh(self, terms: Iterable[str], counts: Iterable[int]) -> tuple[list[int], list[float]]:
-        """:meth:`transform` of the terms and counts given as two sequences (the compiled
-        core's :func:`~query_predictor.core._textscan.tfidf`)."""
-        return _textscan.tfidf(terms, counts, self._index, self._idf)  # type: ignore[attr-defined]
+        """Sparse TF-IDF of one query: (sorted column indices, L2-normalised weights), from the
+        compiled core's :func:`~query_predictor.core._textscan.tfidf`."""
+        index, idf = self._index, self._idf  # type: ignore[attr-defined]
+        return _textscan.tfidf(counts.keys(), counts.values(), index, idf)
 
     def weigh_batch(self, ends: np.ndarray, columns: np.ndarray, counts: np.ndarray) -> np.ndarray:
-        """The weights of many statements at once (what :meth:`weigh` gives each of them):
+        """The weights of many statements at once (what :meth:`transform` gives each of them):
         their (column, count) pairs lie end to end in ``columns`` and ``counts``, sorted by
         column within a statement, statement ``k`` ending at ``ends[k]``."""
         out = np.empty(len(columns), dtype=np.float64)

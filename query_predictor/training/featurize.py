@@ -158,24 +158,20 @@ def analyze_frame(frame: pl.DataFrame, *, workers: int, full: pl.Series | None =
     return Analyzed(rows, terms)
 
 
-def list_series(lists: Sequence[Sequence[object] | None], inner: type[pl.DataType]) -> pl.Series:
-    """A list column of ``inner`` from Python lists (None -> null).
+def list_series(lists: Sequence[Sequence[object]], inner: type[pl.DataType]) -> pl.Series:
+    """A list column of ``inner`` from Python lists.
 
     Built flat and regrouped in polars: given nested Python lists, polars makes one Series
     per row, which cost more than the featurizer itself (about 12 us a row per column)."""
     n = len(lists)
-    lengths = np.fromiter((len(x) if x is not None else 0 for x in lists), np.int64, count=n)
-    flat = pl.Series(list(chain.from_iterable(x for x in lists if x)), dtype=inner)
-    nulls = [x is None for x in lists]
-    return regroup(np.repeat(np.arange(n), lengths), flat, n, nulls=nulls)
+    lengths = np.fromiter(map(len, lists), np.int64, count=n)
+    flat = pl.Series(list(chain.from_iterable(lists)), dtype=inner)
+    return regroup(np.repeat(np.arange(n), lengths), flat, n)
 
 
-def regroup(
-    row: np.ndarray, values: pl.Series, n: int, *, nulls: Sequence[bool] | None = None
-) -> pl.Series:
+def regroup(row: np.ndarray, values: pl.Series, n: int) -> pl.Series:
     """The list column of ``n`` rows whose row ``i`` holds, in order, the ``values`` at the
-    positions where ``row`` is ``i`` (an empty list where there are none; null where
-    ``nulls`` says so)."""
+    positions where ``row`` is ``i`` (an empty list where there are none)."""
     inner = values.dtype
     grouped = (
         pl.DataFrame([pl.Series("row", row, dtype=pl.Int64), values.alias("value")])
@@ -183,14 +179,12 @@ def regroup(
         .agg("value")
     )
     empty = pl.lit([], dtype=pl.List(inner))
-    lists = (
+    return (
         pl.DataFrame([pl.Series("row", np.arange(n), dtype=pl.Int64)])
         .join(grouped, on="row", how="left", maintain_order="left")["value"]
         .fill_null(empty)
+        .rechunk()
     )
-    if nulls is not None and any(nulls):
-        lists = lists.set(pl.Series(nulls, dtype=pl.Boolean), None)
-    return lists.rechunk()
 
 
 def _documents(terms: pl.DataFrame) -> Iterator[dict[str, int]]:

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from query_predictor.core import _textscan
 from query_predictor.core.features import BASE_NAMES, FeatureExtractor, QueryContext
 from query_predictor.core.sql_tokens import normalize, tokenize
 from query_predictor.core.tfidf import TfidfVocabulary, fit_vocabulary
@@ -221,13 +222,12 @@ def test_tfidf_of_hand_written_statements_agrees() -> None:
     for terms in documents:
         want = oracle_tfidf.transform(compiled.terms, compiled.idf, terms)
         assert compiled.transform(terms) == want
-        assert compiled.weigh(list(terms), list(terms.values())) == want
 
 
-def test_tfidf_rejects_terms_and_counts_of_different_lengths() -> None:
+def test_tfidf_rejects_counts_below_one_and_lists_of_different_lengths() -> None:
     vocabulary = TfidfVocabulary(("a", "b"), (1.0, 2.0))
     with pytest.raises(ValueError, match="2 terms but 1 counts"):
-        vocabulary.weigh(["a", "b"], [1])
+        _textscan.tfidf(["a", "b"], [1], {"a": 0, "b": 1}, vocabulary._idf)
     with pytest.raises(ValueError, match="term 'b': count 0 < 1"):
         vocabulary.transform({"a": 2, "b": 0})
     assert vocabulary.transform({"zzz": 0}) == ([], [])  # not in the vocabulary: not weighed
