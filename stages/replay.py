@@ -27,7 +27,7 @@ def main() -> None:
     test = Path(args.features) / "test.parquet"
     x_test, y_test = load_features(test, n_terms=len(predictor.featurizer.vocabulary))
     scores, _ = predictor.model.predict(x_test)
-    dense = pl.read_parquet(test, columns=list(FEATURE_NAMES)).to_numpy().astype(np.float32)
+    dense = x_test[:, : len(FEATURE_NAMES)].toarray().astype(np.float32)
     reference = Reference(dense, scores, float(np.mean(y_test)))
     labeled = load_window(
         params.data_loading,

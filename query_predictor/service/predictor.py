@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from query_predictor.core.classifier import QueryClassifier
 from query_predictor.core.features import QueryContext
 from query_predictor.core.featurizer import FEATURE_NAMES, FeatureRow, QueryFeaturizer
 from query_predictor.core.onnx_model import CHUNK_ROWS, HeavyQueryModel, ModelError
+from query_predictor.core.sql_tokens import decoded
 
 ZERO_COST, MODEL = "zero_cost", "model"
 BUNDLE_FILES = (
@@ -88,7 +90,7 @@ class Predictor:
         classifier, zero_cost = _zero_cost(directory / "zero_cost_categories.json")
         return cls(classifier, zero_cost, featurizer, model)
 
-    @property
+    @cached_property
     def version(self) -> str:
         metadata = self.model.metadata
         return f"{metadata.get('name', 'model')}@{str(metadata.get('model_sha256', ''))[:12]}"
@@ -96,7 +98,7 @@ class Predictor:
     def predict(self, sql: str | bytes | None, context: QueryContext | None = None) -> Prediction:
         """The routing decision for one statement and what the router knows of it."""
         context = context or QueryContext()
-        text = _text(sql)
+        text = decoded(sql)  # the classifier sees the whole text, as in training
         category = self.classifier.classify(text)
         if category in self.zero_cost:
             return Prediction(False, 0.0, ZERO_COST, self.model.threshold, self.version, category)
@@ -120,7 +122,7 @@ class Predictor:
         chunks of rows, so memory stays bounded whatever the number of statements."""
         if len(statements) != len(contexts):
             raise ValueError(f"{len(statements)} statements but {len(contexts)} contexts")
-        texts = [_text(sql) for sql in statements]
+        texts = [decoded(sql) for sql in statements]
         categories = self.classifier.classify_many(texts)
         scored = [i for i, category in enumerate(categories) if category not in self.zero_cost]
         n = len(texts)
@@ -137,8 +139,7 @@ class Predictor:
             matrix = self._matrix(features)
             probability[rows], heavy[rows] = self.model.predict(matrix)
             dense[rows] = matrix[:, : len(FEATURE_NAMES)]
-        scored_set = set(scored)
-        stage = [MODEL if i in scored_set else ZERO_COST for i in range(n)]
+        stage = [ZERO_COST if category in self.zero_cost else MODEL for category in categories]
         return Predictions(probability, heavy, stage, categories, dense)
 
     def _matrix(self, rows: Sequence[FeatureRow]) -> np.ndarray:
@@ -161,10 +162,6 @@ class Predictions:
     stage: list[str]  # ZERO_COST or MODEL
     category: list[str]
     dense: np.ndarray  # float32 (statements x FEATURE_NAMES); NaN where not featurized
-
-
-def _text(sql: str | bytes | None) -> str | None:
-    return sql.decode("utf-8", errors="replace") if isinstance(sql, bytes) else sql
 
 
 def _zero_cost(path: Path) -> tuple[QueryClassifier, frozenset[str]]:

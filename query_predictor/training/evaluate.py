@@ -22,6 +22,28 @@ from .threshold import prd_verdict, thin
 PLOT_POINTS = 400
 
 
+def routing_rates(
+    labels: np.ndarray, routed: np.ndarray, *, min_recall: float, max_fnr: float
+) -> dict[str, object]:
+    """Recall, FNR, FPR, precision, routed share and PRD compliance of decisions already made
+    (True: routed to the heavy cluster), and the confusion counts; what evaluate and replay
+    report, the PRD judged by the one rule train uses too."""
+    y = np.asarray(labels, dtype=bool)
+    routed = np.asarray(routed, dtype=bool)
+    prd = prd_verdict(y, routed, min_recall=min_recall, max_fnr=max_fnr)
+    tp, fp = int((routed & y).sum()), int((routed & ~y).sum())
+    fn, tn = int((~routed & y).sum()), int((~routed & ~y).sum())
+    return {
+        "recall": prd["recall"],
+        "fnr": prd["fnr"],
+        "fpr": fp / (fp + tn) if fp + tn else 0.0,
+        "precision": tp / (tp + fp) if tp + fp else 0.0,
+        "routed_share": (tp + fp) / y.size,
+        "prd_compliant": prd["prd_compliant"],
+        "counts": {"tp": tp, "fp": fp, "fn": fn, "tn": tn, "rows": int(y.size)},
+    }
+
+
 def headline(
     labels: np.ndarray,
     scores: np.ndarray,
@@ -36,23 +58,14 @@ def headline(
     """The top-level metrics of ``metrics/evaluate.json`` (see the README for each key)."""
     y = np.asarray(labels, dtype=bool)
     routed = np.asarray(decisions, dtype=bool)
-    # the model's own decisions, judged by the one PRD rule train uses too
-    prd = prd_verdict(y, routed, min_recall=min_recall, max_fnr=max_fnr)
-    tp, fp = int((routed & y).sum()), int((routed & ~y).sum())
-    fn, tn = int((~routed & y).sum()), int((~routed & ~y).sum())
-    cost = cost_fn * fn + cost_fp * fp
+    rates = routing_rates(y, routed, min_recall=min_recall, max_fnr=max_fnr)
+    cost = cost_fn * rates["counts"]["fn"] + cost_fp * rates["counts"]["fp"]
     return {
-        "recall": prd["recall"],
-        "fnr": prd["fnr"],
-        "fpr": fp / (fp + tn) if fp + tn else 0.0,
-        "precision": tp / (tp + fp) if tp + fp else 0.0,
-        "routed_share": (tp + fp) / y.size,
+        **rates,
         "threshold": threshold,
         "expected_cost": cost / y.size,  # per query, in units of one over-routed light query
         "roc_auc": float(roc_auc_score(y, scores)),
         "pr_auc": float(average_precision_score(y, scores)),
-        "prd_compliant": prd["prd_compliant"],
-        "counts": {"tp": tp, "fp": fp, "fn": fn, "tn": tn, "rows": int(y.size)},
         "cost": {"total": cost, "cost_fn": cost_fn, "cost_fp": cost_fp},
         "prd": {"min_recall": min_recall, "max_fnr": max_fnr},
     }

@@ -33,7 +33,7 @@ from query_predictor.core.featurizer import FEATURE_NAMES
 from query_predictor.params import DataLoading, Filters, ParamsError
 from query_predictor.service.predictor import ZERO_COST, Predictor
 
-from .evaluate import headline
+from .evaluate import headline, routing_rates
 from .featurize import contexts_of
 from .loading import run_load
 
@@ -140,8 +140,10 @@ def replay(
             "score_psi": psi(reference.scores, answers.probability[on & scored], bins=bins),
         }
         if labels[on].any():
-            verdict = headline(labels[on], answers.probability[on], answers.heavy[on], **judge)
-            row |= {k: verdict[k] for k in ("recall", "fnr", "fpr", "precision")}
+            rates = routing_rates(
+                labels[on], answers.heavy[on], min_recall=min_recall, max_fnr=max_fnr
+            )
+            row |= {k: rates[k] for k in ("recall", "fnr", "fpr", "precision")}
         daily.append(row)
     shifts = [
         {"feature": name, "psi": psi(reference.dense[:, j], answers.dense[scored, j], bins=bins)}

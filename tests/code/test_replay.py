@@ -155,3 +155,18 @@ def test_a_window_without_heavy_queries_is_a_clear_error(built, predictor: Predi
     reference = Reference(np.zeros((1, len(FEATURE_NAMES)), np.float32), np.zeros(1), 0.0)
     with pytest.raises(ValueError, match="has no heavy query"):
         judge(light, predictor, reference)
+
+
+def test_a_day_of_heavy_queries_only_still_gets_its_rates(built, predictor: Predictor) -> None:  # noqa: F811
+    """Per-day rates need no light query (no per-day ROC-AUC, which would)."""
+    directory, splits = built
+    x, y = load_features(directory / "test.parquet", n_terms=len(predictor.featurizer.vocabulary))
+    dense = pl.read_parquet(directory / "test.parquet", columns=list(FEATURE_NAMES)).to_numpy()
+    reference = Reference(dense.astype(np.float32), predictor.model.predict(x)[0], float(y.mean()))
+    heavy_day = splits["test"].filter(pl.col("is_heavy"))
+    heavy_day = heavy_day.filter(pl.col("event_date") == heavy_day["event_date"].min())
+    result = judge(pl.concat([splits["val"], heavy_day]), predictor, reference)
+    day = next(d for d in result.daily if d["date"] == str(heavy_day["event_date"][0]))
+    assert day["heavy_rate"] == 1.0
+    assert day["fpr"] == 0.0
+    assert 0.0 <= day["recall"] <= 1.0
