@@ -104,6 +104,48 @@ def _run_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _run_dates(args: argparse.Namespace) -> int:
+    from query_predictor.params import ParamsError, load_params
+    from query_predictor.training.loading import log_days
+    from query_predictor.training.windows import plan_dates
+
+    try:
+        params = load_params(args.params)
+        data = params.data_loading
+        raw = args.raw or data.raw_path
+        first, last = log_days(raw, endpoint_url=data.s3_endpoint_url, region=data.s3_region)
+        plan = plan_dates(
+            first,
+            last,
+            replay_days=args.replay_days,
+            val_days=params.splits.val_days,
+            test_days=params.splits.test_days,
+            max_train_days=params.splits.train_days,
+        )
+    except (ParamsError, ValueError) as exc:
+        print(f"{PROG} dates: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    block = plan.params_block()
+    if args.raw:
+        block["data_loading"] = {"raw_path": args.raw, **block["data_loading"]}
+    if args.write:
+        from query_predictor.training.windows import update_params_file
+
+        update_params_file(args.params, block)
+        print(f"{PROG} dates: wrote {args.params}", file=sys.stderr)
+    else:
+        import yaml
+
+        print(yaml.safe_dump(block, sort_keys=False), end="")
+    print(
+        f"{PROG} dates: the log covers {plan.first_day} to {plan.last_day}; "
+        f"training and history {plan.load.start}..{plan.load.end}, "
+        + (f"replay {plan.replay.start}..{plan.replay.end}" if plan.replay else "no replay"),
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
 def _add_models_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--models",
@@ -181,6 +223,27 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--light-group", default="adhoc", help="routing group of the other queries")
     serve.add_argument("--access-log", action="store_true", help="log every request line to stderr")
     serve.set_defaults(run=_run_serve)
+
+    dates = subparsers.add_parser(
+        "dates",
+        help="fit every date window of params.yaml to the days a raw log covers",
+        description=(
+            "Read the create times of the raw log (data_loading.raw_path, or --raw) and set "
+            "data_loading.start_date/end_date, splits.* and replay.* so that the last "
+            "--replay-days are replayed, the validation and test windows keep their lengths "
+            "and training gets up to splits.train_days of the rest. Prints the params block, "
+            "or with --write edits params.yaml in place (comments kept)."
+        ),
+    )
+    dates.add_argument("--raw", help="the raw log (default: data_loading.raw_path)")
+    dates.add_argument(
+        "--params", type=Path, default=Path("params.yaml"), help="params file to read and edit"
+    )
+    dates.add_argument(
+        "--replay-days", type=int, default=14, help="days at the end kept for replay (0: none)"
+    )
+    dates.add_argument("--write", action="store_true", help="edit the params file in place")
+    dates.set_defaults(run=_run_dates)
     return parser
 
 

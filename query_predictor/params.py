@@ -15,6 +15,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any, Literal
 
+import polars as pl
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -93,6 +94,18 @@ class Filters(_Section):
     keep_workload: Literal["NON-CURATED", "CURATED", "ALL"] = "NON-CURATED"
     query_types: tuple[str, ...] = ("SELECT", "INSERT", "EXPLAIN", "DESCRIBE", "DATA_DEFINITION")
     dedup_window_seconds: float = Field(60.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _column(self) -> Filters:
+        from query_predictor.core.schema import RAW_SCHEMA
+
+        if RAW_SCHEMA.get(self.curated_column) != pl.String:
+            text = [name for name, dtype in RAW_SCHEMA.items() if dtype == pl.String]
+            raise ValueError(
+                f"curated_column={self.curated_column!r} is not a text column of the raw log; "
+                f"choose one of {text}"
+            )
+        return self
 
 
 class ZeroCost(_Section):

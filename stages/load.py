@@ -12,12 +12,15 @@ from query_predictor.storage import atomic_dir, write_json, write_parquet
 from query_predictor.summary import print_summary, run_stage, start_stage
 from query_predictor.training.analysis import distributions, write_tables
 from query_predictor.training.loading import run_load, write_by_day
+from query_predictor.training.windows import check_coverage
 
 
 def main() -> None:
     args, params = start_stage(__doc__, ("--out", "--quarantine", "--metrics", "--analysis"))
     started = time.perf_counter()
     result = run_load(params.data_loading, params.filters)
+    days = result.labeled["event_date"]
+    check_coverage(days.min(), days.max(), params)  # before anything is written
     with atomic_dir(args.out) as tmp:
         write_by_day(result.labeled, tmp)
     with atomic_dir(args.quarantine) as tmp:
@@ -36,6 +39,8 @@ def main() -> None:
             "heavy share": metrics["heavy_share"],
             "heavy by reason": metrics["heavy_by_reason"],
             "quarantined": metrics["quarantine_by_reason"],
+            "columns without values": ", ".join(metrics["absent_columns"]) or "none",
+            "skipped": metrics["skipped"] or "nothing",
             "dropped": metrics["dropped"],
             "seconds": round(time.perf_counter() - started, 1),
         },

@@ -78,6 +78,20 @@ _EXTRA_SOURCE = re.compile(
 _METADATA_TABLE = re.compile(
     r"^(?:[a-z0-9_$@]+\.)?information_schema\.|^system\.(?:metadata|jdbc)\."
 )
+# Trino's QueryType of the categories that decide it on their own.
+_CATEGORY_TYPES = {
+    SHOW: "DESCRIBE",
+    DESCRIBE: "DESCRIBE",
+    EXPLAIN: "EXPLAIN",
+    EXPLAIN_ANALYZE: "EXPLAIN",
+    METADATA: "SELECT",
+    CONSTANT_SELECT: "SELECT",
+    SMALL_LIMIT_SELECT: "SELECT",
+    **dict.fromkeys(
+        (SET_SESSION, RESET_SESSION, USE, PREPARE, DEALLOCATE, TRANSACTION, SET_OTHER, DDL),
+        "DATA_DEFINITION",
+    ),
+}
 _DDL_VERBS = {"create", "drop", "alter", "comment", "grant", "revoke", "deny", "refresh"}
 _SET_OTHER = {"role", "path", "time", "authorization"}
 
@@ -213,6 +227,42 @@ class QueryClassifier:
         if limit and int(limit.group(1)) <= self.small_limit:
             return SMALL_LIMIT_SELECT
         return OTHER
+
+    def query_type(self, sql: str | None) -> str:
+        """Trino's ``QueryType`` of ``sql`` (what the raw log's ``query_type`` column holds),
+        for logs exported without that column: ``SELECT``, ``INSERT`` (CTAS and REFRESH
+        MATERIALIZED VIEW too), ``UPDATE``, ``DELETE``, ``MERGE``, ``ANALYZE``, ``EXPLAIN``,
+        ``DESCRIBE`` (SHOW and DESCRIBE), ``ALTER_TABLE_EXECUTE`` or ``DATA_DEFINITION`` (DDL,
+        USE, SET / RESET SESSION, PREPARE, transactions, CALL...), as Trino's
+        ``StatementUtils`` maps its statements. Empty text is ``SELECT``."""
+        category = self.classify(sql)
+        if category in _CATEGORY_TYPES:
+            return _CATEGORY_TYPES[category]
+        text = mask(sql or "").rstrip("; ")
+        text = text[_LEAD.match(text).end() :]  # type: ignore[union-attr]
+        head = _FIRST_TWO.match(text)
+        first = head.group(1) if head else "select"
+        if first in ("insert", "update", "delete", "merge", "analyze"):
+            return first.upper()
+        if first in ("select", "with", "values", "table"):
+            return "SELECT"
+        if first == "create":  # CREATE TABLE ... AS SELECT (a plain CREATE is DDL above)
+            return "INSERT"
+        if first == "refresh":
+            return "INSERT"
+        if first == "alter":
+            return "ALTER_TABLE_EXECUTE"
+        return "DATA_DEFINITION"
+
+    def query_types(self, statements: Iterable[str | None]) -> list[str]:
+        """Batch form of :meth:`query_type`; a text that repeats is classified once."""
+        seen: dict[str | None, str] = {}
+        out = []
+        for sql in statements:
+            if sql not in seen:
+                seen[sql] = self.query_type(sql)
+            out.append(seen[sql])
+        return out
 
     @staticmethod
     def _ddl(text: str, verb: str) -> str:

@@ -20,12 +20,15 @@ from dataclasses import dataclass
 import polars as pl
 
 __all__ = [
+    "FAILURE_COLUMNS",
     "QUARANTINE_REASON",
     "RAW_COLUMNS",
     "RAW_SCHEMA",
     "Column",
     "SchemaError",
+    "absent_columns",
     "conform",
+    "derive_state",
     "split_valid",
 ]
 
@@ -46,9 +49,14 @@ class Column:
 
 RAW_COLUMNS: tuple[Column, ...] = (
     Column("query_id", STR, True, "Trino query id, e.g. 20250601_101512_00042_x7k2p"),
-    Column("query_state", STR, True, "FINISHED or FAILED"),
+    Column("query_state", STR, False, "FINISHED or FAILED; derived from error_code when absent"),
     Column("query", STR, True, "SQL text as submitted"),
-    Column("query_type", STR, True, "Trino QueryType: SELECT, INSERT, DESCRIBE, EXPLAIN..."),
+    Column(
+        "query_type",
+        STR,
+        False,
+        "Trino QueryType: SELECT, INSERT, DESCRIBE, EXPLAIN...; derived from the SQL when absent",
+    ),
     Column("update_type", STR, False, "e.g. INSERT, CREATE TABLE, SET SESSION; null for reads"),
     Column("user", STR, True, "session user"),
     Column("principal", STR, False, "authenticated principal"),
@@ -57,7 +65,7 @@ RAW_COLUMNS: tuple[Column, ...] = (
     Column("client_tags", pl.List(STR), False, "client tags"),
     Column("catalog", STR, False, "session default catalog"),
     Column("schema", STR, False, "session default schema"),
-    Column("resource_group_id", STR, True, "dotted resource group, e.g. global.adhoc.analysts"),
+    Column("resource_group_id", STR, False, "dotted resource group, e.g. global.adhoc.analysts"),
     Column("session_properties", STR, False, "session properties as a JSON object"),
     Column("environment", STR, False, "Trino node.environment"),
     Column("server_version", STR, False, "Trino version of the coordinator"),
@@ -102,37 +110,64 @@ class SchemaError(ValueError):
     """The raw log as a whole cannot be read: a required column is missing or mistyped."""
 
 
+# A log says whether a query failed through its state or its error code: one is enough.
+FAILURE_COLUMNS = ("query_state", "error_code")
+
+
 def conform(frame: pl.LazyFrame | pl.DataFrame, *, origin: str = "raw log") -> pl.LazyFrame:
     """Return ``frame`` with every schema column present and typed as in :data:`RAW_SCHEMA`.
 
-    Missing optional columns are added as nulls; extra columns are dropped. Integer widths,
-    naive or zoned timestamps (naive ones are taken as UTC), ISO-8601 timestamp strings and
-    binary text are converted. A value that does not convert (a malformed timestamp string)
-    becomes null, and in a required column :func:`split_valid` then quarantines the row as
-    ``null_<column>``; bytes that are not UTF-8 are decoded with U+FFFD replacements.
+    Missing optional columns, and columns with no values at all (parquet type Null), are
+    added as typed nulls; extra columns are dropped. Integer widths, naive or zoned
+    timestamps (naive ones are taken as UTC), ISO-8601 timestamp strings and binary text are
+    converted. A value that does not convert (a malformed timestamp string) becomes null, and
+    in a required column :func:`split_valid` then quarantines the row as ``null_<column>``;
+    bytes that are not UTF-8 are decoded with U+FFFD replacements.
 
     Raises
     ------
     SchemaError
-        A required column is missing, or a column's type cannot be converted; the message
-        names the column, the type found and the type expected.
+        A required column is missing or has no values, neither ``query_state`` nor
+        ``error_code`` is there, or a column's type cannot be converted; the message names
+        the column, the type found and the type expected.
     """
     lazy = frame.lazy()
-    found = lazy.collect_schema()
-    missing = [c.name for c in RAW_COLUMNS if c.required and c.name not in found]
+    found = {name: dtype for name, dtype in lazy.collect_schema().items()}
+    empty = [c.name for c in RAW_COLUMNS if c.required and found.get(c.name) == pl.Null]
+    if empty:
+        raise SchemaError(
+            f"{origin}: required column(s) {', '.join(repr(m) for m in empty)} have no values "
+            "(parquet type Null); see docs/bring-your-own-logs.md for the required columns"
+        )
+    present = {name for name, dtype in found.items() if dtype != pl.Null}
+    missing = [c.name for c in RAW_COLUMNS if c.required and c.name not in present]
+    if not any(name in present for name in FAILURE_COLUMNS):
+        missing.append(" or ".join(repr(name) for name in FAILURE_COLUMNS))
     if missing:
         raise SchemaError(
-            f"{origin} is missing required column(s) {', '.join(repr(m) for m in missing)}; "
-            f"found columns: {', '.join(found.names()) or '(none)'}. "
-            "See query_predictor/core/schema.py for the raw log schema."
+            f"{origin} is missing required column(s) "
+            f"{', '.join(m if ' or ' in m else repr(m) for m in missing)}; "
+            f"found columns: {', '.join(found) or '(none)'}. "
+            "See docs/bring-your-own-logs.md for the required and optional columns."
         )
     exprs = []
     for column in RAW_COLUMNS:
-        if column.name not in found:
+        if column.name not in present:
             exprs.append(pl.lit(None, dtype=column.dtype).alias(column.name))
         else:
             exprs.append(_convert(column, found[column.name], origin))
     return lazy.select(exprs)
+
+
+def absent_columns(frame: pl.DataFrame) -> tuple[str, ...]:
+    """The optional columns of a conformed frame that hold no value at all (schema order).
+
+    The pipeline treats such a column as missing from the log: the rules and steps that need
+    it are skipped, and the load stage reports which."""
+    if frame.is_empty():
+        return ()
+    counts = frame.select(pl.col(c.name).null_count() for c in RAW_COLUMNS if not c.required)
+    return tuple(name for name in counts.columns if counts[name][0] == frame.height)
 
 
 def _convert(column: Column, have: pl.DataType, origin: str) -> pl.Expr:
@@ -182,12 +217,15 @@ def _decode_lossy(value: bytes) -> str:
     return value.decode("utf-8", errors="replace")
 
 
-def _row_problems() -> list[tuple[str, pl.Expr]]:
-    """(reason, condition) pairs, checked in order; a row gets the first reason that holds."""
+def _row_problems(absent: tuple[str, ...]) -> list[tuple[str, pl.Expr]]:
+    """(reason, condition) pairs, checked in order; a row gets the first reason that holds.
+    Rules on a column of ``absent`` (see :func:`absent_columns`) are not checked."""
     checks: list[tuple[str, pl.Expr]] = []
     for column in RAW_COLUMNS:
         if column.required:
             checks.append((f"null_{column.name}", pl.col(column.name).is_null()))
+    if "query_state" not in absent:
+        checks.append(("null_query_state", pl.col("query_state").is_null()))
     checks.append(("empty_query", pl.col("query").str.strip_chars().str.len_bytes() == 0))
     checks.append(("bad_query_state", ~pl.col("query_state").is_in(QUERY_STATES)))
     for name in _NON_NEGATIVE:
@@ -195,26 +233,41 @@ def _row_problems() -> list[tuple[str, pl.Expr]]:
     checks.append(("absurd_cpu_time_millis", pl.col("cpu_time_millis") > MAX_CPU_MILLIS))
     checks.append(("absurd_peak_memory_bytes", pl.col("peak_memory_bytes") > MAX_MEMORY_BYTES))
     checks.append(("end_before_create", pl.col("end_time") < pl.col("create_time")))
-    checks.append(
-        (
-            "failed_without_error_code",
-            (pl.col("query_state") == "FAILED") & pl.col("error_code").is_null(),
+    if "error_code" not in absent:
+        checks.append(
+            (
+                "failed_without_error_code",
+                (pl.col("query_state") == "FAILED") & pl.col("error_code").is_null(),
+            )
         )
-    )
     return checks
 
 
-def quarantine_reason() -> pl.Expr:
+def quarantine_reason(absent: tuple[str, ...] = ()) -> pl.Expr:
     """Expression giving each row's first problem, or null for a valid row."""
     expr: pl.Expr = pl.lit(None, dtype=STR)
-    for reason, condition in reversed(_row_problems()):
+    for reason, condition in reversed(_row_problems(absent)):
         expr = pl.when(condition.fill_null(False)).then(pl.lit(reason)).otherwise(expr)
     return expr.alias(QUARANTINE_REASON)
 
 
-def split_valid(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Split a conformed frame into (valid rows, quarantined rows with ``quarantine_reason``)."""
-    tagged = frame.with_columns(quarantine_reason())
+def derive_state(absent: tuple[str, ...]) -> pl.Expr:
+    """``query_state`` as the log gives it, or, in a log without states, FAILED exactly when
+    the query has an error code."""
+    if "query_state" not in absent:
+        return pl.col("query_state")
+    failed = pl.col("error_code").is_not_null()
+    return pl.when(failed).then(pl.lit("FAILED")).otherwise(pl.lit("FINISHED")).alias("query_state")
+
+
+def split_valid(
+    frame: pl.DataFrame, *, absent: tuple[str, ...] = ()
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split a conformed frame into (valid rows, quarantined rows with ``quarantine_reason``).
+
+    ``absent`` names optional columns the log does not have (:func:`absent_columns`): their
+    rules are skipped, and a missing ``query_state`` is derived from ``error_code``."""
+    tagged = frame.with_columns(derive_state(absent)).with_columns(quarantine_reason(absent))
     bad = tagged.filter(pl.col(QUARANTINE_REASON).is_not_null())
     good = tagged.filter(pl.col(QUARANTINE_REASON).is_null()).drop(QUARANTINE_REASON)
     return good, bad

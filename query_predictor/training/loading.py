@@ -25,13 +25,21 @@ Order of steps, with the row count recorded after each in ``metrics/load.json``:
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
-from query_predictor.core.schema import QUARANTINE_REASON, SchemaError, conform, split_valid
+from query_predictor.core.classifier import QueryClassifier
+from query_predictor.core.schema import (
+    QUARANTINE_REASON,
+    SchemaError,
+    absent_columns,
+    conform,
+    split_valid,
+)
 from query_predictor.params import DataLoading, Filters
 from query_predictor.storage import is_s3, s3_storage_options, write_parquet
 
@@ -99,6 +107,24 @@ def scan_raw(
         for f in list_raw_files(path, storage_options=options)
     ]
     return pl.concat(frames, how="vertical")
+
+
+def log_days(
+    path: str, *, endpoint_url: str | None = None, region: str | None = None
+) -> tuple[dt.date, dt.date]:
+    """The first and last UTC day of ``create_time`` in the raw log under ``path``."""
+    days = (
+        scan_raw(path, endpoint_url=endpoint_url, region=region)
+        .select(
+            pl.col("create_time").dt.date().min().alias("first"),
+            pl.col("create_time").dt.date().max().alias("last"),
+        )
+        .collect()
+    )
+    first, last = days["first"][0], days["last"][0]
+    if first is None:
+        raise SchemaError(f"raw log {path!r} has no create_time value: it holds no query")
+    return first, last
 
 
 def heavy_conditions(
@@ -187,6 +213,47 @@ def dedup_bursts(frame: pl.DataFrame, *, window_seconds: float) -> pl.DataFrame:
     return ordered.filter(keep)
 
 
+def with_query_types(frame: pl.DataFrame) -> pl.DataFrame:
+    """``query_type`` where the log has none, derived from the SQL text the way Trino maps
+    statements to query types (:meth:`QueryClassifier.query_type`)."""
+    missing = frame.filter(pl.col("query_type").is_null())["query"].unique()
+    types = QueryClassifier().query_types(missing.to_list())
+    lookup = pl.DataFrame(
+        {"query": missing, "_derived_type": types}, schema_overrides={"_derived_type": pl.String}
+    )
+    return (
+        frame.join(lookup, on="query", how="left", maintain_order="left")
+        .with_columns(pl.coalesce("query_type", "_derived_type").alias("query_type"))
+        .drop("_derived_type")
+    )
+
+
+def _skipped_steps(absent: tuple[str, ...], filters: Filters) -> dict[str, str]:
+    """The steps and rules this log cannot support, each with the reason (for the metrics
+    and the summary); a step that the params require but the log cannot support fails."""
+    skipped: dict[str, str] = {}
+    if "query_state" in absent:
+        skipped["query_state"] = "no query_state: FAILED is derived from error_code"
+    if "error_code" in absent:
+        skipped["resource_error_label"] = (
+            "no error_code: failures cannot be told apart; a failed query is heavy only by "
+            "its CPU or memory"
+        )
+    if filters.curated_column in absent:
+        if filters.keep_workload == "CURATED":
+            raise SchemaError(
+                f"filters.keep_workload=CURATED needs column {filters.curated_column!r} "
+                "(filters.curated_column), which has no values in this log; set "
+                "filters.keep_workload to ALL or point filters.curated_column at another column"
+            )
+        skipped["curated_filter"] = (
+            f"no {filters.curated_column}: every query counts as NON-CURATED, none is filtered"
+        )
+    if "query_type" in absent:
+        skipped["query_type"] = "no query_type: derived from the SQL text"
+    return skipped
+
+
 def run_load(data: DataLoading, filters: Filters) -> LoadResult:
     """Run steps 1-9 (module docstring) and return labeled rows, quarantine and metrics."""
     lazy = scan_raw(data.raw_path, endpoint_url=data.s3_endpoint_url, region=data.s3_region)
@@ -211,7 +278,11 @@ def run_load(data: DataLoading, filters: Filters) -> LoadResult:
     dropped["sampled_out"] = before - frame.height
     record("sample", frame)
 
-    frame, quarantined = split_valid(frame)
+    absent = absent_columns(frame)
+    skipped = _skipped_steps(absent, filters)
+    for step, why in skipped.items():
+        log.info("skipped %s: %s", step, why)
+    frame, quarantined = split_valid(frame, absent=absent)
     record("valid", frame)
 
     before = frame.height
@@ -229,19 +300,25 @@ def run_load(data: DataLoading, filters: Filters) -> LoadResult:
     failed_heavy = frame.filter(
         (pl.col("query_state") == "FAILED")
         & pl.col("is_heavy")
-        & ~(pl.col("error_code").is_in(list(data.resource_error_codes)))
+        & ~(pl.col("error_code").is_in(list(data.resource_error_codes)).fill_null(False))
     )
-    dropped["failed_truncated"] = _counts(frame.filter(truncated), "error_code")
+    dropped["failed_truncated"] = _counts(
+        frame.filter(truncated).with_columns(pl.col("error_code").fill_null("(no error code)")),
+        "error_code",
+    )
     frame = frame.filter(~truncated)
     record("complete", frame)
 
     frame = frame.with_columns(workload=workload(filters))
     before = frame.height
-    if filters.keep_workload != "ALL":
+    if filters.keep_workload != "ALL" and "curated_filter" not in skipped:
         frame = frame.filter(pl.col("workload") == filters.keep_workload)
     dropped["workload"] = before - frame.height
     record("workload", frame)
 
+    derived = frame["query_type"].null_count()
+    if derived:
+        frame = with_query_types(frame)
     dropped["query_type"] = _counts(
         frame.filter(~pl.col("query_type").is_in(list(filters.query_types))), "query_type"
     )
@@ -269,6 +346,9 @@ def run_load(data: DataLoading, filters: Filters) -> LoadResult:
         "dropped": dropped,
         "steps": steps,
         "days": frame["event_date"].n_unique(),
+        "absent_columns": list(absent),
+        "skipped": skipped,
+        "query_type_derived": derived,
         "window": {"start_date": str(data.start_date), "end_date": str(data.end_date)},
     }
     if frame.is_empty():

@@ -8,6 +8,8 @@ only serve as history. Windows never overlap and cover whole UTC days.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,3 +80,147 @@ def read_labeled(path: str | Path, window: Window | None = None) -> pl.DataFrame
     if window is not None:
         lazy = lazy.filter(window.contains())
     return lazy.collect()
+
+
+@dataclass(frozen=True)
+class DatePlan:
+    """Every date-dependent param of the pipeline, fitted to the days a log covers."""
+
+    first_day: dt.date  # of the log
+    last_day: dt.date
+    load: Window  # data_loading.start_date .. end_date
+    splits: dict[str, int]  # train_days, val_days, test_days
+    replay: Window | None  # None when the log has no day left for it
+
+    def params_block(self) -> dict[str, dict[str, object]]:
+        """The sections and keys to set in params.yaml, as they would be written there."""
+        block: dict[str, dict[str, object]] = {
+            "data_loading": {
+                "start_date": str(self.load.start),
+                "end_date": str(self.load.end),
+            },
+            "splits": dict(self.splits),
+        }
+        if self.replay is not None:
+            block["replay"] = {
+                "start_date": str(self.replay.start),
+                "end_date": str(self.replay.end),
+            }
+        return block
+
+
+def plan_dates(
+    first_day: dt.date,
+    last_day: dt.date,
+    *,
+    replay_days: int,
+    val_days: int,
+    test_days: int,
+    max_train_days: int,
+) -> DatePlan:
+    """Fit the windows to a log covering ``first_day`` .. ``last_day``, newest first: the
+    last ``replay_days`` for replay, then test and validation, then up to ``max_train_days``
+    of training; any older day only feeds the history features.
+
+    Raises
+    ------
+    ParamsError
+        The log is too short for one training day after the other windows; the message says
+        how many days it covers and which windows fit.
+    """
+    one = dt.timedelta(days=1)
+    have = (last_day - first_day).days + 1
+    need = replay_days + val_days + test_days + 1
+    if have < need:
+        fits = [
+            f"{name} {days}"
+            for name, days in (("replay", replay_days), ("test", test_days), ("val", val_days))
+        ]
+        raise ParamsError(
+            f"the log covers {have} day(s) ({first_day} to {last_day}) but {' + '.join(fits)} "
+            f"days and one training day need {need}; shorten them "
+            f"(e.g. --replay-days {max(0, have - val_days - test_days - 1)}) or load a longer log"
+        )
+    replay = None
+    load_end = last_day
+    if replay_days:
+        replay = Window("replay", last_day - (replay_days - 1) * one, last_day)
+        load_end = replay.start - one
+    train_days = min(max_train_days, have - replay_days - val_days - test_days)
+    return DatePlan(
+        first_day,
+        last_day,
+        Window("load", first_day, load_end),
+        {"train_days": train_days, "val_days": val_days, "test_days": test_days},
+        replay,
+    )
+
+
+def check_coverage(first_day: dt.date | None, last_day: dt.date | None, params: Params) -> None:
+    """Fail, with one line, when the labeled days cannot fill the split windows: a log that
+    starts after the training window opens or ends before the test window closes."""
+    windows = windows_for(params)
+    train, test = windows["train"], windows["test"]
+    if first_day is None or last_day is None:
+        raise ParamsError(
+            f"no query of the log is left between data_loading.start_date "
+            f"{params.data_loading.start_date} and end_date {params.data_loading.end_date}; "
+            "set the dates to the log's own range (`query-predictor dates`)"
+        )
+    if first_day > train.start or last_day < test.end:
+        splits = params.splits
+        try:
+            plan = plan_dates(
+                first_day,
+                last_day,
+                replay_days=0,
+                val_days=splits.val_days,
+                test_days=splits.test_days,
+                max_train_days=splits.train_days,
+            )
+            fits = (
+                f"what fits: data_loading {plan.load.start}..{plan.load.end} with "
+                f"train_days {plan.splits['train_days']}"
+            )
+        except ParamsError as exc:
+            fits = str(exc)
+        raise ParamsError(
+            f"the log has days {first_day} to {last_day}, but the windows need "
+            f"{train.start} to {test.end} (train {train.start}..{train.end}, test ending "
+            f"{test.end}); {fits}; `query-predictor dates --write` fits data_loading, splits "
+            "and replay to the log"
+        )
+
+
+def update_params_file(path: str | Path, block: dict[str, dict[str, object]]) -> None:
+    """Set ``block``'s keys in the params file at ``path`` line by line, so that its comments,
+    order and layout stay as they are (params.yaml has sections of ``key: value`` lines). A
+    key the section does not have yet is added under the section's first line."""
+    path = Path(path)
+    lines = path.read_text().splitlines()
+    for section, values in block.items():
+        for key, value in values.items():
+            lines = _set_line(
+                lines, section, key, json.dumps(value) if value is not None else "null"
+            )
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _set_line(lines: list[str], section: str, key: str, text: str) -> list[str]:
+    header = next(
+        (i for i, line in enumerate(lines) if re.match(rf"{section}:\s*(#.*)?$", line)), None
+    )
+    if header is None:
+        return [*lines, f"{section}:", f"  {key}: {text}"]
+    pattern = re.compile(rf"^(\s+{re.escape(key)}:\s*)([^#]*?)(\s*#.*)?$")
+    for i in range(header + 1, len(lines)):
+        if lines[i] and not lines[i][0].isspace():
+            break  # the next section
+        found = pattern.match(lines[i])
+        if found:
+            head, comment = f"{found.group(1)}{text}", (found.group(3) or "").lstrip()
+            if comment:  # keep the comment in its column when there is room
+                head += " " * max(1, lines[i].index(comment) - len(head))
+            lines[i] = head + comment
+            return lines
+    return [*lines[: header + 1], f"  {key}: {text}", *lines[header + 1 :]]

@@ -411,3 +411,33 @@ def test_mask_leaves_only_syntax(sql: str) -> None:
     assert "--" not in out
     assert "/*" not in out
     assert mask(out) == out  # nothing left to mask
+
+
+@pytest.mark.parametrize(
+    ("sql", "query_type"),
+    [
+        ("select 1", "SELECT"),
+        ("/* x */ WITH a AS (SELECT 1) SELECT * FROM a", "SELECT"),
+        ("SELECT * FROM information_schema.tables", "SELECT"),
+        ("SHOW TABLES FROM hive.web", "DESCRIBE"),
+        ("describe hive.web.events", "DESCRIBE"),
+        ("EXPLAIN SELECT 1", "EXPLAIN"),
+        ("EXPLAIN ANALYZE SELECT * FROM t", "EXPLAIN"),
+        ("INSERT INTO t SELECT * FROM s", "INSERT"),
+        ("CREATE TABLE t AS SELECT * FROM s", "INSERT"),
+        ("REFRESH MATERIALIZED VIEW v", "INSERT"),
+        ("CREATE TABLE t (a int)", "DATA_DEFINITION"),
+        ("USE hive.web", "DATA_DEFINITION"),
+        ("SET SESSION query_max_run_time = '1h'", "DATA_DEFINITION"),
+        ("CALL system.sync_partition_metadata('a', 'b', 'ADD')", "DATA_DEFINITION"),
+        ("ALTER TABLE t EXECUTE optimize", "ALTER_TABLE_EXECUTE"),
+        ("DELETE FROM t WHERE a = 1", "DELETE"),
+        ("UPDATE t SET a = 1", "UPDATE"),
+        ("MERGE INTO t USING s ON t.a = s.a WHEN MATCHED THEN DELETE", "MERGE"),
+        ("ANALYZE hive.web.events", "ANALYZE"),
+    ],
+)
+def test_query_type_follows_trinos_statement_mapping(sql: str, query_type: str) -> None:
+    classifier = QueryClassifier()
+    assert classifier.query_type(sql) == query_type
+    assert classifier.query_types([sql, sql]) == [query_type, query_type]

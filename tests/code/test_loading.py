@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from query_predictor.core.schema import QUARANTINE_REASON, RAW_SCHEMA, SchemaError
-from query_predictor.params import DataLoading, Params, parse_params
+from query_predictor.params import DataLoading, Params, ParamsError, parse_params
 from query_predictor.storage import write_parquet
 from query_predictor.training.hashing import unit_hash
 from query_predictor.training.loading import (
@@ -21,6 +21,7 @@ from query_predictor.training.loading import (
     dedup_bursts,
     dedup_query_id,
     label,
+    log_days,
     run_load,
     scan_raw,
     workload,
@@ -322,6 +323,7 @@ def test_quarantined_rows_are_counted_by_reason_and_returned(tmp_path: Path) -> 
         row("late", end_time=after(-1)),
         row("nocode", query_state="FAILED"),
         row(None),
+        failed("syntax", "SYNTAX_ERROR"),  # the log has error codes, so "nocode" is corrupt
     ]
     result = load(tmp_path, rows)
     assert ids(result.labeled) == ["ok"]
@@ -664,3 +666,85 @@ def test_write_by_day_partitions_by_event_date(tmp_path: Path) -> None:
     assert first["query_id"].to_list() == ["a", "c"]
     assert first.schema == labeled.schema
     assert not [p for p in out.rglob("*") if p.name.startswith(".")]  # no temp files left
+
+
+# --------------------------------------------------------------------------- minimal logs
+
+
+def write_log(tmp_path: Path, frame: pl.DataFrame) -> Path:
+    raw_dir = tmp_path / "raw"
+    write_parquet(frame, raw_dir / "part-0.parquet")
+    return raw_dir
+
+
+def test_a_log_with_only_the_required_columns_loads_and_says_what_it_skipped(
+    tmp_path: Path,
+) -> None:
+    rows = [
+        row("select"),
+        row("show", query="SHOW TABLES FROM hive.sales"),
+        row("insert", query="INSERT INTO t SELECT * FROM hive.sales.orders"),
+        row("delete", query="DELETE FROM hive.sales.orders WHERE id = 1"),
+        failed("oom", "EXCEEDED_LOCAL_MEMORY_LIMIT", "INSUFFICIENT_RESOURCES"),
+        failed("typo", "SYNTAX_ERROR"),
+    ]
+    minimal = raw_frame(rows).select(
+        "query_id",
+        "query",
+        "user",
+        "create_time",
+        "cpu_time_millis",
+        "peak_memory_bytes",
+        "error_code",
+    )
+    params = params_for(write_log(tmp_path, minimal))
+    result = run_load(params.data_loading, params.filters)
+    types = dict(zip(result.labeled["query_id"], result.labeled["query_type"], strict=True))
+    assert types == {"select": "SELECT", "show": "DESCRIBE", "insert": "INSERT", "oom": "SELECT"}
+    assert result.metrics["dropped"]["query_type"] == {"DELETE": 1}
+    assert result.metrics["dropped"]["failed_truncated"] == {"SYNTAX_ERROR": 1}
+    assert result.labeled.filter(pl.col("query_id") == "oom")["heavy_reason"].item() == (
+        "resource_error"
+    )
+    assert result.metrics["query_type_derived"] == 5
+    assert set(result.metrics["skipped"]) == {"query_state", "curated_filter", "query_type"}
+    assert "resource_group_id" in result.metrics["absent_columns"]
+
+
+def test_all_null_optional_columns_count_as_absent(tmp_path: Path) -> None:
+    rows = [row("a", resource_group_id="global.curated.x"), row("b")]
+    frame = raw_frame(rows).with_columns(
+        pl.lit(None).alias(name)
+        for name in ("resource_group_id", "schema", "error_code", "error_type", "query_type")
+    )
+    params = params_for(write_log(tmp_path, frame))
+    result = run_load(params.data_loading, params.filters)
+    assert ids(result.labeled) == ["a", "b"]  # no curated filter without its column
+    assert {"resource_error_label", "curated_filter", "query_type"} <= set(
+        result.metrics["skipped"]
+    )
+
+
+def test_keeping_curated_queries_needs_the_curated_column(tmp_path: Path) -> None:
+    frame = raw_frame([row("a")]).drop("resource_group_id")
+    params = params_for(write_log(tmp_path, frame), filters={"keep_workload": "CURATED"})
+    with pytest.raises(
+        SchemaError, match=r"keep_workload=CURATED needs column 'resource_group_id'"
+    ):
+        run_load(params.data_loading, params.filters)
+
+
+def test_the_curated_column_must_be_a_text_column_of_the_log() -> None:
+    with pytest.raises(ParamsError, match=r"filters.*curated_column='pool'.*not a text column"):
+        parse_params({"filters": {"curated_column": "pool"}})
+
+
+def test_log_days_reads_the_first_and_last_day(tmp_path: Path) -> None:
+    rows = [
+        row("a", create_time=datetime(2025, 6, 3, 5, tzinfo=UTC)),
+        row("b", create_time=datetime(2025, 6, 9, 23, tzinfo=UTC)),
+    ]
+    assert log_days(str(write_log(tmp_path, raw_frame(rows)))) == (
+        date(2025, 6, 3),
+        date(2025, 6, 9),
+    )

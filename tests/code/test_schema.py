@@ -14,6 +14,7 @@ from query_predictor.core.schema import (
     RAW_COLUMNS,
     RAW_SCHEMA,
     SchemaError,
+    absent_columns,
     conform,
     split_valid,
 )
@@ -37,11 +38,8 @@ def test_schema_tables_agree() -> None:
     assert len(set(RAW_SCHEMA)) == len(RAW_COLUMNS)
     assert REQUIRED == [
         "query_id",
-        "query_state",
         "query",
-        "query_type",
         "user",
-        "resource_group_id",
         "create_time",
         "cpu_time_millis",
         "peak_memory_bytes",
@@ -89,8 +87,63 @@ def test_frame_without_columns_names_every_required_column() -> None:
 
 
 def test_missing_optional_columns_do_not_raise() -> None:
-    frame = raw_frame([raw_row()]).select(REQUIRED)
+    frame = raw_frame([raw_row()]).select(*REQUIRED, "query_state")
     assert conformed(frame).height == 1
+
+
+@pytest.mark.parametrize("failure", ["query_state", "error_code"])
+def test_either_failure_column_is_enough(failure: str) -> None:
+    frame = raw_frame([raw_row()]).select(*REQUIRED, failure)
+    assert conformed(frame).height == 1
+
+
+def test_a_log_without_state_and_error_code_is_refused() -> None:
+    with pytest.raises(
+        SchemaError, match=r"missing required column.*'query_state' or 'error_code'"
+    ):
+        conform(raw_frame([raw_row()]).select(REQUIRED))
+
+
+def test_a_column_without_values_is_a_missing_optional_column() -> None:
+    frame = raw_frame([raw_row()]).with_columns(
+        pl.lit(None).alias(name) for name in ("schema", "error_code", "error_type", "query_type")
+    )
+    assert frame.schema["schema"] == pl.Null
+    out = conformed(frame)
+    assert out.schema == pl.Schema(RAW_SCHEMA)
+    assert out["schema"].null_count() == 1
+
+
+def test_a_required_column_without_values_is_refused() -> None:
+    frame = raw_frame([raw_row()]).with_columns(pl.lit(None).alias("user"))
+    with pytest.raises(SchemaError, match=r"required column.*'user' have no values"):
+        conform(frame)
+
+
+def test_absent_columns_are_those_without_any_value() -> None:
+    out = conformed(
+        raw_frame([raw_row(), raw_row(query_id="q2", source=None)]).with_columns(
+            pl.lit(None, dtype=pl.String).alias("schema")
+        )
+    )
+    absent = absent_columns(out)
+    assert "schema" in absent and "source" not in absent
+    assert not set(absent) & set(REQUIRED)
+
+
+def test_state_is_derived_from_the_error_code_when_the_log_has_no_state() -> None:
+    rows = [raw_row(query_id="ok"), failed_row("EXCEEDED_CPU_LIMIT", "INSUFFICIENT_RESOURCES")]
+    frame = conformed(raw_frame(rows).drop("query_state"))
+    good, bad = split_valid(frame, absent=absent_columns(frame))
+    assert bad.is_empty()
+    assert dict(zip(good["query_id"], good["query_state"], strict=True))["ok"] == "FINISHED"
+    assert sorted(good["query_state"]) == ["FAILED", "FINISHED"]
+
+
+def test_failures_without_codes_are_kept_when_the_log_has_no_codes() -> None:
+    frame = conformed(raw_frame([raw_row(query_state="FAILED")]).drop("error_code"))
+    good, bad = split_valid(frame, absent=absent_columns(frame))
+    assert good.height == 1 and bad.is_empty()
 
 
 @pytest.mark.parametrize(
@@ -138,10 +191,11 @@ def test_conform_accepts_lazy_frames_and_keeps_valid_frames_unchanged() -> None:
 
 
 def test_missing_optional_columns_become_typed_nulls() -> None:
-    out = conformed(raw_frame([raw_row(), raw_row(query_id="q2")]).select(REQUIRED))
+    out = conformed(raw_frame([raw_row(), raw_row(query_id="q2")]).select(*REQUIRED, "error_code"))
     assert out.schema == pl.Schema(RAW_SCHEMA)
     for name in OPTIONAL:
-        assert out[name].null_count() == 2, name
+        if name != "error_code":
+            assert out[name].null_count() == 2, name
     assert out["query_id"].to_list() == ["20250601_101512_00001_aaaaa", "q2"]
 
 
@@ -302,9 +356,7 @@ def ended(seconds: float) -> datetime:
         ({"query_id": None}, "null_query_id"),
         ({"query_state": None}, "null_query_state"),
         ({"query": None}, "null_query"),
-        ({"query_type": None}, "null_query_type"),
         ({"user": None}, "null_user"),
-        ({"resource_group_id": None}, "null_resource_group_id"),
         ({"create_time": None}, "null_create_time"),
         ({"cpu_time_millis": None}, "null_cpu_time_millis"),
         ({"peak_memory_bytes": None}, "null_peak_memory_bytes"),

@@ -7,12 +7,22 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from query_predictor.params import ParamsError, parse_params
 from query_predictor.storage import write_parquet
-from query_predictor.training.windows import SPLITS, Window, read_labeled, split_windows
+from query_predictor.training.windows import (
+    SPLITS,
+    Window,
+    check_coverage,
+    plan_dates,
+    read_labeled,
+    split_windows,
+    update_params_file,
+    windows_for,
+)
 
 START, END = date(2025, 6, 1), date(2025, 7, 15)  # data_loading defaults: 45 days
 ONE = timedelta(days=1)
@@ -234,3 +244,82 @@ def test_read_labeled_without_files_names_the_load_stage(tmp_path: Path, sub: st
     (tmp_path / "date=2025-06-01" / "notes.txt").write_text("not parquet")
     with pytest.raises(FileNotFoundError, match=r"no labeled data under .*`dvc repro load`"):
         read_labeled(tmp_path / sub)
+
+
+# --------------------------------------------------------------------------- fitting a log
+
+
+def test_plan_dates_fits_replay_test_val_and_train_newest_first() -> None:
+    plan = plan_dates(
+        date(2025, 6, 1),
+        date(2025, 7, 29),
+        replay_days=14,
+        val_days=7,
+        test_days=7,
+        max_train_days=30,
+    )
+    assert plan.replay is not None
+    assert (plan.replay.start, plan.replay.end) == (date(2025, 7, 16), date(2025, 7, 29))
+    assert (plan.load.start, plan.load.end) == (date(2025, 6, 1), date(2025, 7, 15))
+    assert plan.splits == {"train_days": 30, "val_days": 7, "test_days": 7}
+    block = plan.params_block()
+    params = parse_params(block)  # the block is valid params
+    windows = windows_for(params)
+    assert windows["test"].end == date(2025, 7, 15)
+
+
+def test_plan_dates_shortens_training_to_what_the_log_has() -> None:
+    plan = plan_dates(
+        date(2025, 6, 1),
+        date(2025, 6, 20),
+        replay_days=3,
+        val_days=3,
+        test_days=3,
+        max_train_days=30,
+    )
+    assert plan.splits["train_days"] == 11
+    assert plan.load.end == date(2025, 6, 17)
+
+
+def test_a_log_too_short_for_the_windows_says_which_fit() -> None:
+    with pytest.raises(ParamsError, match=r"covers 9 day\(s\).*need 29.*--replay-days 0"):
+        plan_dates(
+            date(2025, 6, 1),
+            date(2025, 6, 9),
+            replay_days=14,
+            val_days=7,
+            test_days=7,
+            max_train_days=30,
+        )
+
+
+def test_check_coverage_names_the_days_and_what_fits() -> None:
+    params = parse_params({})  # windows 2025-06-16 .. 2025-07-15
+    check_coverage(date(2025, 6, 1), date(2025, 7, 15), params)
+    with pytest.raises(ParamsError, match=r"days 2025-06-01 to 2025-06-25.*what fits"):
+        check_coverage(date(2025, 6, 1), date(2025, 6, 25), params)
+    with pytest.raises(ParamsError, match=r"no query of the log is left"):
+        check_coverage(None, None, params)
+
+
+def test_update_params_file_keeps_comments_and_layout(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text(
+        "# top\ndata_loading:\n  raw_path: data/raw            # where\n"
+        '  start_date: "2025-06-01"\nreplay:\n  start_date: "2025-07-16"\n'
+    )
+    update_params_file(
+        path,
+        {
+            "data_loading": {"raw_path": "s3://b/logs", "end_date": "2025-06-09"},
+            "replay": {"start_date": "2025-06-10"},
+            "splits": {"train_days": 4},
+        },
+    )
+    text = path.read_text()
+    assert text.startswith("# top\ndata_loading:\n")
+    assert '  raw_path: "s3://b/logs"       # where\n' in text
+    assert '  end_date: "2025-06-09"' in text and '  start_date: "2025-06-10"' in text
+    params = yaml.safe_load(text)
+    assert params["splits"] == {"train_days": 4}
+    assert params["data_loading"]["start_date"] == "2025-06-01"
