@@ -31,6 +31,44 @@ HISTORY_MEANINGS = {
 }
 
 
+# The base features a site's naming or habits could bend, and how each is decided instead.
+SITE_DEPENDENT = {
+    "has_partition_predicate": (
+        "learned: the columns that at least `features.partition_min_templates` statements of "
+        "the training window compare with a date (literal, `DATE '...'`, 8-digit day number, "
+        "`current_date`, a date function, a CAST of a date) are the site's partition columns "
+        "(`models/sql_conventions.json`); the feature is 1 when the statement compares one."
+    ),
+    "user_is_service": (
+        "learned: users with at least `features.service_min_queries` training queries of which "
+        "`features.service_repeat_share` repeat a template they ran before; or a name matching "
+        "`features.service_user_pattern` (off by default). No name prefix is built in."
+    ),
+    "query_type_code": (
+        "Trino's own QueryType names; a log without the column gets them from the SQL text, "
+        "by Trino's statement-to-type mapping."
+    ),
+    "catalog_code, reads_lake, reads_jdbc": (
+        "catalog names compared with connector names (hive, iceberg, delta, hudi, mysql, "
+        "postgresql...): Trino names a catalog after its properties file, and most sites keep "
+        "the connector's name; any other name is `other` (and counts as JDBC for `reads_jdbc`)."
+    ),
+    "reads_metadata": "Trino's fixed names: `information_schema` and the `system` catalog.",
+    "source_kind": (
+        "substrings of the client's declared source, matched against the names real clients "
+        "send (superset, tableau, airflow, dbt, jupyter, trino-cli, dbeaver...); unknown "
+        "clients are `other`, an absent source `missing`."
+    ),
+    "n_implicit_join, n_tables, n_distinct_tables": (
+        "counted from FROM / JOIN / comma lists with no upper bound (comma joins count)."
+    ),
+    "date_lookback_days, date_span_days, interval_days": (
+        "days, uncapped but for INTERVAL (100 years): a look-back of decades is its real value."
+    ),
+    "hour_of_day, day_of_week": "UTC, from the arrival time.",
+}
+
+
 def render() -> str:
     lines = [
         "# Feature catalogue",
@@ -62,6 +100,13 @@ def render() -> str:
     offset = len(BASE_FEATURES)
     for i, name in enumerate(HISTORY_NAMES):
         lines.append(f"| {offset + i} | `{name}` | {HISTORY_MEANINGS[name]} |")
+    lines += ["", "## How the site-dependent features are decided", ""]
+    lines += [f"- `{name}`: {how}" for name, how in SITE_DEPENDENT.items()]
+    lines += [
+        "",
+        "Every other base feature is read from the SQL text by its grammar (keywords, literals,",
+        "operators, parentheses) and does not depend on how a site names things.",
+    ]
     return "\n".join(lines) + "\n"
 
 

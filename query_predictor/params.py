@@ -168,10 +168,17 @@ class BoundarySampling(_Section):
 
 
 class Features(_Section):
+    """Feature extraction (stage ``featurize``)."""
+
     base_feature_count: Literal[78] = 78
     historical_feature_count: Literal[17] = 17
     tfidf_vocab_size: int = Field(1000, ge=10, le=100_000)
     history_prior_weight: float = Field(20.0, gt=0)
+    # conventions learned in the training window (query_predictor/core/conventions.py)
+    partition_min_templates: int = Field(3, ge=1)
+    service_min_queries: int = Field(50, ge=1)
+    service_repeat_share: float = Field(0.9, gt=0, le=1)
+    service_user_pattern: str | None = None
     parity_sample: int = Field(2000, ge=1)
     seed: int = Field(7, ge=0, lt=2**63)
 

@@ -33,6 +33,12 @@ def main() -> None:
         prior_weight=features.history_prior_weight,
         parity_sample=features.parity_sample,
         seed=features.seed,
+        conventions={
+            "partition_min_templates": features.partition_min_templates,
+            "service_min_queries": features.service_min_queries,
+            "service_repeat_share": features.service_repeat_share,
+            "service_user_pattern": features.service_user_pattern,
+        },
         workers=params.engine.workers,
     )
     with atomic_dir(args.out) as tmp:
@@ -41,6 +47,7 @@ def main() -> None:
     models = Path(args.models)
     result.vocabulary.to_json(models / "tfidf_vocab.json")
     write_parquet(result.history, models / "history_stats.parquet")
+    result.conventions.to_json(models / "sql_conventions.json")
     nnz = {n: float(m["tfidf_index"].list.len().mean() or 0) for n, m in result.matrices.items()}
     write_json(
         args.metrics,
@@ -52,6 +59,7 @@ def main() -> None:
             "rows": {n: m.height for n, m in result.matrices.items()},
             "tfidf_mean_nonzero": {n: round(v, 3) for n, v in nnz.items()},
             "history_keys": result.history.group_by("kind").len().sort("kind").to_dicts(),
+            "conventions": result.conventions.stats,
             "parity": result.parity,
         },
     )
@@ -60,6 +68,7 @@ def main() -> None:
         {
             "rows": {n: m.height for n, m in result.matrices.items()},
             "features": f"78 base + 17 history + {len(result.vocabulary)} TF-IDF terms",
+            "conventions": result.conventions.stats,
             "parity": result.parity,
             "seconds": round(time.perf_counter() - started, 1),
         },

@@ -51,9 +51,8 @@ AGGREGATES = frozenset({
     "histogram", "arbitrary", "any_value", "bool_and", "bool_or", "stddev", "variance",
     "listagg", "corr", "checksum", "set_agg", "multimap_agg",
 })
-PARTITION_COLUMNS = frozenset(
-    {"ds", "dt", "event_date", "partition_date", "date_key", "day", "dateint"}
-)
+# Words before a comparison that are not the column compared (NOT IN, CASE ... END = x).
+NOT_COLUMNS = frozenset({"not", "and", "or", "end", "null", "true", "false", "then", "else"})
 COMPARE = frozenset({"=", "<>", "!=", "<", ">", "<=", ">="})
 # Words before "(" that open no function call.
 NOT_CALLS = frozenset({
@@ -108,6 +107,7 @@ cdef unsigned char _IS_FROM_LIST_END[MAX_IDS]
 cdef unsigned char _IS_METADATA_VERB[MAX_IDS]
 cdef unsigned char _IS_LITERAL_PREFIX[MAX_IDS]
 cdef unsigned char _IS_MARKED[MAX_IDS]  # tokens the walk visits
+cdef unsigned char _IS_NOT_COLUMN[MAX_IDS]
 
 
 cdef int _id(str word) except -1:
@@ -131,7 +131,9 @@ _flag(_IS_FROM_LIST_END, FROM_LIST_END)
 _flag(_IS_METADATA_VERB, METADATA_VERBS)
 _flag(_IS_LITERAL_PREFIX, LITERAL_PREFIX)
 _flag(_IS_MARKED, ("(", ")", "from", "join", "is", "limit", "first", "next", "interval", "*"))
-_flag(_IS_MARKED, PARTITION_COLUMNS)
+_flag(_IS_MARKED, COMPARE)
+_flag(_IS_MARKED, ("between", "in"))
+_flag(_IS_NOT_COLUMN, NOT_COLUMNS)
 
 cdef int LPAREN = _id("("), RPAREN = _id(")"), COMMA = _id(","), DOT = _id("."), STAR = _id("*")
 cdef int MINUS = _id("-"), PLUS = _id("+")
@@ -149,6 +151,7 @@ cdef int ROLLUP = _id("rollup"), CUBE = _id("cube"), CAST = _id("cast")
 cdef int TRY_CAST = _id("try_cast"), CROSS = _id("cross"), LEFT = _id("left")
 cdef int RIGHT = _id("right"), FULL = _id("full"), CURRENT_DATE = _id("current_date")
 cdef int NOW = _id("now"), CURRENT_TIMESTAMP = _id("current_timestamp")
+cdef int DATE = _id("date"), TIMESTAMP = _id("timestamp")
 _ONE_KEYWORD_IDS = [(name, _id(word)) for name, word in ONE_KEYWORD]
 
 
@@ -350,10 +353,13 @@ cdef class _Tokens:
 def scan(str text):
     """Everything the text of a statement decides, from lowercased ``text`` (cut already).
 
-    Returns ``(features, tables, ctes, dates, terms, normalized)``: a dict of the base
-    features the text decides (the others are the caller's), the table references as
-    written in order, the set of CTE names, the day numbers of the date literals, the TF-IDF
-    terms with their counts, and the normalised text (tokens joined by single spaces).
+    Returns ``(features, tables, ctes, dates, terms, normalized, compared, dated)``: a dict
+    of the base features the text decides (the others are the caller's), the table
+    references as written in order, the set of CTE names, the day numbers of the date
+    literals, the TF-IDF terms with their counts, the normalised text (tokens joined by
+    single spaces), the set of columns compared (``col = ...``, ``col BETWEEN``, ``col IN``)
+    and the subset of those compared with a date (a date literal, ``DATE '...'``, an
+    8-digit day number, ``current_date``, a date function or a CAST of a date literal).
     """
     cdef Text t = _text(text)
     cdef _Tokens toks = _Tokens(t.length)
@@ -413,11 +419,13 @@ def scan(str text):
     _statement_kind(f, toks, counts)
     ctes = set()
     tables = []
-    in_lists = _walk(f, toks, ctes, tables)
+    compared = set()
+    dated = set()
+    in_lists = _walk(f, toks, ctes, tables, compared, dated)
     f["n_cte"] = len(ctes) if counts[WITH] else 0
     f["order_without_limit"] = float(counts[ORDER] > 0 and not f.get("has_limit", 0))
     f["n_tables"] = len(tables)
-    return f, tables, ctes, dates, terms, _normalized(toks, in_lists)
+    return f, tables, ctes, dates, terms, _normalized(toks, in_lists), compared, dated
 
 
 cdef inline void _add_term(dict terms, str term) except *:
@@ -484,11 +492,12 @@ cdef void _statement_kind(dict f, _Tokens toks, int* c) except *:
         f["stmt_ddl"] = 1.0
 
 
-cdef list _walk(dict f, _Tokens toks, set ctes, list tables):
+cdef list _walk(dict f, _Tokens toks, set ctes, list tables, set compared, set dated):
     """Features that need a token's neighbours, visiting only the tokens that matter:
     parentheses (depths, subqueries, IN lists, calls, CTE names), FROM / JOIN (tables),
-    LIMIT / FETCH, INTERVAL, ``*`` and partition columns. Returns the (start, stop) spans of
-    the IN lists of literals, which normalisation collapses."""
+    LIMIT / FETCH, INTERVAL, ``*`` and comparisons (the columns compared, and those compared
+    with a date, into ``compared`` and ``dated``). Returns the (start, stop) spans of the IN
+    lists of literals, which normalisation collapses."""
     cdef Py_ssize_t n = toks.n, i, end
     cdef int tok, prev, nxt
     cdef int depth = 0, max_depth = 0, select_depth = 0, max_select = 0
@@ -572,8 +581,15 @@ cdef list _walk(dict f, _Tokens toks, set ctes, list tables):
             elif tok == STAR:
                 if prev == SELECT or prev == COMMA or prev == DOT or prev == DISTINCT:
                     star += 1
-            elif nxt >= 0 and (_IS_COMPARE[nxt] or nxt == BETWEEN or nxt == IN):
-                f["has_partition_predicate"] = 1.0  # a partition column compared
+            if _IS_COMPARE[tok] or tok == BETWEEN or tok == IN:
+                if (
+                    i > 0 and (toks.kind[i - 1] == WORD or toks.kind[i - 1] == QUOTED)
+                    and not (prev >= 0 and _IS_NOT_COLUMN[prev])
+                ):
+                    column = toks.text[i - 1].strip('"')
+                    compared.add(column)
+                    if _is_date(toks, i + 2 if tok == IN else i + 1):
+                        dated.add(column)
     finally:
         free(stack)
         free(calls)
@@ -592,6 +608,35 @@ cdef list _walk(dict f, _Tokens toks, set ctes, list tables):
     if limit:
         f["limit_log"] = math.log1p(limit)
     return in_lists
+
+
+cdef bint _is_date(_Tokens toks, Py_ssize_t j) except -1:
+    """Whether the operand at token ``j`` is a date: a 'YYYY-MM-DD...' literal, DATE or
+    TIMESTAMP '...', an 8-digit day number (19xxxxxx or 20xxxxxx), current_date / now() /
+    current_timestamp, a call of a function named with "date", or a CAST of a date literal."""
+    cdef int kind, ident
+    if j >= toks.n:
+        return False
+    kind = toks.kind[j]
+    ident = toks.ids[j]
+    text = toks.text[j]
+    if kind == STRING:
+        return _date_ordinal(text) is not None
+    if kind == NUMBER:
+        return len(text) == 8 and text.isdigit() and text[:2] in ("19", "20")
+    if kind != WORD:
+        return False
+    if ident == DATE or ident == TIMESTAMP:
+        return j + 1 < toks.n and toks.kind[j + 1] == STRING
+    if ident == CURRENT_DATE or ident == NOW or ident == CURRENT_TIMESTAMP:
+        return True
+    if toks.id(j + 1) != LPAREN:
+        return False
+    if ident == CAST or ident == TRY_CAST:
+        return j + 2 < toks.n and toks.kind[j + 2] == STRING and (
+            _date_ordinal(toks.text[j + 2]) is not None
+        )
+    return "date" in text
 
 
 def _interval_days(str amount, str unit):

@@ -26,6 +26,7 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import NamedTuple
 
+from .conventions import Conventions
 from .sql_tokens import _textscan, as_text, fingerprint
 
 
@@ -108,7 +109,12 @@ BASE_FEATURES: tuple[Feature, ...] = (
     F("date_lookback_days", "value", "days from the earliest date literal to the query day", ""),
     F("interval_days", "value", "largest INTERVAL, in days", "INTERVAL '7' DAY -> 7"),
     F("uses_current_date", "flag", "current_date / now() / current_timestamp", ""),
-    F("has_partition_predicate", "flag", "ds / dt / event_date compared in the text", ""),
+    F(
+        "has_partition_predicate",
+        "flag",
+        "a column the site filters by date (learned in training) is compared",
+        "WHERE load_date >= DATE '2025-06-01' -> 1",
+    ),
     # --- tables
     F("n_catalogs", "count", "distinct catalogs of the tables read", ""),
     F("reads_lake", "flag", "a hive / iceberg / delta table", ""),
@@ -118,7 +124,12 @@ BASE_FEATURES: tuple[Feature, ...] = (
     F("query_type_code", "code", "Trino query type (order of QUERY_TYPES), -1 unknown", ""),
     F("catalog_code", "code", "session catalog (order of CATALOG_CODES), -1 unknown", ""),
     F("source_kind", "code", "client kind (order of SOURCE_KINDS)", "superset -> 0"),
-    F("user_is_service", "flag", "user looks like a service account (svc_, service, bot)", ""),
+    F(
+        "user_is_service",
+        "flag",
+        "user repeated its own statements like a scheduler in training, or matches a pattern",
+        "",
+    ),
     F("hour_of_day", "value", "UTC hour the query arrived", ""),
     F("day_of_week", "value", "0 = Monday ... 6 = Sunday", ""),
     F("n_session_properties", "count", "session properties set by the client", ""),
@@ -190,6 +201,8 @@ class Analysis:
     # every query with the same text shares it
     terms: Mapping[str, int]
     template: str  # fingerprint of the normalised text (literals replaced)
+    compared: frozenset[str]  # columns compared (col = ..., BETWEEN, IN)
+    dated: frozenset[str]  # of those, the columns compared with a date
 
 
 def _source_kind(source: str | None) -> int:
@@ -212,12 +225,21 @@ class _Statement(NamedTuple):
     first_date: int | None  # day number of the earliest date literal
     terms: dict[str, int]
     template: str
+    compared: frozenset[str]
+    dated: frozenset[str]
 
 
 class FeatureExtractor:
-    """Base features of a query; stateless, so one instance serves every thread."""
+    """Base features of a query; read-only once built, so one instance serves every thread.
+
+    ``conventions`` are what the training window taught about the site's partition columns
+    and service users (:mod:`query_predictor.core.conventions`); without them
+    ``has_partition_predicate`` and ``user_is_service`` are 0 (or the pattern's answer)."""
 
     names = BASE_NAMES
+
+    def __init__(self, conventions: Conventions | None = None) -> None:
+        self.conventions = conventions or Conventions()
 
     def analyze(self, sql: str | bytes | None, context: QueryContext) -> Analysis:
         """One pass over ``sql``: base features (78), tables read, TF-IDF terms.
@@ -243,7 +265,9 @@ class FeatureExtractor:
 
     def _statement(self, sql: str | bytes | None) -> _Statement:
         text = as_text(sql)
-        features, tables, ctes, dates, terms, normalized = _textscan.scan(text.lower())
+        features, tables, ctes, dates, terms, normalized, compared, dated = _textscan.scan(
+            text.lower()
+        )
         f = _ZEROS.copy()  # a copy is much cheaper than dict.fromkeys
         f.update(features)
         f["sql_chars_log"] = math.log1p(len(text))
@@ -251,7 +275,16 @@ class FeatureExtractor:
         base = tuple(map(float, f.values()))  # f is a copy of _ZEROS: in catalogue order
         first_date = min(dates) if dates else None
         template = fingerprint(normalized)
-        return _Statement(base, tuple(tables), tuple(sorted(ctes)), first_date, terms, template)
+        return _Statement(
+            base,
+            tuple(tables),
+            tuple(sorted(ctes)),
+            first_date,
+            terms,
+            template,
+            frozenset(compared),
+            frozenset(dated),
+        )
 
     def _with_context(self, statement: _Statement, context: QueryContext) -> Analysis:
         base = list(statement.base)
@@ -263,7 +296,7 @@ class FeatureExtractor:
         )
         for at, value in zip(_TABLE_AT, table_values, strict=True):
             base[at] = value
-        codes = _codes(context.query_type, context.catalog, context.source, context.user)
+        codes = _codes(context.query_type, context.catalog, context.source)
         for at, value in zip(_CODE_AT, codes, strict=True):
             base[at] = value
         if context.time is not None:
@@ -272,7 +305,17 @@ class FeatureExtractor:
         else:
             base[_AT["hour_of_day"]] = base[_AT["day_of_week"]] = -1.0
         base[_AT["n_session_properties"]] = float(len(context.session_properties))
-        return Analysis(base, list(resolved), MappingProxyType(statement.terms), statement.template)
+        conventions = self.conventions
+        base[_AT["has_partition_predicate"]] = conventions.partition_predicate(statement.compared)
+        base[_AT["user_is_service"]] = conventions.is_service(context.user)
+        return Analysis(
+            base,
+            list(resolved),
+            MappingProxyType(statement.terms),
+            statement.template,
+            statement.compared,
+            statement.dated,
+        )
 
     def base_features(self, sql: str | bytes | None, context: QueryContext) -> list[float]:
         """The 78 base features of one query (serving)."""
@@ -285,9 +328,7 @@ _TABLE_AT = [
     _AT[name]
     for name in ("n_distinct_tables", "n_catalogs", "reads_lake", "reads_metadata", "reads_jdbc")
 ]
-_CODE_AT = [
-    _AT[name] for name in ("query_type_code", "catalog_code", "source_kind", "user_is_service")
-]
+_CODE_AT = [_AT[name] for name in ("query_type_code", "catalog_code", "source_kind")]
 
 
 @lru_cache(maxsize=65_536)
@@ -322,8 +363,8 @@ def _tables_read(
 
 @lru_cache(maxsize=65_536)
 def _codes(
-    query_type: str | None, catalog: str | None, source: str | None, user: str | None
-) -> tuple[float, float, float, float]:
+    query_type: str | None, catalog: str | None, source: str | None
+) -> tuple[float, float, float]:
     """The values of the :data:`_CODE_AT` features."""
     qtype = (query_type or "").upper()
     type_code = QUERY_TYPES.index(qtype) if qtype in QUERY_TYPES else -1
@@ -332,9 +373,7 @@ def _codes(
         catalog_code = CATALOG_CODES.index(low)
     else:
         catalog_code = -1 if not low else CATALOG_CODES.index("other")
-    name = (user or "").lower()
-    service = name.startswith(("svc", "service")) or "bot" in name
-    return float(type_code), float(catalog_code), float(_source_kind(source)), float(service)
+    return float(type_code), float(catalog_code), float(_source_kind(source))
 
 
 _NOT_JDBC = {*LAKE_CATALOGS, "system", "?"}

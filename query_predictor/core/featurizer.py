@@ -4,7 +4,8 @@
     >>> row = featurizer.featurize("SELECT 1", QueryContext(user="alice"))
 
 A row is the 78 base features, the 17 historical features (:data:`FEATURE_NAMES`, in that
-order) and the sparse TF-IDF vector. The fitted state (vocabulary, history snapshot) is read
+order) and the sparse TF-IDF vector. The fitted state (vocabulary, history snapshot, the
+site's conventions) is read
 from the model bundle; nothing is re-implemented here.
 """
 
@@ -15,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .conventions import Conventions
 from .features import BASE_NAMES, Analysis, FeatureExtractor, QueryContext
 from .history import HISTORY_NAMES, HistoryLookup
 from .tfidf import TfidfVocabulary
@@ -50,7 +52,7 @@ class QueryFeaturizer:
     def from_bundle(cls, directory: str | Path, *, prior_weight: float) -> QueryFeaturizer:
         directory = Path(directory)
         return cls(
-            FeatureExtractor(),
+            FeatureExtractor(Conventions.from_json(directory / "sql_conventions.json")),
             TfidfVocabulary.from_json(directory / "tfidf_vocab.json"),
             HistoryLookup.from_parquet(directory / "history_stats.parquet", weight=prior_weight),
         )

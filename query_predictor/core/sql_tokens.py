@@ -63,7 +63,7 @@ def is_literal(token: str) -> bool:
 
 def normalize(sql: str | bytes | None) -> str:
     """Normalised text of ``sql`` (see the module docstring)."""
-    return _textscan.scan(as_text(sql).lower())[-1]
+    return _textscan.scan(as_text(sql).lower())[5]  # the normalised text
 
 
 def fingerprint(normalized: str) -> str:

@@ -6,7 +6,8 @@
 
 The bundle is the ``models/`` directory the pipeline writes and DVC versions:
 ``model.onnx`` and ``metadata.json`` (stage ``export``), ``tfidf_vocab.json`` and
-``history_stats.parquet`` (``featurize``), ``zero_cost_categories.json`` (``zero_cost``).
+``history_stats.parquet`` and ``sql_conventions.json`` (``featurize``),
+``zero_cost_categories.json`` (``zero_cost``).
 A statement in a category the zero_cost stage validated on data is answered "not heavy"
 without the model. Any other goes through the featurizer that training used and the ONNX
 model, and is heavy when its probability reaches the threshold exported with the model.
@@ -35,6 +36,7 @@ BUNDLE_FILES = (
     "metadata.json",
     "tfidf_vocab.json",
     "history_stats.parquet",
+    "sql_conventions.json",
     "zero_cost_categories.json",
 )
 

@@ -36,6 +36,7 @@ import numpy as np
 import polars as pl
 from tqdm import tqdm
 
+from query_predictor.core.conventions import Conventions, fit_conventions
 from query_predictor.core.features import BASE_NAMES, FeatureExtractor, QueryContext
 from query_predictor.core.featurizer import FEATURE_NAMES, QueryFeaturizer, day_number
 from query_predictor.core.history import HistoryLookup, history_features
@@ -97,12 +98,14 @@ def _analyze_chunk(chunk: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     queries = chunk["query"].to_list()
     missing = [math.nan] * len(BASE_NAMES)
     base: list[list[float]] = []
-    tables, templates = [], []
+    tables, templates, compared, dated = [], [], [], []
     terms: dict[str | None, dict[str, int]] = {}
     analyses = extractor.analyze_many(queries, contexts_of(chunk))
     for keep, sql, a in zip(full, queries, analyses, strict=True):
         tables.append(a.tables)
         templates.append(a.template)
+        dated.append(sorted(a.dated))
+        compared.append(sorted(a.compared) if keep else ())
         if keep:
             base.append(a.base)
             if sql not in terms:
@@ -113,6 +116,8 @@ def _analyze_chunk(chunk: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     rows = pl.DataFrame(block, schema=list(BASE_NAMES)).with_columns(
         tables=list_series(tables, pl.String),
         template=pl.Series(templates, dtype=pl.String),
+        compared=list_series(compared, pl.String),
+        dated=list_series(dated, pl.String),
     )
     texts = pl.DataFrame(
         {
@@ -206,7 +211,19 @@ class FeatureSet:
     matrices: dict[str, pl.DataFrame]
     vocabulary: TfidfVocabulary
     history: pl.DataFrame
+    conventions: Conventions
     parity: dict[str, object]
+
+
+def with_conventions(rows: pl.DataFrame, conventions: Conventions) -> pl.DataFrame:
+    """The two base features that depend on the learned ``conventions``, set on ``rows``
+    (columns ``compared`` and ``user``) by the methods serving calls."""
+    partition = map(conventions.partition_predicate, rows["compared"].to_list())
+    service = map(conventions.is_service, rows["user"].to_list())
+    return rows.with_columns(
+        has_partition_predicate=pl.Series(list(partition), dtype=pl.Float32),
+        user_is_service=pl.Series(list(service), dtype=pl.Float32),
+    )
 
 
 def history_block(rows: pl.DataFrame, history: pl.DataFrame, *, weight: float) -> np.ndarray:
@@ -322,9 +339,11 @@ def featurize(
     prior_weight: float,
     parity_sample: int,
     seed: int,
+    conventions: dict[str, object],
     workers: int = 0,
 ) -> FeatureSet:
-    """Run steps 1-4 of the module docstring."""
+    """Run steps 1-4 of the module docstring; ``conventions`` are the keyword arguments of
+    :func:`~query_predictor.core.conventions.fit_conventions` but the rows."""
     workers = workers or os.cpu_count() or 1
     in_splits = pl.concat([s.select("query_id") for s in splits.values()])["query_id"]
     analyzed = analyze_frame(
@@ -339,7 +358,12 @@ def featurize(
         "tables",
         "template",
     )
-    keyed = analyzed.rows.select("query_id", *BASE_NAMES, "tables", "template")
+    learned = fit_conventions(
+        analyzed.rows.filter(pl.col("event_date") <= train_end), **conventions
+    )
+    keyed = with_conventions(analyzed.rows, learned).select(
+        "query_id", *BASE_NAMES, "tables", "template"
+    )
     rows = {
         n: s.join(keyed, on="query_id", how="left", maintain_order="left")
         for n, s in splits.items()
@@ -356,8 +380,11 @@ def featurize(
     snap = snapshot(history, until=train_end)
     # the serving side reads the bundle from files: check parity against what they hold
     served_vocab = TfidfVocabulary.from_payload(json.loads(json.dumps(vocab.to_payload())))
+    served_conventions = Conventions.from_payload(json.loads(json.dumps(learned.to_payload())))
     featurizer = QueryFeaturizer(
-        FeatureExtractor(), served_vocab, HistoryLookup.from_frame(snap, weight=prior_weight)
+        FeatureExtractor(served_conventions),
+        served_vocab,
+        HistoryLookup.from_frame(snap, weight=prior_weight),
     )
     parity = check_parity(matrices, rows, featurizer, sample=parity_sample, seed=seed)
-    return FeatureSet(matrices, vocab, snap, parity)
+    return FeatureSet(matrices, vocab, snap, learned, parity)

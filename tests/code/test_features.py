@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import re
 import time
 
+import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from query_predictor.core.conventions import Conventions, fit_conventions
 from query_predictor.core.features import (
     BASE_FEATURES,
     BASE_NAMES,
@@ -23,7 +26,13 @@ from query_predictor.core.features import (
 )
 from query_predictor.core.sql_tokens import MAX_CHARS, fingerprint, normalize
 
-EXTRACTOR = FeatureExtractor()
+# What fit_conventions would learn from a log whose tables are filtered by date on ds, dt or
+# event_date and where svc_reports runs the same statements over and over.
+CONVENTIONS = Conventions(
+    partition_columns=frozenset({"ds", "dt", "event_date"}),
+    service_users=frozenset({"svc_reports", "marta"}),
+)
+EXTRACTOR = FeatureExtractor(CONVENTIONS)
 NO_CONTEXT = QueryContext()
 # A Tuesday, 14:30 UTC.
 ARRIVAL = dt.datetime(2025, 6, 10, 14, 30, tzinfo=dt.UTC)
@@ -460,6 +469,7 @@ LITERAL_CASES = [
     ("SELECT * FROM t WHERE ds IN ('2025-06-01', '2025-06-02')", {"has_partition_predicate": 1}),
     ("SELECT * FROM t WHERE dt <> '2025-06-01'", {"has_partition_predicate": 1}),
     ("SELECT * FROM t WHERE date(ts) >= '2025-06-01'", {"has_partition_predicate": 0}),
+    ("SELECT * FROM t WHERE load_date = '2025-06-01'", {"has_partition_predicate": 0}),
     ("SELECT ds, count(*) FROM t GROUP BY ds", {"has_partition_predicate": 0}),
     ("SELECT * FROM t WHERE region = 'ds = 1'", {"has_partition_predicate": 0}),
 ]
@@ -631,19 +641,83 @@ def test_source_kind(source: str | None, kind: int) -> None:
 
 
 @pytest.mark.parametrize(
-    ("user", "service"),
+    ("user", "pattern", "service"),
     [
-        ("svc_etl", 1),
-        ("SVC-reports", 1),
-        ("service-account", 1),
-        ("slackbot", 1),
-        ("alice", 0),
-        ("jane.doe", 0),
-        (None, 0),
+        ("svc_reports", None, 1),
+        ("marta", None, 1),  # a service without a service-like name: learned from behaviour
+        ("svc_etl", None, 0),  # a name alone says nothing without a pattern
+        ("alice", None, 0),
+        (None, None, 0),
+        ("svc_etl", r"^svc_", 1),
+        ("alice", r"^svc_", 0),
     ],
 )
-def test_user_is_service(user: str | None, service: int) -> None:
-    assert_features("SELECT 1", {"user_is_service": service}, QueryContext(user=user))
+def test_user_is_service(user: str | None, pattern: str | None, service: int) -> None:
+    extractor = FeatureExtractor(
+        Conventions(service_users=CONVENTIONS.service_users, service_user_pattern=pattern)
+    )
+    got = extractor.analyze("SELECT 1", QueryContext(user=user)).base
+    assert got[BASE_NAMES.index("user_is_service")] == service
+
+
+def test_without_conventions_the_learned_features_are_zero() -> None:
+    got = FeatureExtractor().analyze(
+        "SELECT * FROM t WHERE ds = '2025-06-01'", QueryContext(user="svc_reports")
+    )
+    assert got.base[BASE_NAMES.index("has_partition_predicate")] == 0
+    assert got.base[BASE_NAMES.index("user_is_service")] == 0
+
+
+@pytest.mark.parametrize(
+    ("sql", "compared", "dated"),
+    [
+        ("SELECT * FROM t WHERE load_date >= DATE '2025-06-01'", {"load_date"}, {"load_date"}),
+        (
+            "SELECT * FROM a, b WHERE a.p_day = '2025-06-01' AND a.k = b.k",
+            {"p_day", "k"},
+            {"p_day"},
+        ),
+        ("SELECT * FROM t WHERE snap BETWEEN 20250101 AND 20250201", {"snap"}, {"snap"}),
+        ("SELECT * FROM t WHERE d IN ('2025-06-01', '2025-06-02')", {"d"}, {"d"}),
+        ("SELECT * FROM t WHERE d > current_date - INTERVAL '7' DAY", {"d"}, {"d"}),
+        ("SELECT * FROM t WHERE d = date_add('day', -1, current_date)", {"d"}, {"d"}),
+        ("SELECT * FROM t WHERE d = CAST('2025-06-01' AS date)", {"d"}, {"d"}),
+        ("SELECT * FROM t WHERE \"Batch Dt\" = '2025-06-01'", {"batch dt"}, {"batch dt"}),
+        ("SELECT * FROM t WHERE region = 'eu' AND n > 3", {"region", "n"}, set()),
+        ("SELECT * FROM t WHERE x NOT IN (1) AND lower(y) = 'a'", set(), set()),
+        ("SELECT * FROM t WHERE region = 'ds = 1'", {"region"}, set()),
+        ("SELECT ds, count(*) FROM t GROUP BY ds", set(), set()),
+    ],
+)
+def test_columns_compared_and_compared_with_a_date(
+    sql: str, compared: set[str], dated: set[str]
+) -> None:
+    analysis = FeatureExtractor().analyze(sql, NO_CONTEXT)
+    assert analysis.compared == compared
+    assert analysis.dated == dated
+
+
+def test_conventions_are_learned_from_the_log_not_from_names() -> None:
+    rows = pl.DataFrame(
+        {
+            "user": ["bob"] * 60 + ["ann"] * 60 + ["eve"] * 3,
+            "template": ["t1"] * 60 + [f"a{i}" for i in range(60)] + ["t1", "t2", "t3"],
+            "dated": [["p_day"]] * 60
+            + [["p_day"] if i % 2 else [] for i in range(60)]
+            + [["order_ts"], [], []],
+        }
+    )
+    learned = fit_conventions(
+        rows,
+        partition_min_templates=3,
+        service_min_queries=50,
+        service_repeat_share=0.9,
+        service_user_pattern=None,
+    )
+    assert learned.partition_columns == {"p_day"}  # order_ts: one template only
+    assert learned.service_users == {"bob"}  # ann explores, eve is too rare
+    again = Conventions.from_payload(json.loads(json.dumps(learned.to_payload())))
+    assert again == learned
 
 
 @pytest.mark.parametrize(
@@ -875,8 +949,8 @@ def test_sql_like_input_never_raises(sql: str) -> None:
 def test_base_features_equals_analyze(sql: str | None) -> None:
     context = QueryContext(user="bob", source="superset", catalog="hive", time=ARRIVAL)
     assert EXTRACTOR.base_features(sql, context) == EXTRACTOR.analyze(sql, context).base
-    assert FeatureExtractor().base_features(sql, NO_CONTEXT) == EXTRACTOR.base_features(
-        sql, NO_CONTEXT
+    assert FeatureExtractor(CONVENTIONS).base_features(sql, NO_CONTEXT) == (
+        EXTRACTOR.base_features(sql, NO_CONTEXT)
     )
 
 

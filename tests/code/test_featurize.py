@@ -116,6 +116,15 @@ def split(labeled: pl.DataFrame) -> dict[str, pl.DataFrame]:
     }
 
 
+# small thresholds: the synthetic test log has a few dozen queries per user
+CONVENTIONS = {
+    "partition_min_templates": 1,
+    "service_min_queries": 5,
+    "service_repeat_share": 0.5,
+    "service_user_pattern": None,
+}
+
+
 def run(labeled: pl.DataFrame, splits: dict[str, pl.DataFrame]) -> FeatureSet:
     return featurize(
         labeled,
@@ -125,6 +134,7 @@ def run(labeled: pl.DataFrame, splits: dict[str, pl.DataFrame]) -> FeatureSet:
         prior_weight=WEIGHT,
         parity_sample=200,
         seed=1,
+        conventions=CONVENTIONS,
         workers=1,
     )
 
@@ -150,7 +160,7 @@ def result(labeled: pl.DataFrame, splits: dict[str, pl.DataFrame]) -> FeatureSet
 
 def serving(result: FeatureSet) -> QueryFeaturizer:
     return QueryFeaturizer(
-        FeatureExtractor(),
+        FeatureExtractor(result.conventions),
         result.vocabulary,
         HistoryLookup.from_frame(result.history, weight=WEIGHT),
     )
@@ -370,6 +380,7 @@ def test_bundle_on_disk_reproduces_the_matrices(
     """What serving loads from files (JSON vocabulary, parquet snapshot) gives the rows."""
     result.vocabulary.to_json(tmp_path / "tfidf_vocab.json")
     write_parquet(result.history, tmp_path / "history_stats.parquet")
+    result.conventions.to_json(tmp_path / "sql_conventions.json")
     featurizer = QueryFeaturizer.from_bundle(tmp_path, prior_weight=WEIGHT)
     assert featurizer.vocabulary.terms == result.vocabulary.terms
     for name in ("val", "test"):
@@ -487,7 +498,7 @@ def test_analyze_frame(labeled: pl.DataFrame) -> None:
     analyzed = analyze_frame(sample, workers=3)
     rows, terms = analyzed.rows, analyzed.terms
     assert rows.height == sample.height
-    assert rows.columns == [*sample.columns, *BASE_NAMES, "tables", "template"]
+    assert rows.columns == [*sample.columns, *BASE_NAMES, "tables", "template", "compared", "dated"]
     assert terms.columns == ["query", "term_keys", "term_counts"]
     assert terms["query"].to_list() == sample["query"].unique(maintain_order=True).to_list()
     by_text = {

@@ -46,6 +46,7 @@ def build_bundle(directory: Path) -> dict[str, pl.DataFrame]:
     write_json(directory / "metadata.json", metadata)
     result.vocabulary.to_json(directory / "tfidf_vocab.json")
     write_parquet(result.history, directory / "history_stats.parquet")
+    result.conventions.to_json(directory / "sql_conventions.json")
     write_json(
         directory / "zero_cost_categories.json",
         {"format_version": 1, "small_limit": 1000, "validated": ["SHOW", "CONSTANT_SELECT"]},

@@ -17,7 +17,7 @@ from typing import NamedTuple
 from query_predictor.core._textscan import (
     AGGREGATES,
     MAX_INTERVAL_DAYS,
-    PARTITION_COLUMNS,
+    NOT_COLUMNS,
     _date_ordinal,  # the same Python code in both
 )
 from query_predictor.core._textscan import INTERVAL_DAYS as _INTERVAL_DAYS
@@ -124,7 +124,9 @@ class FeatureExtractor:
         if f["n_comments"]:
             tokens = without_comments(tokens)
         self._statement_kind(f, tokens, words)
-        ctes, tables, in_lists = self._walk(f, tokens, kinds)
+        compared: set[str] = set()
+        dated: set[str] = set()
+        ctes, tables, in_lists = self._walk(f, tokens, kinds, compared, dated)
         f["n_cte"] = len(ctes) if "with" in words else 0
         f["order_without_limit"] = float("order" in words and not f["has_limit"])
         f["n_tables"] = len(tables)
@@ -138,7 +140,16 @@ class FeatureExtractor:
         first_date = min(kinds.dates) if kinds.dates else None
         template = fingerprint(" ".join(normalized))
         base = tuple(map(float, f.values()))  # f is a copy of _ZEROS: in catalogue order
-        return _Statement(base, tuple(tables), tuple(ctes), first_date, kinds.terms, template)
+        return _Statement(
+            base,
+            tuple(tables),
+            tuple(ctes),
+            first_date,
+            kinds.terms,
+            template,
+            frozenset(compared),
+            frozenset(dated),
+        )
 
     @staticmethod
     def _statement_kind(f: dict[str, float], tokens: list[str], words: Counter) -> None:
@@ -228,7 +239,7 @@ class FeatureExtractor:
 
     @staticmethod
     def _walk(
-        f: dict[str, float], tokens: list[str], kinds: _Kinds
+        f: dict[str, float], tokens: list[str], kinds: _Kinds, compared: set[str], dated: set[str]
     ) -> tuple[set[str], list[str], list[tuple[int, int]]]:
         """Features that need a token's neighbours, visiting only the tokens that matter:
         parentheses (depths, subqueries, IN lists, calls, CTE names), FROM / JOIN (tables),
@@ -303,11 +314,14 @@ class FeatureExtractor:
                 if unit in _INTERVAL_DAYS and _DECIMAL.fullmatch(amount):
                     days = min(MAX_INTERVAL_DAYS, float(amount) * _INTERVAL_DAYS[unit])
                     f["interval_days"] = max(f["interval_days"], days)
-            elif tok == "*":
-                if prev in ("select", ",", ".", "distinct"):
-                    f["n_star"] += 1
-            elif nxt in _COMPARE or nxt == "between" or nxt == "in":
-                f["has_partition_predicate"] = 1.0  # a partition column compared
+            elif tok == "*" and prev in ("select", ",", ".", "distinct"):
+                f["n_star"] += 1
+            if tok in _COMPARE or tok == "between" or tok == "in":
+                word = prev[:1] in _WORD_START or prev[:1] == '"'
+                if i and word and prev not in NOT_COLUMNS:
+                    compared.add(prev.strip('"'))
+                    if _is_date(tokens, i + 2 if tok == "in" else i + 1):
+                        dated.add(prev.strip('"'))
         f["max_paren_depth"] = max_depth
         f["max_select_depth"] = max_select
         if limit:
@@ -383,8 +397,35 @@ _FAMILIES = {"approx": "n_approx_aggregates", "regexp": "n_regexp", "json": "n_j
 _FAMILY_PREFIXES = tuple(f"{family}_" for family in _FAMILIES)
 _METADATA_VERBS = {"show", "describe", "desc", "use", "set", "reset", "prepare", "deallocate"}
 _MARKED = frozenset(
-    {"(", ")", "from", "join", "is", "limit", "first", "next", "interval", "*", *PARTITION_COLUMNS}
+    {"(", ")", "from", "join", "is", "limit", "first", "next", "interval", "*", "between", "in"}
+    | _COMPARE
 )
+
+
+def _is_date(tokens: list[str], j: int) -> bool:
+    """Whether the operand at ``tokens[j]`` is a date (see ``_textscan._is_date``)."""
+    if j >= len(tokens):
+        return False
+    tok = tokens[j]
+    after = tokens[j + 1] if j + 1 < len(tokens) else ""
+    if tok[:1] == "'":
+        return _date_ordinal(tok) is not None
+    if tok[:1].isdigit():
+        return len(tok) == 8 and tok.isdigit() and tok[:2] in ("19", "20")
+    if tok[:1] not in _WORD_START:
+        return False
+    if tok in ("date", "timestamp"):
+        return after[:1] == "'"
+    if tok in ("current_date", "now", "current_timestamp"):
+        return True
+    if after != "(":
+        return False
+    if tok in ("cast", "try_cast"):
+        third = tokens[j + 2] if j + 2 < len(tokens) else ""
+        return third[:1] == "'" and _date_ordinal(third) is not None
+    return "date" in tok
+
+
 _NOT_CALLS = {
     "in",
     "as",
