@@ -14,7 +14,7 @@ import polars as pl
 from query_predictor.core.featurizer import FEATURE_NAMES
 from query_predictor.storage import atomic_dir, write_json, write_parquet
 from query_predictor.summary import print_summary, run_stage, start_stage
-from query_predictor.training.featurize import featurize
+from query_predictor.training.featurize import CONTEXT_COLUMNS, featurize
 from query_predictor.training.windows import SPLITS, Window, read_labeled, windows_for
 
 
@@ -49,6 +49,8 @@ def main() -> None:
     write_parquet(result.history, models / "history_stats.parquet")
     result.conventions.to_json(models / "sql_conventions.json")
     nnz = {n: float(m["tfidf_index"].list.len().mean() or 0) for n, m in result.matrices.items()}
+    # context the log does not have: the features it feeds are constant
+    absent = [c for c in CONTEXT_COLUMNS if labeled[c].null_count() == labeled.height]
     write_json(
         args.metrics,
         {
@@ -60,6 +62,7 @@ def main() -> None:
             "tfidf_mean_nonzero": {n: round(v, 3) for n, v in nnz.items()},
             "history_keys": result.history.group_by("kind").len().sort("kind").to_dicts(),
             "conventions": result.conventions.stats,
+            "context_columns_absent": absent,
             "parity": result.parity,
         },
     )
@@ -69,6 +72,7 @@ def main() -> None:
             "rows": {n: m.height for n, m in result.matrices.items()},
             "features": f"78 base + 17 history + {len(result.vocabulary)} TF-IDF terms",
             "conventions": result.conventions.stats,
+            "context without values": ", ".join(absent) or "none",
             "parity": result.parity,
             "seconds": round(time.perf_counter() - started, 1),
         },

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -464,3 +465,13 @@ def test_split_valid_on_empty_frame() -> None:
     assert (good.height, bad.height) == (0, 0)
     assert good.schema == pl.Schema(RAW_SCHEMA)
     assert bad.schema[QUARANTINE_REASON] == pl.String
+
+
+def test_the_bring_your_own_log_guide_lists_every_column_as_the_schema_does() -> None:
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "bring-your-own-logs.md").read_text()
+    required_table = guide.split("Required:", 1)[1].split("Optional:", 1)[0]
+    optional_table = guide.split("Optional:", 1)[1].split("## ", 1)[0]
+    documented_required = set(re.findall(r"^\| `(\w+)`", required_table, re.M))
+    assert documented_required == {*REQUIRED, "query_state"}  # "`query_state` **or** `error_code`"
+    for name in OPTIONAL:
+        assert f"`{name}`" in optional_table, name
