@@ -93,6 +93,15 @@ ONE_KEYWORD = (
 _FAMILIES = {"approx_": "n_approx_aggregates", "regexp_": "n_regexp", "json_": "n_json"}
 _FAMILY_PREFIXES = tuple(_FAMILIES)
 _DECIMAL = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,12})?")
+# Digit runs inside a name that stamp it with a day, a version or a counter: the same table or
+# column under another name each day or run. A date (20250603, 2025_06_03, 202506...) becomes
+# YYYYMMDD (or YYYYMM), a version (_v12) _vN, a run of 4 or more digits after _ becomes N.
+# The text is lowercased before the scan, so an uppercase placeholder never meets a real name.
+_NAME_DATE = re.compile(
+    r"(?<![0-9])(?:19|20)[0-9]{2}(_?)(?:0[1-9]|1[0-2])(?:\1(?:0[1-9]|[12][0-9]|3[01]))?(?![0-9])"
+)
+_NAME_VERSION = re.compile(r"(?<=_v)[0-9]+(?![0-9])")
+_NAME_COUNTER = re.compile(r"(?<=_)[0-9]{4,}(?![0-9])")
 _DAY_ZERO = dt.date(1970, 1, 1)
 
 # Every word or symbol the features test for gets a small id; a token's id is looked up once.
@@ -389,6 +398,8 @@ def scan(str text):
                 ident = <int> <object> found
                 counts[ident] += 1
             if kind == WORD:
+                if ident < 0:
+                    tok = normalize_identifier(tok)
                 _add_term(terms, tok)
                 if tok[0] in "arj" and tok.startswith(_FAMILY_PREFIXES):
                     name = _FAMILIES[tok[: tok.index("_") + 1]]
@@ -402,6 +413,7 @@ def scan(str text):
         elif kind == NUMBER or kind == FRACTION:
             numbers += 1
         elif kind == QUOTED:
+            tok = normalize_identifier(tok)
             _add_term(terms, tok.strip('"'))
         toks.text.append(tok)
         toks.kind[toks.n] = kind
@@ -426,6 +438,25 @@ def scan(str text):
     f["order_without_limit"] = float(counts[ORDER] > 0 and not f.get("has_limit", 0))
     f["n_tables"] = len(tables)
     return f, tables, ctes, dates, terms, _normalized(toks, in_lists), compared, dated
+
+
+def normalize_identifier(str name):
+    """``name`` with the dates, versions and counters stamped in it replaced by placeholders
+    (``orders_20250603`` -> ``orders_YYYYMMDD``, ``tmp_1234`` -> ``tmp_N``,
+    ``model_v12`` -> ``model_vN``); any other name unchanged."""
+    cdef Py_ssize_t k
+    for k in range(len(name)):
+        if 48 <= ord(name[k]) <= 57:
+            break
+    else:
+        return name
+    name = _NAME_DATE.sub(_date_placeholder, name)
+    name = _NAME_VERSION.sub("N", name)
+    return _NAME_COUNTER.sub("N", name)
+
+
+def _date_placeholder(found):
+    return "YYYYMMDD" if len(found.group(0).replace("_", "")) == 8 else "YYYYMM"
 
 
 cdef inline void _add_term(dict terms, str term) except *:

@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from query_predictor.core._textscan import normalize_identifier
 
 from query_predictor.core.conventions import Conventions, fit_conventions
 from query_predictor.core.features import (
@@ -1117,3 +1118,32 @@ def test_tricky_tables(sql: str, tables: list[str]) -> None:
 )
 def test_tricky_counts(sql: str, expected: dict[str, float]) -> None:
     assert_features(sql, expected)
+
+
+@pytest.mark.parametrize(
+    ("name", "normalized"),
+    [
+        ("orders_20250603", "orders_YYYYMMDD"),
+        ("ticket_daily_199_20250603", "ticket_daily_199_YYYYMMDD"),
+        ("events_2025_06_03", "events_YYYYMMDD"),
+        ("events_202506", "events_YYYYMM"),
+        ("model_v12", "model_vN"),
+        ("tmp_1234", "tmp_N"),
+        ("p90", "p90"),  # a name with digits that stamp nothing stays
+        ("address_line_2", "address_line_2"),
+        ("sales_2024", "sales_N"),  # a yearly table: stamped like a counter
+    ],
+)
+def test_stamped_identifiers_are_normalized(name: str, normalized: str) -> None:
+    assert normalize_identifier(name) == normalized
+
+
+def test_date_stamped_tables_are_one_term_one_template_one_history_key() -> None:
+    analyses = [
+        EXTRACTOR.analyze(f"SELECT * FROM fin.ticket_daily_{day} WHERE k = 1", QueryContext())
+        for day in ("20250603", "20250604", "2025_06_05")
+    ]
+    assert len({a.template for a in analyses}) == 1
+    assert {tuple(a.tables) for a in analyses} == {("?.fin.ticket_daily_YYYYMMDD",)}
+    assert all(set(a.terms) == set(analyses[0].terms) for a in analyses)
+    assert not any(re.search(r"20\d\d", term) for term in analyses[0].terms)

@@ -28,6 +28,7 @@ from tests.oracle.sql_tokens import (
     fingerprint,
     in_list_end,
     is_comment,
+    names_normalized,
     normalized_from,
     tokenize,
     unquoted,
@@ -113,7 +114,7 @@ class FeatureExtractor:
 
     def _statement(self, sql: str | bytes | None) -> _Statement:
         text = as_text(sql)
-        tokens = tokenize(text)
+        tokens = names_normalized(tokenize(text))
         words = Counter(tokens)
         f = _ZEROS.copy()  # a copy is much cheaper than dict.fromkeys
         f["sql_chars_log"] = math.log1p(len(text))

@@ -20,6 +20,8 @@ import re
 from collections.abc import Collection
 from itertools import filterfalse
 
+from query_predictor.core._textscan import normalize_identifier  # the same Python code
+
 from query_predictor.core.sql_tokens import MAX_CHARS, as_text  # noqa: F401 (unchanged)
 
 # Leading whitespace is consumed with each token (one regex step instead of a failed
@@ -48,6 +50,12 @@ def tokenize(sql: str | bytes | None) -> list[str]:
     return _TOKEN.findall(as_text(sql).lower())
 
 
+def names_normalized(tokens: list[str]) -> list[str]:
+    """``tokens`` with the dates, versions and counters stamped in identifiers replaced."""
+    return [normalize_identifier(t) if t[0] in _NAME_START else t for t in tokens]
+
+
+_NAME_START = frozenset('abcdefghijklmnopqrstuvwxyz_"')
 _COMMENT_STARTS = ("--", "/*")
 
 
@@ -151,7 +159,7 @@ def positions(tokens: list[str], token: str) -> list[int]:
 
 def normalize(sql: str | bytes | None) -> str:
     """Normalised text of ``sql`` (see the module docstring)."""
-    return " ".join(normalized_tokens(tokenize(sql)))
+    return " ".join(normalized_tokens(names_normalized(tokenize(sql))))
 
 
 def fingerprint(normalized: str) -> str:
