@@ -106,6 +106,16 @@ def render() -> str:
         "",
         "Every other base feature is read from the SQL text by its grammar (keywords, literals,",
         "operators, parentheses) and does not depend on how a site names things.",
+        "",
+        "## Names stamped with dates and counters",
+        "",
+        "Before any feature, term, template or table key is taken from a name (an identifier,",
+        "quoted or not), the digit runs that stamp it are replaced: a date written",
+        "`YYYYMMDD`, `YYYY_MM_DD` or `YYYYMM` (years 1900-2099) becomes `YYYYMMDD` or `YYYYMM`,",
+        "the number of a version `_v12` becomes `_vN`, and any other run of four or more",
+        "digits after `_` becomes `N`. So `sales.orders_20250603` and `sales.orders_2025_06_04`",
+        "are one TF-IDF term, one template and one table history, and a table created per day",
+        "or per run keeps its history. Shorter numbers (`address_line_2`, `p90`) stay.",
     ]
     return "\n".join(lines) + "\n"
 
