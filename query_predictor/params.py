@@ -193,7 +193,8 @@ class Model(_Section):
     max_depth: int = Field(6, ge=1, le=20)
     learning_rate: float = Field(0.1, gt=0, le=1)
     early_stopping_rounds: int = Field(20, ge=1)
-    threshold_policy: Literal["cost_optimal", "recall"] = "cost_optimal"
+    threshold_policy: Literal["cost_optimal", "recall", "confident_recall"] = "cost_optimal"
+    threshold_confidence: float = Field(0.9, gt=0.5, lt=1.0)
 
 
 class Prd(_Section):

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from query_predictor.training.threshold import (
     curve_table,
     prd_check,
 )
+
+log = logging.getLogger("train")
 
 
 def main() -> None:
@@ -48,7 +51,9 @@ def main() -> None:
         cost_fp=model.cost_fp,
         min_recall=prd.min_recall,
         policy=model.threshold_policy,
+        level=model.threshold_confidence,
     )
+    confidence = choice.confidence
     check = prd_check(
         y_test,
         result.model.predict_proba(x_test)[:, 1],
@@ -72,6 +77,7 @@ def main() -> None:
                 "cost_optimal_validation_cost": choice.cost_optimal_cost,
                 "cost_optimal_validation_recall": choice.cost_optimal_recall,
                 "highest_meeting_min_recall": choice.recall_threshold,
+                "confidence": confidence.as_dict(),
             },
             "test": check,
         },
@@ -84,11 +90,24 @@ def main() -> None:
             **summarize_folds(result.folds),
             "trees": result.n_trees,
             "threshold": f"{choice.chosen:.6f} ({choice.policy})",
+            "validation recall bound": (
+                f"{confidence.recall_lower_bound:.4f} at {confidence.level:.0%} confidence, "
+                f"from {confidence.heavy} heavy queries ({confidence.missed} missed)"
+            ),
             "PRD on test": f"{verdict}: recall {check['recall']:.4f} (>= {prd.min_recall}), "
             f"FNR {check['fnr']:.4f} (<= {prd.max_fnr})",
             "seconds": round(time.perf_counter() - started, 1),
         },
     )
+    if not confidence.resolvable:
+        log.warning(
+            "validation holds %d heavy queries; at least %d are needed to show recall >= %s "
+            "with %.0f%% confidence: widen splits.val_days",
+            confidence.heavy,
+            confidence.heavy_needed,
+            prd.min_recall,
+            100 * confidence.level,
+        )
     if prd.enforce and not check["prd_compliant"]:
         raise SystemExit("error: the PRD is not met and prd.enforce is true")
 

@@ -42,6 +42,52 @@ class ThresholdChoice:
     recall_threshold: float | None  # highest threshold meeting min_recall (None: unreachable)
     chosen: float
     policy: str
+    confidence: Confidence
+
+
+@dataclass(frozen=True)
+class Confidence:
+    """How sure validation makes us of the chosen threshold's recall."""
+
+    level: float  # e.g. 0.9: the bound holds with this probability
+    heavy: int  # heavy validation queries the choice rests on
+    missed: int  # of those, scored below the chosen threshold
+    recall_lower_bound: float  # one-sided Clopper-Pearson bound on recall at ``level``
+    heavy_needed: int | None  # fewest heavy queries that could show min_recall at ``level``
+    resolvable: bool  # heavy >= heavy_needed
+    meets_min_recall: bool  # recall_lower_bound >= min_recall
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "level": self.level,
+            "heavy": self.heavy,
+            "missed": self.missed,
+            "recall_lower_bound": round(self.recall_lower_bound, 6),
+            "heavy_needed": self.heavy_needed,
+            "resolvable": self.resolvable,
+            "meets_min_recall": self.meets_min_recall,
+        }
+
+
+def recall_lower_bound(caught: int, heavy: int, *, level: float) -> float:
+    """One-sided Clopper-Pearson lower bound on recall: with probability ``level`` the true
+    recall is at least this, having caught ``caught`` of ``heavy`` heavy queries."""
+    from scipy.stats import beta  # scipy comes with scikit-learn
+
+    if heavy <= 0:
+        return 0.0
+    if caught <= 0:
+        return 0.0
+    return float(beta.ppf(1.0 - level, caught, heavy - caught + 1))
+
+
+def heavy_needed(min_recall: float, *, level: float) -> int | None:
+    """Fewest heavy queries whose bound can reach ``min_recall`` (all caught): the n with
+    ``(1 - level) ** (1 / n) >= min_recall``; None for ``min_recall`` 1, which no finite
+    sample shows."""
+    if min_recall >= 1.0:
+        return None
+    return int(np.ceil(np.log(1.0 - level) / np.log(min_recall)))
 
 
 def _check(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -105,30 +151,65 @@ def choose_threshold(
     cost_fp: float,
     min_recall: float,
     policy: str = "cost_optimal",
+    level: float = 0.9,
 ) -> ThresholdChoice:
     """The cheapest threshold (highest among ties) and the highest one meeting ``min_recall``.
 
-    ``policy`` picks which is used: ``cost_optimal``, or ``recall`` (the highest threshold
-    meeting the recall, falling back to the cost-optimal one when none does).
+    ``policy`` picks which is used: ``cost_optimal``; ``recall`` (the highest threshold
+    meeting the recall, falling back to the cost-optimal one when none does); or
+    ``confident_recall``: the highest threshold whose recall's lower bound at ``level``
+    (:func:`recall_lower_bound`) reaches ``min_recall``, never above the cost-optimal one;
+    when validation holds too few heavy queries to show that at all, the ``recall`` choice.
+    Whatever the policy, :attr:`ThresholdChoice.confidence` states the bound at the choice.
     """
-    if policy not in ("cost_optimal", "recall"):
-        raise ValueError(f"policy={policy!r} must be 'cost_optimal' or 'recall'")
+    if policy not in POLICIES:
+        raise ValueError(f"policy={policy!r} must be one of {list(POLICIES)}")
     curve = cost_curve(labels, scores, cost_fn=cost_fn, cost_fp=cost_fp)
     best = int(np.argmin(curve.cost))  # first minimum = highest threshold among ties
     recall = curve.recall
     meeting = np.flatnonzero(recall >= min_recall)
     recall_threshold = float(curve.threshold[meeting[0]]) if meeting.size else None
-    chosen = float(curve.threshold[best])
-    if policy == "recall" and recall_threshold is not None:
-        chosen = recall_threshold
+    at = best
+    if policy == "recall" and meeting.size:
+        at = int(meeting[0])
+    heavy = int(curve.tp[0] + curve.fn[0])
+    needed = heavy_needed(min_recall, level=level)
+    resolvable = needed is not None and heavy >= needed
+    if policy == "confident_recall":
+        if resolvable:
+            bounds = _bounds(curve, heavy, level=level)
+            confident = np.flatnonzero(bounds >= min_recall)
+            at = max(best, int(confident[0])) if confident.size else len(curve.threshold) - 1
+        elif meeting.size:
+            at = int(meeting[0])
+    caught = int(curve.tp[at])
+    bound = recall_lower_bound(caught, heavy, level=level)
+    confidence = Confidence(
+        level, heavy, heavy - caught, bound, needed, resolvable, bound >= min_recall
+    )
     return ThresholdChoice(
         float(curve.threshold[best]),
         float(curve.cost[best]),
         float(recall[best]),
         recall_threshold,
-        chosen,
+        float(curve.threshold[at]),
         policy,
+        confidence,
     )
+
+
+POLICIES = ("cost_optimal", "recall", "confident_recall")
+
+
+def _bounds(curve: CostCurve, heavy: int, *, level: float) -> np.ndarray:
+    """:func:`recall_lower_bound` at every threshold of ``curve`` (vectorised)."""
+    from scipy.stats import beta
+
+    caught = curve.tp.astype(np.float64)
+    out = np.zeros(len(caught))
+    some = caught > 0
+    out[some] = beta.ppf(1.0 - level, caught[some], heavy - caught[some] + 1)
+    return out
 
 
 def prd_verdict(

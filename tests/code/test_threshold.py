@@ -7,7 +7,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from query_predictor.training.threshold import choose_threshold, cost_curve, curve_table, prd_check
+from query_predictor.training.threshold import (
+    choose_threshold,
+    cost_curve,
+    curve_table,
+    heavy_needed,
+    prd_check,
+    recall_lower_bound,
+)
 
 
 def brute_force(y: np.ndarray, s: np.ndarray, cost_fn: float, cost_fp: float):
@@ -119,3 +126,60 @@ def test_curve_table_keeps_the_ends_and_at_most_the_points_asked() -> None:
     assert [r["threshold"] for r in table] == sorted((r["threshold"] for r in table), reverse=True)
     small = curve_table(cost_curve(y[:3], s[:3], cost_fn=1.0, cost_fp=1.0), points=50)
     assert len(small) == len(set(s[:3])) + 1
+
+
+# --------------------------------------------------------------------------- confidence
+
+
+def test_recall_lower_bound_is_clopper_pearson() -> None:
+    # all 150 caught: the 90 % bound is 0.1 ** (1 / 150)
+    assert recall_lower_bound(150, 150, level=0.9) == pytest.approx(0.1 ** (1 / 150))
+    assert recall_lower_bound(0, 10, level=0.9) == 0.0
+    assert recall_lower_bound(98, 100, level=0.9) < 0.98 < 98 / 100 + 0.001
+
+
+def test_heavy_needed_to_show_98_percent() -> None:
+    assert heavy_needed(0.98, level=0.9) == 114  # 0.98 ** 114 < 0.1 <= 0.98 ** 113
+    assert heavy_needed(0.98, level=0.95) == 149
+    assert recall_lower_bound(114, 114, level=0.9) >= 0.98 > recall_lower_bound(113, 113, level=0.9)
+
+
+def scores_with(heavy: int, light: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = np.r_[np.ones(heavy), np.zeros(light)].astype(bool)
+    s = np.r_[rng.beta(5, 2, heavy), rng.beta(2, 5, light)]
+    return y, s
+
+
+def test_confident_recall_meets_the_bound_and_states_it() -> None:
+    y, s = scores_with(400, 4000)
+    choice = choose_threshold(
+        y, s, cost_fn=100.0, cost_fp=1.0, min_recall=0.98, policy="confident_recall", level=0.9
+    )
+    confidence = choice.confidence
+    assert confidence.resolvable and confidence.heavy == 400
+    assert confidence.meets_min_recall and confidence.recall_lower_bound >= 0.98
+    caught = int((s[y] >= choice.chosen).sum())
+    assert confidence.missed == 400 - caught
+    assert choice.chosen <= choice.cost_optimal
+    # the highest such threshold: one step up breaks the bound
+    higher = np.sort(np.unique(s))[np.searchsorted(np.sort(np.unique(s)), choice.chosen) + 1]
+    assert recall_lower_bound(int((s[y] >= higher).sum()), 400, level=0.9) < 0.98
+
+
+def test_too_few_heavy_queries_cannot_resolve_the_target() -> None:
+    y, s = scores_with(30, 3000)
+    choice = choose_threshold(
+        y, s, cost_fn=100.0, cost_fp=1.0, min_recall=0.98, policy="confident_recall", level=0.9
+    )
+    assert not choice.confidence.resolvable and not choice.confidence.meets_min_recall
+    assert choice.confidence.heavy_needed == 114
+    assert choice.chosen == choice.recall_threshold  # falls back to the point estimate
+
+
+def test_every_policy_states_its_confidence() -> None:
+    y, s = scores_with(200, 2000)
+    for policy in ("cost_optimal", "recall"):
+        choice = choose_threshold(y, s, cost_fn=100.0, cost_fp=1.0, min_recall=0.98, policy=policy)
+        assert choice.confidence.heavy == 200
+        assert 0.0 <= choice.confidence.recall_lower_bound <= 1.0
