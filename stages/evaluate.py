@@ -12,11 +12,13 @@ from pathlib import Path
 
 import polars as pl
 
+from query_predictor.core.featurizer import FEATURE_NAMES
 from query_predictor.core.onnx_model import HeavyQueryModel
 from query_predictor.storage import atomic_dir, write_json
 from query_predictor.summary import print_summary, run_stage, start_stage
 from query_predictor.training.evaluate import (
     calibration_table,
+    cold_start,
     confusion_table,
     headline,
     importance_table,
@@ -47,6 +49,8 @@ def main() -> None:
         max_fnr=params.prd.max_fnr,
         **costs,
     )
+    unseen = x_test[:, FEATURE_NAMES.index("template_unseen")].toarray().ravel() > 0.5
+    metrics["cold_start"] = cold_start(y_test, scores, decisions, unseen)
     tables = {
         "roc": roc_table(y_test, scores),
         "precision_recall": pr_table(y_test, scores),
@@ -73,9 +77,20 @@ def main() -> None:
             "ROC-AUC / PR-AUC": f"{metrics['roc_auc']:.4f} / {metrics['pr_auc']:.4f}",
             "expected cost": f"{metrics['expected_cost']:.4f} per query",
             "PRD": "MET" if metrics["prd_compliant"] else "NOT MET",
+            **{f"template {name}": _group(group) for name, group in metrics["cold_start"].items()},
             "plots": ", ".join(tables),
             "seconds": round(time.perf_counter() - started, 1),
         },
+    )
+
+
+def _group(group: dict[str, object]) -> str:
+    def pct(value: object) -> str:
+        return f"{value:.2%}" if isinstance(value, float) else "n/a"
+
+    return (
+        f"{pct(group['share'])} of rows, heavy {pct(group['heavy_share'])}, "
+        f"recall {pct(group['recall'])}, routed {pct(group['routed_share'])}"
     )
 
 

@@ -71,6 +71,32 @@ def headline(
     }
 
 
+def cold_start(
+    labels: np.ndarray, scores: np.ndarray, decisions: np.ndarray, unseen: np.ndarray
+) -> dict[str, dict[str, object]]:
+    """Recall, routed share and PR-AUC of the test rows whose template the training history
+    had seen, and of those it had not (``unseen``: cold start), with each group's share of
+    the rows and heavy share. A group without rows, or without heavy rows, reports what it
+    can (``None`` for the rest)."""
+    y = np.asarray(labels, dtype=bool)
+    s = np.asarray(scores, dtype=np.float64)
+    routed = np.asarray(decisions, dtype=bool)
+    new = np.asarray(unseen, dtype=bool)
+    out: dict[str, dict[str, object]] = {}
+    for name, rows in (("seen", ~new), ("unseen", new)):
+        n, heavy = int(rows.sum()), int((rows & y).sum())
+        caught = int((rows & y & routed).sum())
+        out[name] = {
+            "rows": n,
+            "share": n / y.size if y.size else 0.0,
+            "heavy_share": heavy / n if n else None,
+            "recall": caught / heavy if heavy else None,
+            "routed_share": int((rows & routed).sum()) / n if n else None,
+            "pr_auc": float(average_precision_score(y[rows], s[rows])) if 0 < heavy < n else None,
+        }
+    return out
+
+
 def roc_table(labels: np.ndarray, scores: np.ndarray) -> list[dict[str, float]]:
     fpr, tpr, _ = roc_curve(labels, scores)
     return [

@@ -9,6 +9,7 @@ import xgboost as xgb
 from query_predictor.training.evaluate import (
     PLOT_POINTS,
     calibration_table,
+    cold_start,
     confusion_table,
     headline,
     importance_table,
@@ -105,3 +106,28 @@ def test_importance_maps_xgboost_keys_to_feature_names() -> None:
     assert rows[0]["feature"] == "c"
     assert rows[0]["gain_share"] > 0.5
     assert len(rows) <= 2
+
+
+def test_cold_start_splits_seen_and_unseen_templates() -> None:
+    y = np.array([1, 0, 0, 0, 1, 1, 0, 0], dtype=bool)
+    s = np.array([0.9, 0.1, 0.2, 0.6, 0.8, 0.3, 0.7, 0.1])
+    routed = s >= 0.5
+    unseen = np.array([0, 0, 0, 0, 1, 1, 1, 1], dtype=bool)
+    groups = cold_start(y, s, routed, unseen)
+    assert groups["seen"] == {
+        "rows": 4,
+        "share": 0.5,
+        "heavy_share": 0.25,
+        "recall": 1.0,
+        "routed_share": 0.5,
+        "pr_auc": pytest.approx(1.0),
+    }
+    assert groups["unseen"]["recall"] == 0.5 and groups["unseen"]["routed_share"] == 0.5
+    assert groups["unseen"]["heavy_share"] == 0.5
+
+
+def test_cold_start_without_unseen_rows_reports_none() -> None:
+    y = np.array([1, 0, 0], dtype=bool)
+    groups = cold_start(y, np.array([0.9, 0.1, 0.2]), np.array([1, 0, 0], bool), np.zeros(3, bool))
+    assert groups["unseen"]["rows"] == 0 and groups["unseen"]["recall"] is None
+    assert groups["unseen"]["pr_auc"] is None and groups["seen"]["recall"] == 1.0
