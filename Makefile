@@ -6,7 +6,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup pipeline test lint lock bench bench-pipeline bench-featurize bench-predict bench-service clean plot-assets check-plots
 
-setup: $(STAMP)
+# A foreign SQL corpus for the tests (tests/foreign_log.py): the sdist of the sqlglot version
+# pinned in requirements.lock (its wheel has no tests/fixtures), checked against this sha256.
+SQLGLOT_VERSION := $(shell sed -n 's/^sqlglot==//p' requirements.lock)
+SQLGLOT_SDIST_SHA256 := b8e344042c85d7baa1d0d827127dfe1611ce9ac59bceab6fe370665baeb14ce7
+CORPUS := .cache/corpus/sqlglot-$(SQLGLOT_VERSION).tar.gz
+
+setup: $(STAMP) $(CORPUS)
 
 # Reinstall only when the lock file, the project metadata or the compiled featurizer core
 # (Cython, built by `pip install -e .`) changed.
@@ -15,6 +21,13 @@ $(STAMP): requirements.lock pyproject.toml setup.py query_predictor/core/_textsc
 	$(BIN)/python -m pip install --quiet --upgrade pip==26.3
 	$(BIN)/python -m pip install --quiet --requirement requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps --editable .
+	@touch $@
+
+$(CORPUS): requirements.lock | $(STAMP)
+	$(BIN)/python -m pip download --quiet --no-deps --no-binary :all: --dest $(@D) \
+		sqlglot==$(SQLGLOT_VERSION)
+	@echo "$(SQLGLOT_SDIST_SHA256)  $@" | sha256sum --check --quiet \
+		|| { echo "$@: sha256 differs from SQLGLOT_SDIST_SHA256 in the Makefile"; rm -f $@; exit 1; }
 	@touch $@
 
 # The two last stages and what they need: `generate` runs only while data_loading.raw_path is
