@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup pipeline test lint lock bench bench-pipeline bench-featurize bench-predict bench-service clean plot-assets check-plots
+.PHONY: setup pipeline test lint fire-rates lock bench bench-pipeline bench-featurize bench-predict bench-service clean plot-assets check-plots
 
 # A foreign SQL corpus for the tests (tests/foreign_log.py): the sdist of the sqlglot version
 # pinned in requirements.lock (its wheel has no tests/fixtures), checked against this sha256.
@@ -42,6 +42,15 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check .
+
+# Each base feature's fire rate on the synthetic log (data/raw after `make pipeline`, else one
+# generated at 2,000 queries a day) beside the foreign log of tests/foreign_log.py, into
+# docs/feature_fire_rates.json and docs/features.md.
+FOREIGN_LOG := .cache/foreign-log
+fire-rates: setup
+	$(BIN)/python -m tests.foreign_log --out $(FOREIGN_LOG)
+	$(BIN)/python scripts/fire_rates.py --foreign $(FOREIGN_LOG) \
+		$(if $(wildcard data/raw),--synthetic data/raw)
 
 # Re-resolve every dependency (all extras) in a scratch venv and pin the exact versions.
 lock:

@@ -2,10 +2,17 @@
 
     python -m query_predictor.catalogue > docs/features.md
 
+The fire-rate section comes from ``docs/feature_fire_rates.json``, measured on data by
+``scripts/fire_rates.py`` (``make fire-rates``), which also rewrites ``docs/features.md``.
 ``tests/code/test_catalogue.py`` fails when ``docs/features.md`` differs from this output.
 """
 
 from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 from query_predictor.core.features import BASE_FEATURES
 from query_predictor.core.history import HISTORY_NAMES
@@ -30,6 +37,31 @@ HISTORY_MEANINGS = {
     "table_unseen_share": "share of the tables read that have no history",
 }
 
+FIRE_RATES = Path("docs") / "feature_fire_rates.json"  # from the repository root
+# Why a feature is constant on one log and varies on the other (the table flags it).
+_ABSENT = (
+    "the foreign log has only the required columns, so this takes its 'unknown' value on "
+    "every row, as on any log without the {} column"
+)
+_GENERATOR_GAP = "the generator never writes {}; the feature works on the foreign SQL"
+FIRE_RATE_NOTES: dict[str, str] = {
+    "catalog_code": _ABSENT.format("`catalog`"),
+    "source_kind": _ABSENT.format("`source`"),
+    "n_session_properties": _ABSENT.format("`session_properties`"),
+    "stmt_explain": "the corpus (a parser's tests) holds no EXPLAIN statement",
+    "stmt_explain_analyze": "the corpus (a parser's tests) holds no EXPLAIN ANALYZE statement",
+    "reads_lake": "no foreign statement names a hive / iceberg / delta / hudi catalog, and "
+    "without a `catalog` column no unqualified table resolves to one",
+    "has_partition_predicate": "keyed on the generator's column names (ds / dt / event_date), "
+    "which the foreign SQL never uses",
+    "user_is_service": "keyed on a name prefix (svc / service / bot); the foreign log's "
+    "service accounts have ordinary names",
+    "n_implicit_join": _GENERATOR_GAP.format("comma joins (`FROM a, b`)"),
+    "n_or": _GENERATOR_GAP.format("OR"),
+    "n_having": _GENERATOR_GAP.format("HAVING"),
+    "n_case": _GENERATOR_GAP.format("CASE"),
+    "n_cast": _GENERATOR_GAP.format("CAST / TRY_CAST"),
+}
 
 # The base features a site's naming or habits could bend, and how each is decided instead.
 SITE_DEPENDENT = {
@@ -69,7 +101,59 @@ SITE_DEPENDENT = {
 }
 
 
-def render() -> str:
+def read_fire_rates(path: str | Path = FIRE_RATES) -> dict[str, Any] | None:
+    """The measured fire rates (``scripts/fire_rates.py``), or None when never measured."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def constant_on(rates: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """The log a feature is constant on while it varies on the other one, else None."""
+    synthetic, foreign = rates["synthetic"]["distinct"], rates["foreign"]["distinct"]
+    if synthetic <= 1 < foreign:
+        return "synthetic"
+    if foreign <= 1 < synthetic:
+        return "foreign"
+    return None
+
+
+def _fire_rate_lines(measured: Mapping[str, Any]) -> list[str]:
+    logs = measured["logs"]
+    lines = [
+        "",
+        "## Fire rates: synthetic versus a foreign log",
+        "",
+        "Measured by `make fire-rates` (`scripts/fire_rates.py`) through the one",
+        "`FeatureExtractor`, on every valid row of each raw log (hash-sampled when larger):",
+    ]
+    for name in ("synthetic", "foreign"):
+        log = logs[name]
+        lines.append(f"- {name}: {log['description']}; {log['rows']:,} rows.")
+    lines += [
+        "",
+        "*fired* is the share of rows where the feature is not zero; *distinct* the number of",
+        "distinct values (what counts for codes and values). A feature constant on one log and",
+        "varied on the other is flagged, with the reason.",
+        "",
+        "| # | name | kind | synthetic fired | synthetic distinct | foreign fired "
+        "| foreign distinct | constant on one side |",
+        "|---:|---|---|---:|---:|---:|---:|---|",
+    ]
+    kinds = {f.name: f.kind for f in BASE_FEATURES}
+    for i, rates in enumerate(measured["features"]):
+        name, side = rates["name"], constant_on(rates)
+        flag = ""
+        if side:
+            flag = f"**{side}**: {FIRE_RATE_NOTES.get(name, '**no reason written**')}"
+        cells = [
+            f"{rates[log]['fired']:.1%} | {rates[log]['distinct']:,}"
+            for log in ("synthetic", "foreign")
+        ]
+        lines.append(f"| {i} | `{name}` | {kinds.get(name, '?')} | {' | '.join(cells)} | {flag} |")
+    return lines
+
+
+def render(fire_rates: Mapping[str, Any] | None = None) -> str:
     lines = [
         "# Feature catalogue",
         "",
@@ -117,8 +201,10 @@ def render() -> str:
         "are one TF-IDF term, one template and one table history, and a table created per day",
         "or per run keeps its history. Shorter numbers (`address_line_2`, `p90`) stay.",
     ]
+    if fire_rates is not None:
+        lines += _fire_rate_lines(fire_rates)
     return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
-    print(render(), end="")
+    print(render(read_fire_rates()), end="")

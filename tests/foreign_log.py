@@ -3,13 +3,14 @@
     python -m tests.foreign_log --out .cache/foreign-log
 
 The statements are the SQL test fixtures that sqlglot ships in its source distribution
-(``tests/fixtures/*.sql``, ``tests/fixtures/optimizer/*.sql`` and the string literals of the
-Presto, Trino and Athena dialect tests), read straight from the sdist that ``make setup``
-downloads into ``.cache/corpus/`` (the version pinned in ``requirements.lock``, checked by
-sha256). TPC-H and TPC-DS are left out entirely: their files are skipped, and so is any
-statement naming one of their tables or key columns, because they are kept aside as an
-independent check of the project. Only statements are kept (the text starts with a statement
-keyword: fixtures also hold bare expressions like ``x + 1``), each distinct text once.
+(``tests/fixtures/*.sql`` but the incomplete ``partial.sql``, ``tests/fixtures/optimizer/*.sql``
+and the string literals of the Presto, Trino and Athena dialect tests), read straight from the
+sdist that ``make setup`` downloads into ``.cache/corpus/`` (the version pinned in
+``requirements.lock``, checked by sha256). TPC-H and TPC-DS are left out entirely: their
+files are skipped, and so is any statement naming one of their tables or key columns, because
+they are kept aside as an independent check of the project. Only statements are kept (the
+text starts with a statement keyword: fixtures also hold bare expressions like ``x + 1``),
+each distinct text once.
 
 Everything else is assigned by a documented deterministic rule, a keyed BLAKE2b hash of the
 statement text (:func:`~query_predictor.training.hashing.unit_hash`), so the log is the same
@@ -27,8 +28,9 @@ SQL, not to judge the model:
   share of the most memory- or CPU-hungry runs fail with a resource error
   (``EXCEEDED_LOCAL_MEMORY_LIMIT``, ``EXCEEDED_TIME_LIMIT``).
 
-Only the columns the raw schema requires are written (:data:`RAW_COLUMNS` with
-``required``); a required column this module has no rule for is an error, not a guess.
+Only the minimal columns (:data:`MINIMAL`: what a label and a routing decision need) are
+written, plus any other the raw schema still requires; a required column this module has no
+rule for is an error, not a guess.
 """
 
 from __future__ import annotations
@@ -49,13 +51,14 @@ from pathlib import Path
 import polars as pl
 
 from query_predictor.core.schema import RAW_COLUMNS, RAW_SCHEMA
-from query_predictor.storage import write_parquet
+from query_predictor.storage import atomic_dir, write_parquet
 from query_predictor.training.hashing import unit_hash
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS_DIR = REPO / ".cache" / "corpus"
 SEED = 11
 DIALECT_TESTS = ("test_presto.py", "test_trino.py", "test_athena.py")
+SKIPPED = ("partial.sql",)  # deliberately incomplete statements (SELECT a FROM x WHERE)
 
 # The first word of a statement (after comments and parentheses); anything else in the
 # fixtures is an expression, a fragment or a placeholder.
@@ -114,7 +117,7 @@ def read_corpus(sdist: Path) -> Corpus:
             if not member.isfile() or "tests" not in parts or any("tpc" in p for p in parts):
                 continue
             name = parts[-1]
-            if name.endswith(".sql") and "fixtures" in parts:
+            if name.endswith(".sql") and "fixtures" in parts and name not in SKIPPED:
                 texts = _fixture_statements(_read(archive, member))
             elif "dialects" in parts and name in DIALECT_TESTS:
                 texts = _python_strings(_read(archive, member))
@@ -139,16 +142,16 @@ def _read(archive: tarfile.TarFile, member: tarfile.TarInfo) -> str:
 
 
 def _fixture_statements(text: str) -> Iterator[str]:
-    """Statements of a fixture file: ``#`` lines are metadata, ``;`` at a line end ends one,
-    and so does a blank line or a line end in files of one statement per line."""
-    body = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
-    for block in re.split(r";[ \t]*\n|\n[ \t]*\n", body + "\n"):
-        lines = [line for line in block.splitlines() if line.strip()]
-        # identity.sql and friends: one statement per line; optimizer files: multi-line
-        if len(lines) > 1 and all(_is_statement(line) for line in lines):
-            yield from lines
-        elif lines:
-            yield "\n".join(lines)
+    """Statements of a fixture file: ``#`` lines are metadata; a ``;`` at a line end ends a
+    statement, and in a file without one (``identity.sql``) each line is a statement."""
+    lines = [line for line in text.splitlines() if not line.startswith("#")]
+    if not any(line.rstrip().endswith(";") for line in lines):
+        yield from lines
+        return
+    for block in re.split(r";[ \t]*(?:\n|$)", "\n".join(lines)):
+        kept = [line for line in block.splitlines() if line.strip()]
+        if kept:
+            yield "\n".join(kept)
 
 
 def _python_strings(source: str) -> Iterator[str]:
@@ -164,6 +167,22 @@ def _is_statement(text: str) -> bool:
 
 
 # --------------------------------------------------------------------------- the log
+
+
+# The minimal set, plus any column the schema still requires (query_type and
+# resource_group_id until they become optional); _ROW_COLUMNS names what is written.
+MINIMAL = (
+    "query_id",
+    "query",
+    "user",
+    "create_time",
+    "cpu_time_millis",
+    "peak_memory_bytes",
+    "query_state",
+    "error_code",
+)
+_RULES = (*MINIMAL, "query_type", "resource_group_id")
+_ROW_COLUMNS = (*MINIMAL, *(c.name for c in RAW_COLUMNS if c.required and c.name not in MINIMAL))
 
 
 def _u(key: str, text: str) -> float:
@@ -234,6 +253,9 @@ def _runs(sql: str, start: dt.date, days: int) -> Iterator[tuple[str, dt.datetim
 def build_log(statements: Iterable[str], *, start: dt.date, days: int) -> pl.DataFrame:
     """The raw log of ``statements`` over ``days`` days from ``start``, sorted by time, with
     exactly the columns the raw schema requires."""
+    unknown = [c for c in _ROW_COLUMNS if c not in _RULES]
+    if unknown:
+        raise ValueError(f"the raw schema requires {unknown}: the foreign log has no rule for it")
     rows: dict[str, list] = {c: [] for c in _ROW_COLUMNS}
     for sql in statements:
         for n, (user, when) in enumerate(_runs(sql, start, days)):
@@ -259,29 +281,28 @@ def build_log(statements: Iterable[str], *, start: dt.date, days: int) -> pl.Dat
     return frame.sort("create_time", "query_id")
 
 
-# The minimal set, plus any column the schema still requires (query_type and
-# resource_group_id until they become optional); _ROW_COLUMNS names what is written.
-MINIMAL = (
-    "query_id",
-    "query",
-    "user",
-    "create_time",
-    "cpu_time_millis",
-    "peak_memory_bytes",
-    "query_state",
-    "error_code",
-)
-_ROW_COLUMNS = (*MINIMAL, *(c.name for c in RAW_COLUMNS if c.required and c.name not in MINIMAL))
+def write_log(frame: pl.DataFrame, out: Path, *, description: str = "") -> None:
+    """One ``date=YYYY-MM-DD/part-0.parquet`` per day under ``out`` (replaced as a whole),
+    and ``description`` in ``description.txt`` beside them."""
+    with atomic_dir(out) as tmp:
+        for (day,), part in frame.group_by(pl.col("create_time").dt.date(), maintain_order=True):
+            write_parquet(part, tmp / f"date={day}" / "part-0.parquet")
+        if description:
+            (tmp / "description.txt").write_text(description + "\n")
 
 
-def write_log(frame: pl.DataFrame, out: Path) -> list[Path]:
-    """One ``date=YYYY-MM-DD/part-0.parquet`` per day under ``out``."""
-    paths = []
-    for (day,), part in frame.group_by(pl.col("create_time").dt.date(), maintain_order=True):
-        path = out / f"date={day}" / "part-0.parquet"
-        write_parquet(part, path)
-        paths.append(path)
-    return paths
+def describe(corpus: Corpus, frame: pl.DataFrame, *, start: dt.date, days: int) -> str:
+    """One line: where the statements come from and what the log holds."""
+    heavy = (pl.col("cpu_time_millis") >= 300_000) | (pl.col("peak_memory_bytes") > 10 * GIB)
+    failed = pl.col("query_state") == "FAILED"
+    heavy_share, failed_share = frame.select(heavy.mean(), failed.mean()).row(0)
+    return (
+        f"{len(corpus.statements):,} distinct statements of the SQL fixtures and Presto/Trino/"
+        f"Athena dialect tests in {corpus.source} ({corpus.excluded_tpc} naming TPC-H/TPC-DS "
+        f"tables and {corpus.not_statements:,} expressions left out; tests/foreign_log.py), "
+        f"{frame.height:,} runs by {frame['user'].n_unique()} users over {days} days from "
+        f"{start}, heavy share {heavy_share:.3f}, failed {failed_share:.3f}"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -293,16 +314,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     corpus = read_corpus(args.sdist or default_sdist())
     frame = build_log(corpus.statements, start=args.start, days=args.days)
-    write_log(frame, args.out)
-    heavy = (pl.col("cpu_time_millis") >= 300_000) | (pl.col("peak_memory_bytes") > 10 * GIB)
-    print(
-        f"{corpus.source}: {len(corpus.statements)} statements "
-        f"({corpus.excluded_tpc} TPC-H/TPC-DS and {corpus.not_statements} non-statements "
-        f"left out); {frame.height} runs by {frame['user'].n_unique()} users over {args.days} "
-        f"days from {args.start}, heavy share {frame.select(heavy.mean()).item():.3f}, "
-        f"failed {frame.select((pl.col('query_state') == 'FAILED').mean()).item():.3f} "
-        f"-> {args.out}"
-    )
+    description = describe(corpus, frame, start=args.start, days=args.days)
+    write_log(frame, args.out, description=description)
+    print(f"{description} -> {args.out}")
 
 
 if __name__ == "__main__":
