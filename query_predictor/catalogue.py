@@ -52,10 +52,8 @@ FIRE_RATE_NOTES: dict[str, str] = {
     "stmt_explain_analyze": "the corpus (a parser's tests) holds no EXPLAIN ANALYZE statement",
     "reads_lake": "no foreign statement names a hive / iceberg / delta / hudi catalog, and "
     "without a `catalog` column no unqualified table resolves to one",
-    "has_partition_predicate": "keyed on the generator's column names (ds / dt / event_date), "
-    "which the foreign SQL never uses",
-    "user_is_service": "keyed on a name prefix (svc / service / bot); the foreign log's "
-    "service accounts have ordinary names",
+    "has_partition_predicate": "no column of the foreign SQL is compared with a date by "
+    "enough distinct statements to be learned as a partition column",
     "n_implicit_join": _GENERATOR_GAP.format("comma joins (`FROM a, b`)"),
     "n_or": _GENERATOR_GAP.format("OR"),
     "n_having": _GENERATOR_GAP.format("HAVING"),
@@ -123,8 +121,9 @@ def _fire_rate_lines(measured: Mapping[str, Any]) -> list[str]:
         "",
         "## Fire rates: synthetic versus a foreign log",
         "",
-        "Measured by `make fire-rates` (`scripts/fire_rates.py`) through the one",
-        "`FeatureExtractor`, on every valid row of each raw log (hash-sampled when larger):",
+        "Measured by `make fire-rates` (`scripts/fire_rates.py`) with the featurize stage's",
+        "code on every valid row of each raw log, partition columns and service users learned",
+        "from that log:",
     ]
     for name in ("synthetic", "foreign"):
         log = logs[name]

@@ -28,9 +28,9 @@ SQL, not to judge the model:
   share of the most memory- or CPU-hungry runs fail with a resource error
   (``EXCEEDED_LOCAL_MEMORY_LIMIT``, ``EXCEEDED_TIME_LIMIT``).
 
-Only the minimal columns (:data:`MINIMAL`: what a label and a routing decision need) are
-written, plus any other the raw schema still requires; a required column this module has no
-rule for is an error, not a guess.
+Only the minimal columns are written (:data:`MINIMAL`: what a label and a routing decision
+need); the pipeline derives ``query_type`` from the SQL. Should the raw schema ever require
+another column, building the log fails and names it rather than guessing a value.
 """
 
 from __future__ import annotations
@@ -169,8 +169,7 @@ def _is_statement(text: str) -> bool:
 # --------------------------------------------------------------------------- the log
 
 
-# The minimal set, plus any column the schema still requires (query_type and
-# resource_group_id until they become optional); _ROW_COLUMNS names what is written.
+# What a label and a routing decision need: the columns this log has.
 MINIMAL = (
     "query_id",
     "query",
@@ -181,29 +180,10 @@ MINIMAL = (
     "query_state",
     "error_code",
 )
-_RULES = (*MINIMAL, "query_type", "resource_group_id")
-_ROW_COLUMNS = (*MINIMAL, *(c.name for c in RAW_COLUMNS if c.required and c.name not in MINIMAL))
 
 
 def _u(key: str, text: str) -> float:
     return unit_hash(f"{key}\x00{text}", SEED)
-
-
-def _query_type(sql: str) -> str:
-    """Trino's query type from the first words (only while the schema requires the column)."""
-    words = _FIRST_WORD.findall(_LEADING.sub("", sql, count=1).lower())[:3]
-    first = words[0] if words else ""
-    if first in ("select", "with", "values", "table"):
-        return "SELECT"
-    if first == "explain":
-        return "EXPLAIN"
-    if first in ("describe", "desc", "show"):
-        return "DESCRIBE"
-    if first in ("insert", "delete", "update", "merge", "analyze"):
-        return first.upper()
-    if first == "create" and re.search(r"\bas\s*\(?\s*(select|with)\b", sql, re.I):
-        return "INSERT"  # CTAS: Trino reports it as INSERT
-    return "DATA_DEFINITION"
 
 
 def _costs(sql: str, run: str) -> tuple[int, int]:
@@ -253,10 +233,10 @@ def _runs(sql: str, start: dt.date, days: int) -> Iterator[tuple[str, dt.datetim
 def build_log(statements: Iterable[str], *, start: dt.date, days: int) -> pl.DataFrame:
     """The raw log of ``statements`` over ``days`` days from ``start``, sorted by time, with
     exactly the columns the raw schema requires."""
-    unknown = [c for c in _ROW_COLUMNS if c not in _RULES]
+    unknown = [c.name for c in RAW_COLUMNS if c.required and c.name not in MINIMAL]
     if unknown:
         raise ValueError(f"the raw schema requires {unknown}: the foreign log has no rule for it")
-    rows: dict[str, list] = {c: [] for c in _ROW_COLUMNS}
+    rows: dict[str, list] = {c: [] for c in MINIMAL}
     for sql in statements:
         for n, (user, when) in enumerate(_runs(sql, start, days)):
             run = f"{n}\x00{user}\x00{when.isoformat()}\x00{sql}"
@@ -272,8 +252,6 @@ def build_log(statements: Iterable[str], *, start: dt.date, days: int) -> pl.Dat
                 "peak_memory_bytes": memory,
                 "query_state": state,
                 "error_code": error,
-                "query_type": _query_type(sql),
-                "resource_group_id": "global.adhoc",  # no workload split in this log
             }
             for column in rows:
                 rows[column].append(values[column])

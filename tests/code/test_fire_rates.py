@@ -10,7 +10,7 @@ from pathlib import Path
 
 from query_predictor.catalogue import FIRE_RATE_NOTES
 from query_predictor.core.features import BASE_NAMES
-from query_predictor.core.schema import split_valid
+from query_predictor.core.schema import absent_columns, split_valid
 from query_predictor.params import Synth
 from query_predictor.synth.generator import generate
 from query_predictor.training.loading import scan_raw
@@ -32,15 +32,16 @@ def test_fire_rates_of_a_tiny_synthetic_and_foreign_log(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "fire_rates.py"),
          "--synthetic", str(tmp_path / "synthetic"), "--foreign", str(tmp_path / "foreign"),
-         "--json", str(out), "--docs", str(docs), "--max-rows", "200"],
+         "--json", str(out), "--docs", str(docs), "--params", str(REPO / "params.yaml")],
         capture_output=True, text=True, check=False, cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     measured = json.loads(out.read_text())
     assert tuple(f["name"] for f in measured["features"]) == BASE_NAMES
     assert measured["logs"]["foreign"] == {"description": "four statements", "rows": foreign.height}
-    valid, _ = split_valid(scan_raw(str(tmp_path / "synthetic")).collect())
-    assert valid.height > 200 == measured["logs"]["synthetic"]["rows"]  # sampled down
+    conformed = scan_raw(str(tmp_path / "synthetic")).collect()
+    valid, _ = split_valid(conformed, absent=absent_columns(conformed))
+    assert measured["logs"]["synthetic"]["rows"] == valid.height
     rates = {f["name"]: f for f in measured["features"]}
     runs = foreign["query"].value_counts()
     share = {q: n / foreign.height for q, n in runs.iter_rows()}

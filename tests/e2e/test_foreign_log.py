@@ -26,7 +26,6 @@ FOREIGN = {
         "start_date": "2024-03-04",
         "end_date": "2024-03-20",
     },
-    "filters": {"keep_workload": "ALL"},  # the log has no workload split
     "splits": {"train_days": 11, "val_days": 3, "test_days": 3},
     "replay": {"start_date": "2024-03-21", "end_date": "2024-03-24"},
     "features": {"tfidf_vocab_size": 300, "parity_sample": 500},
