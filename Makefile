@@ -49,8 +49,7 @@ lint: setup
 FOREIGN_LOG := .cache/foreign-log
 fire-rates: setup
 	$(BIN)/python -m tests.foreign_log --out $(FOREIGN_LOG)
-	$(BIN)/python scripts/fire_rates.py --foreign $(FOREIGN_LOG) \
-		$(if $(wildcard data/raw),--synthetic data/raw)
+	$(BIN)/python scripts/fire_rates.py --foreign $(FOREIGN_LOG) $(if $(wildcard data/raw),--synthetic data/raw)
 
 # Re-resolve every dependency (all extras) in a scratch venv and pin the exact versions.
 lock:
