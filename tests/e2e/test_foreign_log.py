@@ -56,6 +56,7 @@ def test_pipeline_runs_on_a_foreign_log_with_params_changes_only(tmp_path: Path)
     assert loaded["rows_read"] == log.height
     assert loaded["dropped"]["outside_window"] == log.height - in_window
     assert loaded["quarantined"] == 0
+    assert {"curated_filter", "query_type"} <= set(loaded["skipped"])  # columns it lacks
     assert loaded["rows_labeled"] > 0.9 * in_window  # failed user errors, MERGE... dropped
     assert 0.02 < loaded["heavy_share"] < 0.2
     featurized = metrics("featurize")
