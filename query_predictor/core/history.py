@@ -152,3 +152,60 @@ class HistoryLookup:
             weight=self.weight,
             day=day,
         )
+
+
+@dataclass(frozen=True)
+class Bands:
+    """Expected cost of a query, read off the history of what it resembles most: its
+    template, else the costliest of its tables, else its user, else the whole workload
+    (``basis`` says which). Quantiles of the log-normal fit, unsmoothed: what that key did."""
+
+    basis: str  # "template", "table", "user" or "global"
+    runs: int  # queries of that key in the history
+    cpu_seconds_p50: float
+    cpu_seconds_p90: float
+    peak_memory_gib_p50: float
+    peak_memory_gib_p90: float
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "basis": self.basis,
+            "runs": self.runs,
+            "cpu_seconds": {"p50": self.cpu_seconds_p50, "p90": self.cpu_seconds_p90},
+            "peak_memory_gib": {
+                "p50": self.peak_memory_gib_p50,
+                "p90": self.peak_memory_gib_p90,
+            },
+        }
+
+
+def bands_of(basis: str, stats: Stats) -> Bands:
+    """The :class:`Bands` of one key's statistics (log1p of CPU seconds and of GiB)."""
+
+    def quantile(mean: float, sd: float, z: float) -> float:
+        return round(math.expm1(max(0.0, mean + z * sd)), 3)
+
+    return Bands(
+        basis,
+        int(stats.n),
+        quantile(stats.cpu_mean, stats.cpu_sd, 0.0),
+        quantile(stats.cpu_mean, stats.cpu_sd, Z90),
+        quantile(stats.memory_mean, stats.memory_sd, 0.0),
+        quantile(stats.memory_mean, stats.memory_sd, Z90),
+    )
+
+
+def resource_bands(
+    lookup: HistoryLookup, *, user: str | None, template: str, tables: Sequence[str]
+) -> Bands:
+    """The :class:`Bands` of a query from the serving snapshot ``lookup``."""
+    found = lookup.templates.get(template)
+    if found is not None and found.n > 0:
+        return bands_of(TEMPLATE, found)
+    known = [s for s in (lookup.tables.get(t) for t in tables) if s is not None and s.n > 0]
+    if known:  # the table whose p90 CPU is highest bounds the query best
+        return bands_of(TABLE, max(known, key=lambda s: s.cpu_mean + Z90 * s.cpu_sd))
+    found = lookup.users.get(user or "")
+    if found is not None and found.n > 0:
+        return bands_of(USER, found)
+    return bands_of(GLOBAL, lookup.prior)
