@@ -16,6 +16,7 @@ import argparse
 import datetime as dt
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,7 +57,9 @@ def _load_predictor(args: argparse.Namespace) -> Predictor | None:
 def _run_predict(args: argparse.Namespace) -> int:
     from query_predictor.core.features import QueryContext
 
-    sql = sys.stdin.read() if args.sql == "-" else args.sql
+    # bytes, decoded by the predictor (invalid UTF-8 replaced): stdin's as they come, the
+    # argument's as the command line gave them (Python keeps undecodable ones as surrogates)
+    sql = sys.stdin.buffer.read() if args.sql == "-" else os.fsencode(args.sql)
     predictor = _load_predictor(args)
     if predictor is None:
         return EXIT_USAGE
@@ -73,34 +76,34 @@ def _run_predict(args: argparse.Namespace) -> int:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    from query_predictor.service.server import (
-        ACCESS_LOG,
-        Router,
-        ServiceServer,
-        serve_until_stopped,
-    )
+    import dataclasses
 
-    if args.heavy_group == args.light_group:
-        print(
-            f"{PROG} serve: error: --heavy-group and --light-group are both "
-            f"{args.heavy_group!r}; give the light queries another group",
-            file=sys.stderr,
-        )
+    from query_predictor.service.app import ACCESS_LOG
+    from query_predictor.service.server import ServeSettings, SettingsError, bind, serve
+
+    names = {field.name for field in dataclasses.fields(ServeSettings)}
+    given = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    settings = ServeSettings(**given)
+    try:
+        settings.check()
+        settings.token()  # an unreadable token file fails here, before the bundle loads
+    except SettingsError as exc:
+        print(f"{PROG} serve: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     predictor = _load_predictor(args)
     if predictor is None:
         return EXIT_USAGE
-    router = Router(predictor, heavy_group=args.heavy_group, light_group=args.light_group)
-    server = ServiceServer((args.host, args.port), router)
     if args.access_log:
         ACCESS_LOG.setLevel(logging.INFO)
-    host, port = server.server_address[:2]
+    sock = bind(settings.host, settings.port, settings.backlog)
+    host, port = sock.getsockname()[:2]
     print(
-        f"{PROG} serve: listening on http://{host}:{port} (model {predictor.version})",
+        f"{PROG} serve: listening on http://{host}:{port} (model {predictor.version}, "
+        f"{settings.workers} worker{'s' if settings.workers > 1 else ''})",
         file=sys.stderr,
         flush=True,
     )
-    serve_until_stopped(server)
+    serve(settings, sock, predictor)
     return EXIT_OK
 
 
@@ -149,8 +152,8 @@ def _run_dates(args: argparse.Namespace) -> int:
 def _add_models_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--models",
-        type=Path,
-        default=Path("models"),
+        type=str,
+        default="models",
         metavar="DIR",
         help="the model bundle (default: models, as `dvc repro` or `dvc pull` leaves it)",
     )
@@ -208,10 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="answer Trino Gateway's external routing calls over HTTP",
         description=(
-            "Load the model bundle once and answer over HTTP/1.1: POST /v1/route (Trino "
+            "Load the model bundle and answer over HTTP/1.1 (uvicorn): POST /v1/route (Trino "
             "Gateway's EXTERNAL routing rules: heavy queries to --heavy-group, the others to "
-            "--light-group), POST /v1/predict (one prediction, as `predict` prints it) and "
-            "GET /healthz. Ctrl-C or SIGTERM stops it."
+            "--light-group), POST /v1/predict (one prediction, as `predict` prints it), "
+            "GET /healthz and GET /metrics (Prometheus). SIGHUP reloads the bundle; Ctrl-C or "
+            "SIGTERM stops it gracefully. docs/serving.md has the details."
         ),
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -221,7 +225,46 @@ def build_parser() -> argparse.ArgumentParser:
     _add_models_argument(serve)
     serve.add_argument("--heavy-group", default="heavy", help="routing group of heavy queries")
     serve.add_argument("--light-group", default="adhoc", help="routing group of the other queries")
-    serve.add_argument("--access-log", action="store_true", help="log every request line to stderr")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="processes answering (default 1; one per core)"
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        default=4096,
+        help="per worker: connections and requests at once; past it, 503 (default 4096)",
+    )
+    serve.add_argument(
+        "--keep-alive-seconds",
+        type=int,
+        default=75,
+        help="close a keep-alive connection idle this long (default 75)",
+    )
+    serve.add_argument(
+        "--max-body-bytes",
+        type=int,
+        help="largest request body; a larger one is a 413 (default 1 MiB + 64 KiB)",
+    )
+    serve.add_argument(
+        "--graceful-seconds",
+        type=int,
+        default=20,
+        help="on SIGTERM, how long requests in flight may finish (default 20)",
+    )
+    serve.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help="require 'Authorization: Bearer <the file's content>' on every endpoint but "
+        "/healthz (without it: the QUERY_PREDICTOR_TOKEN environment variable; neither: no auth)",
+    )
+    serve.add_argument(
+        "--resource-estimate",
+        action="store_true",
+        help="also send X-Trino-Resource-Estimate (the template's p90 CPU and memory)",
+    )
+    serve.add_argument(
+        "--access-log", action="store_true", help="log every request as one JSON line to stderr"
+    )
     serve.set_defaults(run=_run_serve)
 
     dates = subparsers.add_parser(

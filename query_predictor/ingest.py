@@ -345,11 +345,29 @@ def event_to_row(event: dict[str, Any]) -> dict[str, Any]:
     for column, path, convert in _FIELDS:
         value = _lookup(event, path)
         try:
-            row[column] = None if value is None else convert(value)
+            row[column] = None if value is None else _unicode(convert(value))
         except ValueError as exc:
             raise FieldError(path, str(exc)) from None
-    row["inputs"] = _inputs(event)
+    try:
+        row["inputs"] = _unicode(_inputs(event))
+    except ValueError as exc:
+        raise FieldError("ioMetadata.inputs", str(exc)) from None
     return {c.name: row[c.name] for c in RAW_COLUMNS}
+
+
+def _unicode(value: Any) -> Any:
+    """``value``, unless it is text (or a list of texts) that cannot be written as UTF-8:
+    a lone surrogate, which JSON can spell (``"\\ud800"``) but no parquet string holds."""
+    for text in value if isinstance(value, list) else (value,):
+        if isinstance(text, str):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                code = ord(text[exc.start])
+                raise ValueError(
+                    f"lone surrogate \\u{code:04x} at character {exc.start} is not Unicode text"
+                ) from None
+    return value
 
 
 # --------------------------------------------------------------------------- files

@@ -16,6 +16,7 @@ model, and is heavy when its probability reaches the threshold exported with the
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
@@ -28,9 +29,12 @@ from query_predictor.core.classifier import QueryClassifier
 from query_predictor.core.features import QueryContext
 from query_predictor.core.featurizer import FEATURE_NAMES, FeatureRow, QueryFeaturizer
 from query_predictor.core.onnx_model import CHUNK_ROWS, HeavyQueryModel, ModelError
-from query_predictor.core.sql_tokens import decoded
+from query_predictor.core.sql_tokens import decoded, is_comment, tokenize
 
 ZERO_COST, MODEL = "zero_cost", "model"
+# an empty, whitespace-only or comments-only statement: nothing runs, the model is not asked
+NO_SQL_STAGE = "no_sql"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 BUNDLE_FILES = (
     "model.onnx",
     "metadata.json",
@@ -45,7 +49,7 @@ BUNDLE_FILES = (
 class Prediction:
     heavy: bool
     probability: float  # 0.0 for a zero-cost statement (the model did not run)
-    stage: str  # ZERO_COST or MODEL: what decided
+    stage: str  # ZERO_COST, MODEL or NO_SQL_STAGE: what decided
     threshold: float  # probability at which a query is heavy
     model_version: str  # name@sha256 prefix of the ONNX model
     category: str  # the classifier's statement category (query_predictor.core.classifier)
@@ -100,10 +104,11 @@ class Predictor:
     def predict(self, sql: str | bytes | None, context: QueryContext | None = None) -> Prediction:
         """The routing decision for one statement and what the router knows of it."""
         context = context or QueryContext()
-        text = decoded(sql)  # the classifier sees the whole text, as in training
+        text = readable(sql)  # the classifier sees the whole text, as in training
         category = self.classifier.classify(text)
-        if category in self.zero_cost:
-            return Prediction(False, 0.0, ZERO_COST, self.model.threshold, self.version, category)
+        stage = self._stage(text, category)
+        if stage != MODEL:
+            return Prediction(False, 0.0, stage, self.model.threshold, self.version, category)
         scores, decisions = self.model.predict(
             self._matrix([self.featurizer.featurize(text, context)])
         )
@@ -124,9 +129,10 @@ class Predictor:
         chunks of rows, so memory stays bounded whatever the number of statements."""
         if len(statements) != len(contexts):
             raise ValueError(f"{len(statements)} statements but {len(contexts)} contexts")
-        texts = [decoded(sql) for sql in statements]
+        texts = [readable(sql) for sql in statements]
         categories = self.classifier.classify_many(texts)
-        scored = [i for i, category in enumerate(categories) if category not in self.zero_cost]
+        stage = [self._stage(t, c) for t, c in zip(texts, categories, strict=True)]
+        scored = [i for i, decided in enumerate(stage) if decided == MODEL]
         n = len(texts)
         probability = np.zeros(n, dtype=np.float32)
         heavy = np.zeros(n, dtype=bool)
@@ -141,8 +147,13 @@ class Predictor:
             matrix = self._matrix(features)
             probability[rows], heavy[rows] = self.model.predict(matrix)
             dense[rows] = matrix[:, : len(FEATURE_NAMES)]
-        stage = [ZERO_COST if category in self.zero_cost else MODEL for category in categories]
         return Predictions(probability, heavy, stage, categories, dense)
+
+    def _stage(self, text: str, category: str) -> str:
+        """What decides: nothing to run, a zero-cost category, or the model."""
+        if not has_sql(text):
+            return NO_SQL_STAGE
+        return ZERO_COST if category in self.zero_cost else MODEL
 
     def _matrix(self, rows: Sequence[FeatureRow]) -> np.ndarray:
         """The model's input: dense features, then the TF-IDF vector (zeros are absent)."""
@@ -161,9 +172,29 @@ class Predictions:
 
     probability: np.ndarray  # float32; 0 where a zero-cost category answered
     heavy: np.ndarray  # bool
-    stage: list[str]  # ZERO_COST or MODEL
+    stage: list[str]  # ZERO_COST, MODEL or NO_SQL_STAGE
     category: list[str]
     dense: np.ndarray  # float32 (statements x FEATURE_NAMES); NaN where not featurized
+
+
+def readable(sql: str | bytes | None) -> str:
+    """``sql`` as text every later step can encode: bytes decoded (invalid UTF-8 replaced),
+    None as "", and a lone surrogate (``"\\ud800"`` in JSON, or undecodable bytes in a
+    command line) replaced by U+FFFD."""
+    text = decoded(sql) or ""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
+
+
+def has_sql(text: str) -> bool:
+    """Whether ``text`` holds anything but whitespace, comments and semicolons."""
+    head = text.lstrip()
+    if head[:1].isalnum() or head[:1] == "(":  # the common case, without a scan
+        return True
+    return any(not is_comment(token) and token != ";" for token in tokenize(head))
 
 
 def _zero_cost(path: Path) -> tuple[QueryClassifier, frozenset[str]]:

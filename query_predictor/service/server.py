@@ -1,429 +1,267 @@
-"""The HTTP service in front of the model bundle, for Trino Gateway's external routing rules.
+"""Run the service: uvicorn (HTTP/1.1 parsed by httptools, on uvloop) serving :mod:`.app`.
 
-    query-predictor serve --port 8080 --models models
+    query-predictor serve --port 8080 --models models --workers 2
 
-Endpoints (JSON in, JSON out):
+The socket is bound once, here. With one worker the app runs in this process; with more,
+this process is a small supervisor: it starts ``--workers`` processes that each load the
+bundle and accept on the shared socket (the kernel spreads connections among them), forwards
+``SIGHUP`` (reload the bundle) and ``SIGTERM``/``SIGINT`` (stop) to them, and starts a worker
+again if one dies. Each worker:
 
-- ``POST /v1/route``: Trino Gateway's ``EXTERNAL`` rules engine. The body is the gateway's
-  ``RoutingGroupExternalBody``: ``trinoQueryProperties`` (``body`` the SQL, ``defaultCatalog``,
-  ``defaultSchema``, ``queryType``, ``resourceGroupQueryType``, ``tables``, ...),
-  ``trinoRequestUser`` (``user``), ``remoteUser``, ``method``, ``requestURI``, ... The gateway
-  sends the client's own request headers (``X-Trino-Source``, ``X-Trino-Session``, ...) as the
-  headers of its POST. The answer is ``{"routingGroup", "errors", "externalHeaders"}``: the
-  heavy group when the model says heavy, the light group otherwise, and the decision again as
-  ``X-Query-Predictor-*`` headers, which the gateway adds to the request it forwards to Trino.
-- ``POST /v1/predict``: ``{"query": ..., "user", "source", "catalog", "schema", "query_type"}``
-  answered with the prediction, the object ``query-predictor predict`` prints.
-- ``GET /healthz``: ``{"status": "ok", "model_version": ...}``.
-
-What goes wrong, and why it is answered so. The gateway routes to its default group whenever
-the call fails (a status other than 200, a body it cannot read, a timeout), and it rejects
-the user's query with the ``errors`` list when ``propagateErrors`` is on. So:
-
-- a request the service cannot read (not JSON, not an object, a field of the wrong type) is
-  a caller bug: 400 with ``{"errors": [...]}`` naming the field, and the gateway falls back;
-- a well-formed request without SQL (the gateway's ``analyzeRequest`` is off, or the query
-  reached its ``maxBodySize``) leaves nothing to predict: 200 with the light group and an
-  ``errors`` entry saying why, so the reason reaches the gateway instead of a silent default;
-- an unknown path is 404, a wrong method 405, a body over :data:`MAX_BODY_BYTES` 413, and an
-  unexpected exception 500 with a short message; its traceback goes to the log, never to the
-  client.
-
-One :class:`~query_predictor.service.predictor.Predictor` serves every connection thread: it is
-read-only once loaded, onnxruntime's ``InferenceSession.run`` may be called from several
-threads at once, the featurizer's caches are ``functools.lru_cache`` (thread-safe), and the
-compiled text scan keeps its state on the stack. Connections are HTTP/1.1 keep-alive, so a
-gateway reuses them; each request line is logged at INFO on :data:`ACCESS_LOG`, which
-``query-predictor serve --access-log`` switches on.
+- answers at most ``max_connections`` connections and requests at once (uvicorn's
+  ``limit_concurrency``; past it a request gets a 503, which the gateway treats as "use the
+  default group"); idle keep-alive connections cost a few kilobytes each, no thread;
+- closes a keep-alive connection idle for ``keep_alive_seconds`` (longer than the gateway's
+  HTTP client's own idle timeout, one minute, so the gateway closes first and never sends on
+  a connection the service has just closed);
+- reads a body up to ``max_body_bytes``, and refuses a larger one with 413;
+- on ``SIGTERM`` stops accepting, closes idle connections, lets requests in flight finish
+  for up to ``graceful_seconds``, then exits 0.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import contextlib
 import json
 import logging
+import os
+import resource
+import shutil
 import signal
+import socket
+import subprocess
 import sys
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from email.message import Message
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
 
-from query_predictor import __version__
-from query_predictor.core.features import QueryContext
-from query_predictor.service.predictor import Prediction, Predictor
+from query_predictor.service.app import ACCESS_LOG, MAX_BODY_BYTES, ServiceApp
+from query_predictor.service.metrics import MULTIPROC_ENV
+from query_predictor.service.predictor import Predictor
+from query_predictor.service.routing import Router
 
-# 1 MiB of SQL (Trino Gateway passes up to 1,000,000 characters) plus the rest of the envelope
-MAX_BODY_BYTES = (1 << 20) + (64 << 10)
-# longer than the HTTP client's own idle timeout (Trino Gateway: 1 minute), so that the
-# gateway, not the service, closes an idle connection and never sends on a closed one
-IDLE_TIMEOUT_SECONDS = 120
-# after an error answer (404, 413, ...), a body up to this size is read and dropped, so that
-# the connection stays usable; a larger one closes it
-DISCARD_LIMIT_BYTES = 16 << 20
-HEADER_PREFIX = "X-Query-Predictor-"
-NO_SQL = (
-    "no SQL in trinoQueryProperties.body: set requestAnalyzerConfig.analyzeRequest: true in "
-    "Trino Gateway (a statement of maxBodySize characters or more is not passed); routed light"
-)
-PREDICT_FIELDS = ("query", "user", "source", "catalog", "schema", "query_type")
-_JSON_TYPES = {
-    dict: "an object",
-    list: "an array",
-    str: "a string",
-    bool: "a boolean",
-    int: "a number",
-    float: "a number",
-}
-
+TOKEN_ENV = "QUERY_PREDICTOR_TOKEN"
+WORKER_ENV = "QUERY_PREDICTOR_WORKER"  # the settings, as JSON, for a worker process
 logger = logging.getLogger(__name__)
-ACCESS_LOG = logging.getLogger(f"{__name__}.access")
 
 
-class RequestError(Exception):
-    """A request the service does not answer with 200: the status and what to tell the client."""
-
-    def __init__(self, status: HTTPStatus, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+class SettingsError(ValueError):
+    """A serve setting that cannot work; the message names the option."""
 
 
 @dataclass(frozen=True)
-class Router:
-    """What the endpoints answer, apart from HTTP: decoded JSON and headers in, JSON out."""
+class ServeSettings:
+    """Everything ``query-predictor serve`` takes (the CLI's options, same names)."""
 
-    predictor: Predictor
+    models: str = "models"
+    host: str = "127.0.0.1"
+    port: int = 8080
     heavy_group: str = "heavy"
     light_group: str = "adhoc"
+    workers: int = 1
+    max_connections: int = 4096  # per worker: connections and requests in flight
+    keep_alive_seconds: int = 75
+    max_body_bytes: int = MAX_BODY_BYTES
+    graceful_seconds: int = 20
+    backlog: int = 2048
+    token_file: str | None = None  # bearer token in this file; else $QUERY_PREDICTOR_TOKEN
+    resource_estimate: bool = False
+    access_log: bool = False
 
-    def route(self, body: Any, headers: Message) -> dict[str, Any]:
-        """Trino Gateway's external routing call: the group for the statement in ``body``."""
-        request = _object(body, "the body (RoutingGroupExternalBody)")
-        query = _field(request, "trinoQueryProperties", dict) or {}
-        sql = _field(query, "body", str, where="trinoQueryProperties.")
-        context = _route_context(request, query, headers)
-        if not sql or not sql.strip():
-            logger.info("route: %s", NO_SQL)
-            return {"routingGroup": self.light_group, "errors": [NO_SQL], "externalHeaders": {}}
-        prediction = self.predictor.predict(sql, context)
-        return {
-            "routingGroup": self.heavy_group if prediction.heavy else self.light_group,
-            "errors": [],
-            "externalHeaders": decision_headers(prediction),
-        }
-
-    def predict(self, body: Any) -> dict[str, Any]:
-        """The prediction for ``{"query": ..., "user": ..., ...}``, as the CLI prints it."""
-        request = _object(body, "the body")
-        unknown = sorted(set(request) - set(PREDICT_FIELDS))
-        if unknown:
-            raise RequestError(
-                HTTPStatus.BAD_REQUEST,
-                f"unknown field {unknown[0]!r}; /v1/predict takes {', '.join(PREDICT_FIELDS)}",
+    def check(self) -> None:
+        for name in ("workers", "max_connections", "keep_alive_seconds", "max_body_bytes"):
+            if getattr(self, name) < 1:
+                option = "--" + name.replace("_", "-")
+                raise SettingsError(f"{option}={getattr(self, name)} must be >= 1")
+        if self.heavy_group == self.light_group:
+            raise SettingsError(
+                f"--heavy-group and --light-group are both {self.heavy_group!r}; give the "
+                "light queries another group"
             )
-        values = {name: _field(request, name, str) for name in PREDICT_FIELDS}
-        if values["query"] is None:
-            raise RequestError(
-                HTTPStatus.BAD_REQUEST, "field 'query' (the SQL statement) is required"
-            )
-        context = QueryContext(
-            user=values["user"],
-            source=values["source"],
-            catalog=values["catalog"],
-            schema=values["schema"],
-            query_type=values["query_type"],
-            time=dt.datetime.now(dt.UTC),
-        )
-        return self.predictor.predict(values["query"], context).as_dict()
 
-    def health(self) -> dict[str, Any]:
-        return {"status": "ok", "model_version": self.predictor.version}
+    def token(self) -> bytes | None:
+        """The bearer token: the file's content (stripped), else the environment's, else
+        None (no auth)."""
+        if self.token_file is not None:
+            try:
+                text = Path(self.token_file).read_text().strip()
+            except OSError as exc:
+                raise SettingsError(f"--token-file {self.token_file}: {exc.strerror}") from None
+            if not text:
+                raise SettingsError(f"--token-file {self.token_file} is empty")
+            return text.encode()
+        text = os.environ.get(TOKEN_ENV, "").strip()
+        return text.encode() if text else None
 
 
-def decision_headers(prediction: Prediction) -> dict[str, str]:
-    """The decision as headers for the forwarded request (the gateway wants string values)."""
-    return {
-        f"{HEADER_PREFIX}Heavy": str(prediction.heavy).lower(),
-        f"{HEADER_PREFIX}Probability": repr(prediction.probability),
-        f"{HEADER_PREFIX}Stage": prediction.stage,
-        f"{HEADER_PREFIX}Category": prediction.category,
-        f"{HEADER_PREFIX}Model-Version": prediction.model_version,
-    }
-
-
-def _route_context(
-    request: Mapping[str, Any], query: Mapping[str, Any], headers: Message
-) -> QueryContext:
-    """What the router knows of the query besides its text, as training saw it in the log.
-
-    The query type is ``resourceGroupQueryType`` (``SELECT``, ``INSERT``, ``DATA_DEFINITION``,
-    ...: the log's ``query_type``), not ``queryType``, which the gateway fills with the name
-    of the parser's statement class (``Query``, ``Insert``, ...)."""
-    user = _field(request, "trinoRequestUser", dict) or {}
-    return QueryContext(
-        user=(
-            _field(user, "user", str, where="trinoRequestUser.")
-            or _field(request, "remoteUser", str)
-            or headers.get("X-Trino-User")
-        ),
-        source=headers.get("X-Trino-Source"),
-        catalog=_field(query, "defaultCatalog", str, where="trinoQueryProperties."),
-        schema=_field(query, "defaultSchema", str, where="trinoQueryProperties."),
-        query_type=_field(query, "resourceGroupQueryType", str, where="trinoQueryProperties."),
-        time=dt.datetime.now(dt.UTC),
-        session_properties=session_properties(headers.get_all("X-Trino-Session") or []),
+def build_app(settings: ServeSettings, predictor: Predictor | None = None) -> ServiceApp:
+    """The app for ``settings``, on ``predictor`` or the bundle it loads."""
+    started = time.perf_counter()
+    predictor = predictor or Predictor.from_bundle(settings.models)
+    router = Router(
+        predictor,
+        settings.heavy_group,
+        settings.light_group,
+        resource_estimate=settings.resource_estimate,
+    )
+    return ServiceApp(
+        router,
+        models=Path(settings.models),
+        token=settings.token(),
+        max_body_bytes=settings.max_body_bytes,
+        load_seconds=time.perf_counter() - started,
     )
 
 
-def gateway_request(sql: str, context: QueryContext) -> tuple[dict[str, Any], dict[str, str]]:
-    """The body and headers Trino Gateway (``analyzeRequest`` on) posts to ``/v1/route`` for
-    ``sql`` sent in ``context``: what the service reads back, for tests, benchmarks and clients
-    that stand in for the gateway. The time is not sent: the service takes its own."""
-    body = {
-        "trinoQueryProperties": {
-            "body": sql,
-            "queryType": "",  # the name of the parser's statement class; not read
-            "resourceGroupQueryType": context.query_type,
-            "defaultCatalog": context.catalog,
-            "defaultSchema": context.schema,
-            "isNewQuerySubmission": True,
-        },
-        "trinoRequestUser": {"user": context.user},
-        "contentType": "application/json",
-        "method": "POST",
-        "requestURI": "/v1/statement",
-    }
-    session = ",".join(f"{k}={quote(v)}" for k, v in context.session_properties.items())
-    headers = {"X-Trino-Source": context.source, "X-Trino-Session": session}
-    return body, {name: value for name, value in headers.items() if value}
+def uvicorn_server(app: ServiceApp, settings: ServeSettings) -> Any:
+    """A ``uvicorn.Server`` for ``app``; ``.run(sockets=[sock])`` serves until stopped."""
+    import uvicorn
 
-
-def session_properties(values: list[str]) -> dict[str, str]:
-    """The ``X-Trino-Session`` headers (``name=value`` pairs, comma-separated, values
-    URL-encoded) as a dict; a pair without ``=`` is skipped."""
-    pairs = (item.partition("=") for value in values for item in value.split(","))
-    return {unquote(k.strip()): unquote(v.strip()) for k, sep, v in pairs if sep and k.strip()}
-
-
-def _object(value: Any, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise RequestError(
-            HTTPStatus.BAD_REQUEST, f"{what} must be a JSON object, got {_json_type(value)}"
-        )
-    return value
-
-
-def _field(obj: Mapping[str, Any], key: str, kind: type, *, where: str = "") -> Any:
-    """``obj[key]`` when it is a ``kind``, None when absent or null; any other value is a 400
-    naming the field."""
-    value = obj.get(key)
-    if value is None or isinstance(value, kind):
-        return value
-    raise RequestError(
-        HTTPStatus.BAD_REQUEST,
-        f"{where}{key} must be {_JSON_TYPES[kind]} or null, got {_json_type(value)}",
+    config = uvicorn.Config(
+        app,
+        http="httptools",
+        loop="uvloop",
+        lifespan="on",
+        interface="asgi3",
+        log_config=None,  # the entry point configures logging
+        access_log=False,  # the app writes its own, structured
+        server_header=False,
+        limit_concurrency=settings.max_connections,
+        timeout_keep_alive=settings.keep_alive_seconds,
+        timeout_graceful_shutdown=settings.graceful_seconds,
+        backlog=settings.backlog,
     )
+    return uvicorn.Server(config)
 
 
-def _json_type(value: Any) -> str:
-    return "null" if value is None else _JSON_TYPES.get(type(value), type(value).__name__)
-
-
-# path -> (method, answer of the router to the decoded body and the request headers)
-_ENDPOINTS: dict[str, tuple[str, Callable[[Router, Any, Message], dict[str, Any]]]] = {
-    "/v1/route": ("POST", Router.route),
-    "/v1/predict": ("POST", lambda router, body, _headers: router.predict(body)),
-    "/healthz": ("GET", lambda router, _body, _headers: router.health()),
-}
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """One connection: requests in turn, each answered with JSON and a Content-Length."""
-
-    protocol_version = "HTTP/1.1"  # keep-alive
-    server_version = f"query-predictor/{__version__}"
-    timeout = IDLE_TIMEOUT_SECONDS
-    disable_nagle_algorithm = True
-    wbufsize = 1 << 16  # status line, headers and body leave in one write
-    server: ServiceServer
-
-    def do_GET(self) -> None:
-        self._handle()
-
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
-
-    def _handle(self) -> None:
-        self._body_unread = _has_body(self.headers)
-        try:
-            status, payload = HTTPStatus.OK, self._answer()
-        except RequestError as exc:
-            status, payload = exc.status, {"errors": [exc.message]}
-        except Exception:
-            logger.exception("%s %s failed", self.command, self.path)
-            status = HTTPStatus.INTERNAL_SERVER_ERROR
-            payload = {"errors": ["internal error; the service's log has the details"]}
-        if self._body_unread:
-            self._skip_body()
-        self._reply(status, payload)
-
-    def _answer(self) -> dict[str, Any]:
-        path = urlsplit(self.path).path
-        if path not in _ENDPOINTS:
-            raise RequestError(
-                HTTPStatus.NOT_FOUND,
-                f"no endpoint {path}; there are POST /v1/route, POST /v1/predict, GET /healthz",
-            )
-        method, answer = _ENDPOINTS[path]
-        if self.command != method:
-            raise RequestError(
-                HTTPStatus.METHOD_NOT_ALLOWED, f"{path} takes {method}, not {self.command}"
-            )
-        body = self._read_json() if method == "POST" else None
-        return answer(self.server.router, body, self.headers)
-
-    def _read_json(self) -> Any:
-        data = self._read_body()
-        if not data.strip():
-            raise RequestError(HTTPStatus.BAD_REQUEST, "the body is empty; send a JSON object")
-        try:
-            return json.loads(data)
-        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-            raise RequestError(HTTPStatus.BAD_REQUEST, f"the body is not JSON ({exc})") from None
-
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            data = self._read_chunks()
-        else:
-            data = self.rfile.read(_content_length(self.headers))
-        self._body_unread = False
-        return data
-
-    def _read_chunks(self) -> bytes:
-        """A body sent in chunks (``Transfer-Encoding: chunked``), up to the limit."""
-        chunks: list[bytes] = []
-        size = 0
-        while length := _chunk_size(self.rfile.readline(1024)):
-            size += length
-            _check_size(size)
-            chunks.append(self.rfile.read(length))
-            self.rfile.readline(1024)  # the line end after the chunk
-        while self.rfile.readline(1024).strip():  # trailer fields, up to the empty line
-            pass
-        return b"".join(chunks)
-
-    def _skip_body(self) -> None:
-        """Read and drop the body of a request answered without it (a 404, a 413, ...); a
-        chunked body, a bad length or one over :data:`DISCARD_LIMIT_BYTES` stays unread, and
-        the connection closes after the answer."""
-        length = _declared_length(self.headers)
-        if "Transfer-Encoding" in self.headers or length is None or length > DISCARD_LIMIT_BYTES:
-            return
-        while length > 0 and (data := self.rfile.read(min(length, 1 << 16))):
-            length -= len(data)
-        self._body_unread = length > 0
-
-    def _reply(self, status: HTTPStatus, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        if status == HTTPStatus.METHOD_NOT_ALLOWED:
-            self.send_header("Allow", _ENDPOINTS[urlsplit(self.path).path][0])
-        if self._body_unread:  # what is left of it would be read as the next request
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-
-    def handle_expect_100(self) -> bool:
-        """Send ``100 Continue`` at once: the buffered writer would hold it until the answer,
-        and the client waits for it before it sends the body."""
-        proceed = super().handle_expect_100()
-        self.wfile.flush()
-        return proceed
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """The base class's own errors (a bad request line, an unknown method) in JSON too."""
-        self._body_unread = True  # the stream cannot be trusted after a bad request line
-        self._reply(HTTPStatus(code), {"errors": [message or HTTPStatus(code).phrase]})
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Every request line, and the base class's own complaints, to :data:`ACCESS_LOG`
-        (formatted only when it is on)."""
-        ACCESS_LOG.info("%s " + format, self.address_string(), *args)
-
-
-def _has_body(headers: Message) -> bool:
-    return "Transfer-Encoding" in headers or _declared_length(headers) != 0
-
-
-def _declared_length(headers: Message) -> int | None:
-    """The Content-Length, 0 when absent, None when it is not a size."""
+def bind(host: str, port: int, backlog: int) -> socket.socket:
+    """The listening socket (port 0: any free port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        length = int(headers.get("Content-Length", "0"))
-    except ValueError:
-        return None
-    return length if length >= 0 else None
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(backlog)
+    sock.set_inheritable(True)
+    return sock
 
 
-def _content_length(headers: Message) -> int:
-    length = _declared_length(headers)
-    if length is None:
-        text = headers.get("Content-Length")
-        raise RequestError(HTTPStatus.BAD_REQUEST, f"Content-Length {text!r} is not a size")
-    _check_size(length)
-    return length
+def raise_file_limit(connections: int) -> None:
+    """Let this process hold ``connections`` sockets: the soft limit on open files up to
+    the hard one (a warning when even that is too low)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + 64
+    if soft >= wanted:
+        return
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < wanted:
+        logger.warning("open files limited to %d: fewer than %d connections", target, connections)
 
 
-def _chunk_size(line: bytes) -> int:
+def serve(settings: ServeSettings, sock: socket.socket, predictor: Predictor) -> None:
+    """Answer on ``sock`` until SIGTERM or Ctrl-C (one worker: here; more: supervised)."""
+    if settings.workers == 1:
+        _run_worker(settings, sock, predictor)
+    else:
+        del predictor  # each worker loads its own
+        Supervisor(settings, sock).run()
+
+
+def _run_worker(settings: ServeSettings, sock: socket.socket, predictor: Predictor | None) -> None:
+    raise_file_limit(settings.max_connections)
+    server = uvicorn_server(build_app(settings, predictor), settings)
+    # uvicorn stops gracefully on SIGTERM/SIGINT, then raises the signal again for the
+    # handler it found: that one just lets the process end normally (exit 0)
+    stops = (signal.SIGTERM, signal.SIGINT)
+    previous = {signum: signal.signal(signum, _stopped) for signum in stops}
     try:
-        size = int(line.split(b";", 1)[0], 16)
-    except ValueError:
-        size = -1
-    if size < 0:
-        raise RequestError(HTTPStatus.BAD_REQUEST, f"bad chunk size line {line[:40]!r}")
-    return size
-
-
-def _check_size(size: int) -> None:
-    if size > MAX_BODY_BYTES:
-        raise RequestError(
-            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-            f"the body has {size:,} bytes or more; the limit is {MAX_BODY_BYTES:,}",
-        )
-
-
-class ServiceServer(ThreadingHTTPServer):
-    """A thread per connection, all answering with one :class:`Router`; bound when made
-    (port 0: any free port, read it from ``server_address``). Call
-    :func:`serve_until_stopped` or ``serve_forever`` to answer."""
-
-    daemon_threads = True  # a stop does not wait for idle keep-alive connections
-    request_queue_size = 128
-
-    def __init__(self, address: tuple[str, int], router: Router) -> None:
-        super().__init__(address, _Handler)
-        self.router = router
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that hung up mid-answer is routine; anything else is logged in full."""
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            logger.debug("%s hung up", client_address)
-        else:
-            logger.exception("connection from %s failed", client_address)
-
-
-def serve_until_stopped(server: ServiceServer) -> None:
-    """Answer until Ctrl-C or SIGTERM (call from the main thread), then close the socket."""
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        logger.info("stopping")  # the way a stop arrives: not an error
+        server.run(sockets=[sock])
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        server.server_close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _stopped(signum: int, _frame: Any) -> None:
+    logger.info("stopped by %s", signal.Signals(signum).name)
+
+
+class Supervisor:
+    """``settings.workers`` worker processes on one socket; signals forwarded."""
+
+    def __init__(self, settings: ServeSettings, sock: socket.socket) -> None:
+        self.settings = settings
+        self.sock = sock
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self.stopping = False
+        self.metrics_dir = tempfile.mkdtemp(prefix="query-predictor-metrics-")
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        env = dict(os.environ)
+        env[MULTIPROC_ENV] = self.metrics_dir
+        env[WORKER_ENV] = json.dumps({**asdict(self.settings), "fd": self.sock.fileno()})
+        command = [sys.executable, "-m", "query_predictor.service.server"]
+        return subprocess.Popen(command, env=env, pass_fds=(self.sock.fileno(),))
+
+    def _forward(self, signum: int, _frame: Any = None) -> None:
+        if signum != signal.SIGHUP:
+            self.stopping = True
+        for worker in self.workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGHUP if signum == signal.SIGHUP else signal.SIGTERM)
+
+    def run(self) -> None:
+        handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        previous = {signum: signal.signal(signum, self._forward) for signum in handled}
+        try:
+            self.workers = [self._start() for _ in range(self.settings.workers)]
+            while not self.stopping:
+                time.sleep(0.2)
+                for i, worker in enumerate(self.workers):
+                    if worker.poll() is not None and not self.stopping:
+                        logger.error(
+                            "worker %d exited (%s); starting another", worker.pid, worker.returncode
+                        )
+                        _mark_dead(worker.pid)
+                        self.workers[i] = self._start()
+            deadline = time.monotonic() + self.settings.graceful_seconds + 5
+            for worker in self.workers:
+                try:
+                    worker.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    worker.kill()
+                    worker.wait()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
+            self.sock.close()
+
+
+def _mark_dead(pid: int) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid)
+
+
+def _worker_main() -> None:
+    """A supervised worker: the settings and the socket's descriptor come from the parent."""
+    logging.basicConfig(
+        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    values = json.loads(os.environ[WORKER_ENV])
+    fd = values.pop("fd")
+    settings = ServeSettings(**values)
+    if settings.access_log:
+        ACCESS_LOG.setLevel(logging.INFO)
+    with contextlib.suppress(KeyboardInterrupt):
+        _run_worker(settings, socket.socket(fileno=fd), None)
+
+
+if __name__ == "__main__":
+    _worker_main()

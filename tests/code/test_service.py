@@ -12,6 +12,7 @@ import logging
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,36 +20,74 @@ from typing import Any
 
 import polars as pl
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from query_predictor.cli import main
 from query_predictor.core.features import QueryContext
-from query_predictor.service.predictor import ZERO_COST, Predictor
-from query_predictor.service.server import (
-    ACCESS_LOG,
+from query_predictor.service.app import ACCESS_LOG, MAX_BODY_BYTES, ServiceApp
+from query_predictor.service.predictor import NO_SQL_STAGE, ZERO_COST, Predictor
+from query_predictor.service.routing import (
+    EMPTY_SQL,
     HEADER_PREFIX,
-    MAX_BODY_BYTES,
     NO_SQL,
+    RESOURCE_ESTIMATE,
+    UNPARSED_STAGE,
     Router,
-    ServiceServer,
     gateway_request,
     session_properties,
 )
+from query_predictor.service.server import ServeSettings, bind, uvicorn_server
 from query_predictor.training.featurize import context_of
 
 from .test_serving import build_bundle
 
 HEAVY, LIGHT = "etl-heavy", "adhoc"
+TOKEN = "s3cret-token"
+
+
+class Running:
+    """An app served by uvicorn in a thread of this process, on a free port of 127.0.0.1."""
+
+    def __init__(self, app: ServiceApp, settings: ServeSettings | None = None) -> None:
+        self.app = app
+        self.sock = bind("127.0.0.1", 0, 128)
+        self.address = self.sock.getsockname()[:2]
+        self.server = uvicorn_server(app, settings or ServeSettings())
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "the service did not start"
+            time.sleep(0.01)
+
+    def connect(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(*self.address, timeout=10)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
 
 
 @dataclasses.dataclass(frozen=True)
 class Served:
     predictor: Predictor
-    server: ServiceServer
+    running: Running
     test_rows: pl.DataFrame
+    bundle: Path
 
     def connect(self) -> http.client.HTTPConnection:
-        host, port = self.server.server_address[:2]
-        return http.client.HTTPConnection(host, port, timeout=10)
+        return self.running.connect()
+
+
+def serve_app(predictor: Predictor, bundle: Path | None = None, **options: Any) -> Running:
+    settings = ServeSettings(**options.pop("settings", {}))
+    app = ServiceApp(
+        Router(predictor, HEAVY, LIGHT, **options.pop("router", {})), models=bundle, **options
+    )
+    return Running(app, settings)
 
 
 @pytest.fixture(scope="module")
@@ -57,15 +96,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     directory = tmp_path_factory.mktemp("bundle")
     splits = build_bundle(directory)
     predictor = Predictor.from_bundle(directory)
-    server = ServiceServer(("127.0.0.1", 0), Router(predictor, HEAVY, LIGHT))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    running = serve_app(predictor, directory)
     try:
-        yield Served(predictor, server, splits["test"])
+        yield Served(predictor, running, splits["test"], directory)
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+        running.stop()
 
 
 def call(
@@ -222,19 +257,108 @@ def test_session_properties_of_the_trino_header(
     assert session_properties(values) == expected
 
 
+def without_model(served: Served, stage: str, reason: str) -> dict[str, Any]:
+    return {
+        "routingGroup": LIGHT,
+        "errors": [reason],
+        "externalHeaders": {
+            f"{HEADER_PREFIX}Heavy": "false",
+            f"{HEADER_PREFIX}Stage": stage,
+            f"{HEADER_PREFIX}Model-Version": served.predictor.version,
+        },
+    }
+
+
 @pytest.mark.parametrize(
     "body",
     [
         {"trinoQueryProperties": None},
         {"trinoQueryProperties": {"body": ""}},
-        {"trinoQueryProperties": {"body": "  \n"}, "trinoRequestUser": {"user": "alice"}},
+        {"trinoQueryProperties": {"body": None}, "trinoRequestUser": {"user": "alice"}},
         {},
     ],
 )
 def test_a_request_without_sql_is_routed_light_and_says_why(served: Served, body) -> None:
     status, answer = ask(served, "POST", "/v1/route", body)
     assert status == 200
-    assert answer == {"routingGroup": LIGHT, "errors": [NO_SQL], "externalHeaders": {}}
+    assert answer == without_model(served, NO_SQL_STAGE, NO_SQL)
+
+
+NOTHING_TO_RUN = [
+    "  \n\t",
+    ";",
+    "-- the nightly report, disabled\n",
+    "/* SELECT * FROM hive.sales.orders */",
+    "-- one\n/* two */ ; -- three",
+    "/* unterminated comment SELECT 1",
+]
+
+
+@pytest.mark.parametrize("sql", NOTHING_TO_RUN)
+def test_a_statement_with_nothing_to_run_is_answered_without_the_model(
+    served: Served, sql: str
+) -> None:
+    """Whitespace, semicolons and comments only: light, stage no_sql, the reason in errors;
+    /v1/predict says the same (probability 0: the model did not run)."""
+    body, headers = gateway_request(sql, QueryContext(user="alice"))
+    status, answer = ask(served, "POST", "/v1/route", body, **headers)
+    assert (status, answer) == (200, without_model(served, NO_SQL_STAGE, EMPTY_SQL))
+    status, answer = ask(served, "POST", "/v1/predict", {"query": sql})
+    assert status == 200
+    assert (answer["stage"], answer["heavy"], answer["probability"]) == (NO_SQL_STAGE, False, 0.0)
+
+
+def test_a_statement_with_sql_after_a_comment_goes_to_the_model(served: Served) -> None:
+    sql = "-- nightly\nSELECT o.region, count(*) FROM hive.sales.orders o GROUP BY 1"
+    status, answer = ask(served, "POST", "/v1/predict", {"query": sql})
+    assert (status, answer["stage"]) == (200, "model")
+
+
+def test_a_statement_the_gateway_could_not_parse_is_answered_without_the_model(
+    served: Served,
+) -> None:
+    body, headers = gateway_request("SELEC amount FROM orders", QueryContext(user="alice"))
+    body["trinoQueryProperties"] |= {
+        "isQueryParsingSuccessful": False,
+        "errorMessage": "line 1:1: mismatched input 'SELEC'",
+    }
+    status, answer = ask(served, "POST", "/v1/route", body, **headers)
+    reason = (
+        "Trino Gateway could not parse the statement (isQueryParsingSuccessful: false: "
+        "line 1:1: mismatched input 'SELEC'): Trino fails it before it runs; routed light "
+        "without the model"
+    )
+    assert (status, answer) == (200, without_model(served, UNPARSED_STAGE, reason))
+
+
+@pytest.mark.parametrize("field", ["body", "user"])
+def test_a_lone_surrogate_is_replaced_not_a_500(served: Served, field: str) -> None:
+    """JSON may spell a surrogate without its pair ("\\ud800"); it is read as U+FFFD."""
+    sql, user = "SELECT region, count(*) FROM hive.sales.orders GROUP BY 1", "alice"
+    if field == "body":
+        sql = "SELECT \ud800 region FROM hive.sales.orders WHERE note = '\udfff'"
+    else:
+        user = "al\udc80ice"
+    body, headers = gateway_request(sql, QueryContext(user=user))
+    data = json.dumps(body).encode()  # ensure_ascii: the surrogates as \\uXXXX escapes
+    assert b"\\ud" in data
+    status, answer = ask(served, "POST", "/v1/route", data, **headers)
+    assert status == 200
+    clean = sql.replace("\ud800", "\ufffd").replace("\udfff", "\ufffd")
+    expected = expected_route(served, clean, QueryContext(user=user.replace("\udc80", "\ufffd")))
+    assert answer["routingGroup"] == expected["routingGroup"]
+    assert answer["externalHeaders"][f"{HEADER_PREFIX}Stage"] == "model"
+    status, answer = ask(served, "POST", "/v1/predict", data.replace(b"trinoQuery", b"x"))
+    assert status == 400  # the wrong shape, still no 500
+    status, answer = ask(served, "POST", "/v1/predict", {"query": sql, "user": user})
+    assert (status, answer["stage"]) == (200, "model")
+
+
+def test_bytes_that_are_not_utf8_are_a_400_naming_the_byte(served: Served) -> None:
+    data = b'{"trinoQueryProperties": {"body": "SELECT \xff\xfe FROM t"}}'
+    status, answer = ask(served, "POST", "/v1/route", data)
+    assert status == 400
+    assert answer["errors"] == ["the body is not JSON: not UTF-8 (invalid start byte at byte 42)"]
 
 
 def test_predict_answers_what_the_predictor_says(served: Served) -> None:
@@ -305,35 +429,40 @@ def test_a_wrong_method_is_a_405(served: Served, method: str, path: str) -> None
     assert answer["errors"][0].startswith(f"{path} takes ")
 
 
-def test_a_body_over_the_limit_is_a_413(served: Served) -> None:
-    """The body is read and dropped, so the connection stays usable."""
-    connection = served.connect()
-    sql = "SELECT " + "x" * MAX_BODY_BYTES
-    status, answer, response = call(
-        connection, "POST", "/v1/route", {"trinoQueryProperties": {"body": sql}}
-    )
-    assert status == 413
-    assert answer["errors"][0].endswith(f"the limit is {MAX_BODY_BYTES:,}")
-    assert response.getheader("Connection") is None
-    assert call(connection, "GET", "/healthz")[0] == 200
-    connection.close()
+def test_a_body_over_the_limit_is_a_413_without_reading_it(served: Served) -> None:
+    """Only the headers are sent: the service answers without waiting for a gigabyte, and
+    closes the connection (the rest of the body is never read)."""
+    for length in (MAX_BODY_BYTES + 1, 1 << 30):
+        connection = served.connect()
+        connection.putrequest("POST", "/v1/route")
+        connection.putheader("Content-Length", str(length))
+        connection.endheaders()
+        response = connection.getresponse()
+        assert response.status == 413
+        assert response.getheader("Connection") == "close"
+        assert json.loads(response.read()) == {
+            "errors": [f"the body has {length:,} bytes or more; the limit is {MAX_BODY_BYTES:,}"]
+        }
+        connection.close()
 
 
-def test_a_body_too_large_to_drop_closes_the_connection(served: Served) -> None:
-    """Only the headers are sent: the service answers without waiting for a gigabyte."""
-    connection = served.connect()
-    connection.putrequest("POST", "/v1/route")
-    connection.putheader("Content-Length", str(1 << 30))
-    connection.endheaders()
-    response = connection.getresponse()
-    assert response.status == 413
-    assert response.getheader("Connection") == "close"
-    assert json.loads(response.read())["errors"][0].startswith("the body has 1,073,741,824 bytes")
-    connection.close()
+def test_a_chunked_body_over_the_limit_is_a_413(served: Served) -> None:
+    running = serve_app(served.predictor, max_body_bytes=1000)
+    try:
+        connection = running.connect()
+        chunks = iter([b'{"trinoQueryProperties": {"body": "' + b"x" * 600, b"y" * 600])
+        connection.request("POST", "/v1/route", body=chunks, encode_chunked=True)
+        response = connection.getresponse()
+        assert response.status == 413
+        assert json.loads(response.read())["errors"][0].endswith("the limit is 1,000")
+        connection.close()
+    finally:
+        running.stop()
 
 
 @pytest.mark.parametrize("length", ["-1", "many"])
-def test_a_bad_content_length_is_a_400(served: Served, length: str) -> None:
+def test_a_request_that_is_not_http_is_the_servers_plain_400(served: Served, length: str) -> None:
+    """Framing errors are the HTTP library's to answer: a 400 and the connection closed."""
     connection = served.connect()
     connection.putrequest("POST", "/v1/route")
     connection.putheader("Content-Length", length)
@@ -341,7 +470,6 @@ def test_a_bad_content_length_is_a_400(served: Served, length: str) -> None:
     response = connection.getresponse()
     assert response.status == 400
     assert response.getheader("Connection") == "close"
-    assert json.loads(response.read()) == {"errors": [f"Content-Length {length!r} is not a size"]}
     connection.close()
 
 
@@ -400,25 +528,20 @@ def test_an_unexpected_failure_is_a_500_without_a_traceback(
         served.predictor,
         model=dataclasses.replace(model, metadata=model.metadata | {"threshold": "high"}),
     )
-    server = ServiceServer(("127.0.0.1", 0), Router(broken))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    running = serve_app(broken)
     try:
-        host, port = server.server_address[:2]
-        connection = http.client.HTTPConnection(host, port, timeout=10)
-        with caplog.at_level(logging.ERROR, logger="query_predictor.service.server"):
+        connection = running.connect()
+        with caplog.at_level(logging.ERROR, logger="query_predictor.service.app"):
             status, answer, _ = call(
                 connection, "POST", "/v1/route", {"trinoQueryProperties": {"body": "SHOW CATALOGS"}}
             )
         connection.close()
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+        running.stop()
     assert status == 500
     assert answer == {"errors": ["internal error; the service's log has the details"]}
     assert "Traceback" not in json.dumps(answer)
-    [record] = caplog.records
+    [record] = [r for r in caplog.records if r.name == "query_predictor.service.app"]
     assert record.exc_info is not None
     assert record.getMessage() == "POST /v1/route failed"
 
@@ -429,7 +552,7 @@ def test_a_client_that_expects_100_continue_gets_it_before_the_body(served: Serv
         f"POST /v1/route HTTP/1.1\r\nHost: service\r\nContent-Length: {len(body)}\r\n"
         "Expect: 100-continue\r\n\r\n"
     )
-    with socket.create_connection(served.server.server_address[:2], timeout=2) as connection:
+    with socket.create_connection(served.running.address, timeout=2) as connection:
         connection.sendall(head.encode())
         assert connection.recv(100).startswith(b"HTTP/1.1 100 Continue\r\n")
         connection.sendall(body)
@@ -451,10 +574,267 @@ def test_serve_needs_two_groups(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--heavy-group and --light-group are both 'adhoc'" in capsys.readouterr().err
 
 
-def test_the_access_log_has_each_request_line(
+def test_the_access_log_has_each_request_as_json(
     served: Served, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO, logger=ACCESS_LOG.name):
         ask(served, "GET", "/healthz")
-    [record] = [r for r in caplog.records if r.name == ACCESS_LOG.name]
-    assert record.getMessage() == '127.0.0.1 "GET /healthz HTTP/1.1" 200 -'
+        ask(served, "POST", "/v1/route", {"trinoQueryProperties": {"body": "SHOW CATALOGS"}})
+        ask(served, "GET", "/nowhere")
+    records = [json.loads(r.getMessage()) for r in caplog.records if r.name == ACCESS_LOG.name]
+    assert [
+        {k: v for k, v in r.items() if k not in ("client", "ms", "bytes")} for r in records
+    ] == [
+        {"method": "GET", "path": "/healthz", "status": 200},
+        {
+            "method": "POST",
+            "path": "/v1/route",
+            "status": 200,
+            "routing_group": LIGHT,
+            "stage": ZERO_COST,
+        },
+        {"method": "GET", "path": "/nowhere", "status": 404, "error": "not_found"},
+    ]
+    assert all(r["client"].startswith("127.0.0.1:") and r["ms"] > 0 for r in records)
+
+
+def test_every_answer_names_the_model_version(served: Served) -> None:
+    for method, path, body in [
+        ("GET", "/healthz", None),
+        ("POST", "/v1/route", b"["),
+        ("GET", "/x", None),
+    ]:
+        connection = served.connect()
+        _, _, response = call(connection, method, path, body)
+        connection.close()
+        assert response.getheader(f"{HEADER_PREFIX}Model-Version") == served.predictor.version
+
+
+def scrape(running: Running, **headers: str) -> dict[tuple[str, tuple], float]:
+    """``GET /metrics`` read by prometheus_client's own parser: (sample name, sorted
+    labels) -> value."""
+    connection = running.connect()
+    connection.request("GET", "/metrics", headers=headers)
+    response = connection.getresponse()
+    text = response.read().decode()
+    connection.close()
+    assert response.status == 200
+    assert response.getheader("Content-Type").startswith("text/plain; version=")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_count_requests_decisions_errors_and_the_model(served: Served) -> None:
+    running = serve_app(served.predictor)
+    try:
+        connection = running.connect()
+        row = served.test_rows.row(0, named=True)
+        expected = expected_route(served, row["query"], context_of(row))
+        route = gateway_request(row["query"], context_of(row))
+        for _ in range(3):
+            assert call(connection, "POST", "/v1/route", *route)[0] == 200
+        body = {"trinoQueryProperties": {"body": "-- nothing"}}
+        assert call(connection, "POST", "/v1/route", body)[0] == 200
+        assert call(connection, "POST", "/v1/route", b"{")[0] == 400
+        assert call(connection, "GET", "/v1/nothing")[0] == 404
+        connection.close()
+        samples = scrape(running)
+    finally:
+        running.stop()
+    group = expected["routingGroup"]
+    stage = expected["externalHeaders"][f"{HEADER_PREFIX}Stage"]
+    route_key = (("endpoint", "/v1/route"),)
+    assert samples["query_predictor_requests_total", (*route_key, ("status", "200"))] == 4
+    assert samples["query_predictor_requests_total", (*route_key, ("status", "400"))] == 1
+    assert (
+        samples["query_predictor_requests_total", (("endpoint", "other"), ("status", "404"))] == 1
+    )
+    assert samples["query_predictor_request_duration_seconds_count", route_key] == 5
+    assert 0 < samples["query_predictor_request_duration_seconds_sum", route_key] < 5
+    assert (
+        samples["query_predictor_decisions_total", (("routing_group", group), ("stage", stage))]
+        == 3
+    )
+    assert (
+        samples[
+            "query_predictor_decisions_total", (("routing_group", LIGHT), ("stage", NO_SQL_STAGE))
+        ]
+        == 1
+    )
+    assert samples["query_predictor_errors_total", (("kind", "bad_request"),)] == 1
+    assert samples["query_predictor_errors_total", (("kind", "not_found"),)] == 1
+    assert samples["query_predictor_model_info", (("version", served.predictor.version),)] == 1
+    assert ("query_predictor_model_load_seconds", ()) in samples
+    assert samples["query_predictor_model_loaded_timestamp_seconds", ()] > time.time() - 600
+
+
+@pytest.fixture(scope="module")
+def guarded(served: Served) -> Iterator[Running]:
+    running = serve_app(served.predictor, token=TOKEN.encode())
+    yield running
+    running.stop()
+
+
+@pytest.mark.parametrize(
+    ("authorization", "allowed"),
+    [
+        (None, False),
+        ("Bearer wrong-token", False),
+        (f"Basic {TOKEN}", False),
+        (f"Bearer {TOKEN}x", False),
+        (f"Bearer {TOKEN}", True),
+        (f"bearer  {TOKEN}", True),
+    ],
+)
+def test_with_auth_on_every_endpoint_but_healthz_needs_the_token(
+    guarded: Running, authorization: str | None, allowed: bool
+) -> None:
+    headers = {"Authorization": authorization} if authorization else {}
+    body = {"trinoQueryProperties": {"body": "SHOW CATALOGS"}}
+    for method, path, payload in [
+        ("POST", "/v1/route", body),
+        ("POST", "/v1/predict", {"query": "SHOW CATALOGS"}),
+        ("GET", "/metrics", None),
+    ]:
+        connection = guarded.connect()
+        data = None if payload is None else json.dumps(payload).encode()
+        connection.request(method, path, body=data, headers=headers)
+        response = connection.getresponse()
+        answer = response.read()
+        connection.close()
+        if allowed:
+            assert response.status == 200, answer
+        else:
+            assert response.status == 401
+            assert response.getheader("WWW-Authenticate").startswith("Bearer")
+            assert json.loads(answer)["errors"][0].startswith("missing or wrong bearer token")
+    connection = guarded.connect()
+    assert call(connection, "GET", "/healthz")[0] == 200  # open: the load balancer's probe
+    connection.close()
+
+
+def test_with_auth_off_no_token_is_needed(served: Served) -> None:
+    assert ask(served, "POST", "/v1/predict", {"query": "SHOW CATALOGS"})[0] == 200
+    assert scrape(served.running)
+
+
+def test_the_token_comes_from_a_file_or_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("QUERY_PREDICTOR_TOKEN", raising=False)
+    assert ServeSettings().token() is None
+    monkeypatch.setenv("QUERY_PREDICTOR_TOKEN", " from-env\n")
+    assert ServeSettings().token() == b"from-env"
+    (tmp_path / "token").write_text("from-file\n")
+    assert ServeSettings(token_file=str(tmp_path / "token")).token() == b"from-file"
+    missing = tmp_path / "absent"
+    assert main(["serve", "--port", "0", "--token-file", str(missing)]) == 2
+    assert capsys.readouterr().err == (
+        f"query-predictor serve: error: --token-file {missing}: No such file or directory\n"
+    )
+
+
+def test_the_resource_estimate_is_the_templates_history(served: Served) -> None:
+    """Off by default; on, a statement whose template has history gets Trino's
+    X-Trino-Resource-Estimate with CPU_TIME and PEAK_MEMORY; a new template gets none."""
+    history = served.predictor.featurizer.history.templates
+    running = serve_app(served.predictor, router={"resource_estimate": True})
+    try:
+        seen = unseen = 0
+        for row in served.test_rows.head(80).iter_rows(named=True):
+            route = gateway_request(row["query"], context_of(row))
+            connection = running.connect()
+            status, answer, _ = call(connection, "POST", "/v1/route", *route)
+            connection.close()
+            assert status == 200
+            assert (
+                RESOURCE_ESTIMATE
+                not in ask(served, "POST", "/v1/route", route[0], **route[1])[1]["externalHeaders"]
+            )
+            estimate = answer["externalHeaders"].get(RESOURCE_ESTIMATE)
+            template = served.predictor.featurizer.featurize(row["query"], context_of(row)).template
+            stats = history.get(template)
+            if stats is not None and stats.n >= 3:
+                seen += 1
+                assert re.fullmatch(r"CPU_TIME=\d+s,PEAK_MEMORY=\d+B", estimate), estimate
+            else:
+                unseen += 1
+                assert estimate is None
+        assert seen and unseen
+    finally:
+        running.stop()
+
+
+def test_past_max_connections_a_request_gets_a_503(served: Served) -> None:
+    running = serve_app(served.predictor, settings={"max_connections": 5})
+    idle = [socket.create_connection(running.address) for _ in range(5)]
+    try:
+        time.sleep(0.2)
+        connection = running.connect()
+        connection.request("GET", "/healthz")
+        assert connection.getresponse().status == 503
+        connection.close()
+        for sock in idle:
+            sock.close()
+        time.sleep(0.2)
+        assert ask_running(running, "GET", "/healthz") == 200
+    finally:
+        running.stop()
+
+
+def ask_running(running: Running, method: str, path: str, body: Any = None) -> int:
+    connection = running.connect()
+    status = call(connection, method, path, body)[0]
+    connection.close()
+    return status
+
+
+def test_a_reload_under_load_fails_no_request(served: Served, tmp_path: Path) -> None:
+    """Clients route without pause while the app loads another bundle (in a thread) and
+    swaps it in: every request gets a 200 and the answers switch to the new version."""
+    import asyncio
+    import shutil
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(served.bundle, bundle)
+    running = serve_app(served.predictor, bundle)
+    metadata = json.loads((bundle / "metadata.json").read_text())
+    (bundle / "metadata.json").write_text(json.dumps(metadata | {"model_sha256": "cd" * 32}))
+    stop = threading.Event()
+    requests = [
+        gateway_request(r["query"], context_of(r))
+        for r in served.test_rows.head(30).iter_rows(named=True)
+    ]
+
+    def hammer() -> tuple[int, list[int], set[str]]:
+        connection, statuses, versions, n = running.connect(), [], set(), 0
+        while not stop.is_set():
+            status, _, response = call(
+                connection, "POST", "/v1/route", *requests[n % len(requests)]
+            )
+            statuses.append(status)
+            versions.add(response.getheader(f"{HEADER_PREFIX}Model-Version"))
+            n += 1
+        connection.close()
+        return n, statuses, versions
+
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            futures = [pool.submit(hammer) for _ in range(4)]
+            time.sleep(0.3)
+            loop = running.server.servers[0].get_loop() if running.server.servers else None
+            assert loop is not None
+            assert asyncio.run_coroutine_threadsafe(running.app.reload(), loop).result(30)
+            time.sleep(0.3)
+            stop.set()
+            results = [f.result() for f in futures]
+    finally:
+        running.stop()
+    statuses = [s for _, batch, _ in results for s in batch]
+    versions = set().union(*(v for _, _, v in results))
+    assert len(statuses) > 100
+    assert set(statuses) == {200}
+    assert versions == {served.predictor.version, "heavy-query-classifier@cdcdcdcdcdcd"}

@@ -16,14 +16,14 @@ import polars as pl
 import pytest
 
 from query_predictor.service.predictor import Predictor
-from query_predictor.service.server import decision_headers, gateway_request
+from query_predictor.service.routing import decision_headers, gateway_request
 from query_predictor.training.featurize import context_of
 
 from .conftest import FirstRun
 from .project import environment
 
 pytestmark = pytest.mark.slow
-LISTENING = r"query-predictor serve: listening on (http://127\.0\.0\.1:\d+) \(model (\S+)\)\n"
+LISTENING = r"query-predictor serve: listening on (http://127\.0\.0\.1:\d+) \(model (\S+), 1 worker\)\n"
 
 
 def test_serve_routes_and_stops_on_sigterm(first_run: FirstRun) -> None:

@@ -1,0 +1,304 @@
+"""The ASGI application: HTTP around :class:`~query_predictor.service.routing.Router`.
+
+Endpoints (JSON in, JSON out, except ``/metrics``):
+
+- ``POST /v1/route``: Trino Gateway's ``EXTERNAL`` routing rules (see :mod:`.routing`);
+- ``POST /v1/predict``: one prediction, the object ``query-predictor predict`` prints;
+- ``GET /healthz``: ``{"status": "ok", "model_version": ...}``, open even with auth on;
+- ``GET /metrics``: Prometheus text format (see :mod:`.metrics`).
+
+Every answer carries the served model's version as ``X-Query-Predictor-Model-Version``.
+Errors are ``{"errors": [message]}``: 400 a body that is not a JSON object of the contract's
+shape (a field of the wrong type, bytes that are not UTF-8), 401 a missing or wrong bearer
+token, 404 an unknown path, 405 a wrong method (with ``Allow``), 413 a body over the limit
+(answered from ``Content-Length`` without reading it, and the connection closed), 500 an
+unexpected exception (its traceback goes to the log, never to the client). HTTP framing
+itself (request line, headers, chunked bodies, ``Expect: 100-continue``, keep-alive) is the
+server library's (:mod:`.server`), which answers a request that is not HTTP with a plain 400.
+
+The bundle is reloaded on ``SIGHUP`` (see :meth:`ServiceApp.reload`): the new one loads in a
+thread while requests are answered with the old one, then replaces it between two requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+from query_predictor.core.onnx_model import ModelError
+from query_predictor.service.metrics import CONTENT_TYPE, Metrics
+from query_predictor.service.predictor import Predictor
+from query_predictor.service.routing import HEADER_PREFIX, RequestError, Router
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+# 1 MiB of SQL (Trino Gateway passes up to 1,000,000 characters) plus the rest of the envelope
+MAX_BODY_BYTES = (1 << 20) + (64 << 10)
+VERSION_HEADER = f"{HEADER_PREFIX}Model-Version"
+# path -> method
+ENDPOINTS = {"/v1/route": "POST", "/v1/predict": "POST", "/healthz": "GET", "/metrics": "GET"}
+OPEN_PATHS = frozenset({"/healthz"})  # answered without a token when auth is on
+_JSON = b"application/json"
+
+logger = logging.getLogger(__name__)
+# one JSON object per request at INFO, when `serve --access-log` switches it on
+ACCESS_LOG = logging.getLogger("query_predictor.service.access")
+
+
+class ServiceApp:
+    """The ASGI app (``http`` and ``lifespan`` scopes) answering with ``router``.
+
+    Parameters
+    ----------
+    router : Router
+    models : Path, optional
+        The bundle directory :meth:`reload` reads again; None: no reload.
+    token : bytes, optional
+        The bearer token every endpoint but ``/healthz`` requires; None: no auth.
+    max_body_bytes : int, > 0
+        Largest request body read; a larger one is a 413.
+    metrics : Metrics, optional
+        Where to count (default: a registry of its own).
+    load_seconds : float
+        How long loading ``router``'s predictor took (a metric).
+    """
+
+    def __init__(
+        self,
+        router: Router,
+        *,
+        models: Path | None = None,
+        token: bytes | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        metrics: Metrics | None = None,
+        load_seconds: float = 0.0,
+    ) -> None:
+        if token is not None and not token:
+            raise ValueError("the bearer token is empty")
+        self.router = router
+        self.models = models
+        self.token = token
+        self.max_body_bytes = max_body_bytes
+        self.metrics = metrics or Metrics()
+        self.metrics.model_loaded(router.predictor.version, load_seconds)
+        self._reloading: asyncio.Task[None] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._catch_sighup()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _catch_sighup(self) -> None:
+        if self.models is None:
+            return
+        try:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._start_reload)
+        except (RuntimeError, ValueError):  # not the main thread: reload through reload()
+            logger.debug("SIGHUP not caught outside the main thread")
+
+    def _start_reload(self) -> None:
+        if self._reloading is not None and not self._reloading.done():
+            logger.info("SIGHUP: a reload is already running")
+            return
+        self._reloading = asyncio.get_running_loop().create_task(self.reload())
+
+    async def reload(self) -> bool:
+        """Load the bundle in :attr:`models` again (in a thread, requests go on meanwhile)
+        and serve it; a bundle that does not load is logged and the old one kept."""
+        if self.models is None:
+            raise ValueError("this app was made without a bundle directory to reload")
+        started = time.perf_counter()
+        try:
+            predictor = await asyncio.to_thread(Predictor.from_bundle, self.models)
+        except ModelError as exc:
+            self.metrics.errors.labels("reload_failed").inc()
+            logger.error("reload failed, still serving %s: %s", self.router.predictor.version, exc)
+            return False
+        old = self.router.predictor.version
+        self.router.reload(predictor)
+        self.metrics.model_loaded(predictor.version, time.perf_counter() - started)
+        logger.warning("reloaded %s: serving %s (was %s)", self.models, predictor.version, old)
+        return True
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        path, method = scope["path"], scope["method"]
+        endpoint = path if path in ENDPOINTS else "other"
+        extra: list[tuple[bytes, bytes]] = []
+        content_type = _JSON
+        stage = group = kind = None
+        try:
+            headers = _headers(scope["headers"])
+            self._check(path, method, headers)
+            if path == "/v1/route":
+                routed = self.router.route(await self._read_json(receive, headers), headers)
+                payload = routed.payload
+                stage, group = routed.stage, payload["routingGroup"]
+                self.metrics.decisions.labels(group, stage).inc()
+            elif path == "/v1/predict":
+                payload = self.router.predict(await self._read_json(receive, headers))
+                stage = payload["stage"]
+            elif path == "/metrics":
+                payload, content_type = self.metrics.exposition(), CONTENT_TYPE.encode()
+            else:
+                payload = self.router.health()
+            status = HTTPStatus.OK
+        except RequestError as exc:
+            status, payload, kind = exc.status, {"errors": [exc.message]}, exc.kind
+            if status == HTTPStatus.METHOD_NOT_ALLOWED:
+                extra.append((b"allow", ENDPOINTS[path].encode()))
+            elif status == HTTPStatus.UNAUTHORIZED:
+                extra.append((b"www-authenticate", b'Bearer realm="query-predictor"'))
+            elif status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE:
+                extra.append((b"connection", b"close"))  # the rest of the body is not read
+        except _Disconnected:
+            return
+        except Exception:
+            logger.exception("%s %s failed", method, path)
+            status, kind = HTTPStatus.INTERNAL_SERVER_ERROR, "internal"
+            payload = {"errors": ["internal error; the service's log has the details"]}
+        if kind is not None:
+            self.metrics.errors.labels(kind).inc()
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", content_type),
+                    (b"content-length", str(len(body)).encode()),
+                    (VERSION_HEADER.encode(), self.router.predictor.version.encode()),
+                    *extra,
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+        seconds = time.perf_counter() - started
+        self.metrics.observe(endpoint, status, seconds)
+        if ACCESS_LOG.isEnabledFor(logging.INFO):
+            ACCESS_LOG.info(_access_line(scope, status, seconds, len(body), group, stage, kind))
+
+    def _check(self, path: str, method: str, headers: dict[str, list[str]]) -> None:
+        """The path, method and token, in that order (a scan learns nothing without one)."""
+        expected = ENDPOINTS.get(path)
+        if expected is None:
+            names = ", ".join(f"{m} {p}" for p, m in ENDPOINTS.items())
+            raise RequestError(
+                HTTPStatus.NOT_FOUND, f"no endpoint {path}; there are {names}", "not_found"
+            )
+        if self.token is not None and path not in OPEN_PATHS:
+            given = (headers.get("authorization") or [""])[0]
+            scheme, _, credential = given.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                credential.strip().encode("latin-1"), self.token
+            ):
+                raise RequestError(
+                    HTTPStatus.UNAUTHORIZED,
+                    "missing or wrong bearer token: send 'Authorization: Bearer <token>'",
+                    "unauthorized",
+                )
+        if method != expected:
+            raise RequestError(
+                HTTPStatus.METHOD_NOT_ALLOWED,
+                f"{path} takes {expected}, not {method}",
+                "method_not_allowed",
+            )
+
+    async def _read_json(self, receive: Receive, headers: dict[str, list[str]]) -> Any:
+        data = await self._read_body(receive, headers)
+        if not data.strip():
+            raise RequestError(HTTPStatus.BAD_REQUEST, "the body is empty; send a JSON object")
+        try:
+            return json.loads(data)
+        except UnicodeDecodeError as exc:
+            raise RequestError(
+                HTTPStatus.BAD_REQUEST,
+                f"the body is not JSON: not UTF-8 ({exc.reason} at byte {exc.start})",
+            ) from None
+        except (ValueError, RecursionError) as exc:
+            raise RequestError(HTTPStatus.BAD_REQUEST, f"the body is not JSON ({exc})") from None
+
+    async def _read_body(self, receive: Receive, headers: dict[str, list[str]]) -> bytes:
+        """The body, up to :attr:`max_body_bytes`: a larger ``Content-Length`` is refused
+        before anything is read, a longer chunked body as soon as it passes the limit."""
+        declared = (headers.get("content-length") or ["0"])[0]
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            self._too_large(int(declared))
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Disconnected
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                self._too_large(size)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _too_large(self, size: int) -> None:
+        raise RequestError(
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            f"the body has {size:,} bytes or more; the limit is {self.max_body_bytes:,}",
+            "body_too_large",
+        )
+
+
+class _Disconnected(Exception):
+    """The client went away before its body arrived: nobody to answer."""
+
+
+def _headers(raw: list[tuple[bytes, bytes]]) -> dict[str, list[str]]:
+    """ASGI's header pairs (names already lower case) as name -> values."""
+    headers: dict[str, list[str]] = {}
+    for name, value in raw:
+        headers.setdefault(name.decode("latin-1"), []).append(value.decode("latin-1"))
+    return headers
+
+
+def _access_line(
+    scope: Scope,
+    status: int,
+    seconds: float,
+    size: int,
+    group: str | None,
+    stage: str | None,
+    kind: str | None,
+) -> str:
+    """One request as a JSON object: who, what, the answer and how long it took."""
+    client = scope.get("client")
+    record = {
+        "client": f"{client[0]}:{client[1]}" if client else None,
+        "method": scope["method"],
+        "path": scope["path"],
+        "status": int(status),
+        "ms": round(seconds * 1e3, 3),
+        "bytes": size,
+        "routing_group": group,
+        "stage": stage,
+        "error": kind,
+    }
+    return json.dumps({k: v for k, v in record.items() if v is not None})

@@ -1,0 +1,288 @@
+"""What the endpoints answer, apart from HTTP: decoded JSON and request headers in, JSON out.
+
+:class:`Router` holds the loaded :class:`~query_predictor.service.predictor.Predictor` (swapped
+whole by :meth:`Router.reload`) and answers the three calls; :mod:`.app` does the HTTP around
+it. Every answer of :meth:`Router.route` is a routing decision, including the ones made
+without the model:
+
+- no SQL in the request (the gateway's ``analyzeRequest`` is off, or the statement reached its
+  ``maxBodySize``): :data:`NO_SQL`;
+- a statement that is empty, whitespace or comments only (Trino rejects it before it runs):
+  stage ``no_sql`` with :data:`EMPTY_SQL`;
+- a statement the gateway marks ``isQueryParsingSuccessful: false`` (Trino's own parser, in the
+  gateway, rejected it; Trino fails it at once): stage ``unparsed`` with :data:`UNPARSED`.
+
+Each goes to the light group with the reason in ``errors`` (which the gateway logs, or turns
+into the user's error when its ``propagateErrors`` is on). A request whose JSON does not have
+the contract's shape is a :class:`RequestError` (400) naming the field.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import quote, unquote
+
+from query_predictor.core.features import QueryContext
+from query_predictor.core.history import Z90
+from query_predictor.core.sql_tokens import fingerprint, normalize
+from query_predictor.service.predictor import NO_SQL_STAGE, Prediction, Predictor, readable
+
+HEADER_PREFIX = "X-Query-Predictor-"
+RESOURCE_ESTIMATE = "X-Trino-Resource-Estimate"
+UNPARSED_STAGE = "unparsed"
+NO_SQL = (
+    "no SQL in trinoQueryProperties.body: set requestAnalyzerConfig.analyzeRequest: true in "
+    "Trino Gateway (a statement of maxBodySize characters or more is not passed); routed light"
+)
+EMPTY_SQL = (
+    "the statement is empty, whitespace or comments only: Trino rejects it before it runs; "
+    "routed light without the model"
+)
+UNPARSED = (
+    "Trino Gateway could not parse the statement (isQueryParsingSuccessful: false{detail}): "
+    "Trino fails it before it runs; routed light without the model"
+)
+PREDICT_FIELDS = ("query", "user", "source", "catalog", "schema", "query_type")
+# a template needs this many queries in the history snapshot before its CPU and memory are
+# sent as a resource estimate
+MIN_ESTIMATE_QUERIES = 3
+_JSON_TYPES = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+}
+
+
+class RequestError(Exception):
+    """A request answered with another status than 200: the status and what to tell the
+    client. ``kind`` names the error in the ``errors_total`` metric."""
+
+    def __init__(self, status: HTTPStatus, message: str, kind: str = "bad_request") -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class Routed:
+    """A routing answer and what decided it (for metrics and the access log)."""
+
+    payload: dict[str, Any]
+    stage: str  # zero_cost, model, no_sql, unparsed
+
+
+class Router:
+    """The answers of ``/v1/route``, ``/v1/predict`` and ``/healthz`` from one predictor.
+
+    Parameters
+    ----------
+    predictor : Predictor
+        The loaded bundle; :meth:`reload` replaces it between two requests.
+    heavy_group, light_group : str
+        Trino Gateway routing groups of heavy and of all other queries.
+    resource_estimate : bool, default False
+        Also send ``X-Trino-Resource-Estimate`` (CPU_TIME, PEAK_MEMORY: the p90 of the
+        statement's template in the bundle's history) in ``externalHeaders``.
+    """
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        heavy_group: str = "heavy",
+        light_group: str = "adhoc",
+        *,
+        resource_estimate: bool = False,
+    ) -> None:
+        if heavy_group == light_group:
+            raise ValueError(
+                f"heavy and light group are both {heavy_group!r}; give the light queries "
+                "another group"
+            )
+        self.predictor = predictor
+        self.heavy_group = heavy_group
+        self.light_group = light_group
+        self.resource_estimate = resource_estimate
+
+    def reload(self, predictor: Predictor) -> None:
+        """Answer with ``predictor`` from the next request on (one attribute store: a request
+        in flight keeps the predictor it started with)."""
+        self.predictor = predictor
+
+    def route(self, body: Any, headers: Mapping[str, list[str]]) -> Routed:
+        """Trino Gateway's external routing call: the group for the statement in ``body``.
+        ``headers`` maps lower-case header names to their values."""
+        predictor = self.predictor
+        request = _object(body, "the body (RoutingGroupExternalBody)")
+        query = _field(request, "trinoQueryProperties", dict) or {}
+        sql = _field(query, "body", str, where="trinoQueryProperties.")
+        context = _route_context(request, query, headers)
+        if not sql:
+            return self._without_model(predictor, NO_SQL_STAGE, NO_SQL)
+        if query.get("isQueryParsingSuccessful") is False:
+            message = _field(query, "errorMessage", str, where="trinoQueryProperties.")
+            detail = f": {readable(message)[:200]}" if message else ""
+            return self._without_model(predictor, UNPARSED_STAGE, UNPARSED.format(detail=detail))
+        prediction = predictor.predict(sql, context)
+        if prediction.stage == NO_SQL_STAGE:
+            return self._without_model(predictor, NO_SQL_STAGE, EMPTY_SQL)
+        external = decision_headers(prediction)
+        if self.resource_estimate and (estimate := resource_estimate(predictor, sql)):
+            external[RESOURCE_ESTIMATE] = estimate
+        group = self.heavy_group if prediction.heavy else self.light_group
+        return Routed(
+            {"routingGroup": group, "errors": [], "externalHeaders": external}, prediction.stage
+        )
+
+    def _without_model(self, predictor: Predictor, stage: str, reason: str) -> Routed:
+        headers = {
+            f"{HEADER_PREFIX}Heavy": "false",
+            f"{HEADER_PREFIX}Stage": stage,
+            f"{HEADER_PREFIX}Model-Version": predictor.version,
+        }
+        payload = {"routingGroup": self.light_group, "errors": [reason], "externalHeaders": headers}
+        return Routed(payload, stage)
+
+    def predict(self, body: Any) -> dict[str, Any]:
+        """The prediction for ``{"query": ..., "user": ..., ...}``, as the CLI prints it."""
+        request = _object(body, "the body")
+        unknown = sorted(set(request) - set(PREDICT_FIELDS))
+        if unknown:
+            raise RequestError(
+                HTTPStatus.BAD_REQUEST,
+                f"unknown field {unknown[0]!r}; /v1/predict takes {', '.join(PREDICT_FIELDS)}",
+            )
+        values = {name: _field(request, name, str) for name in PREDICT_FIELDS}
+        if values["query"] is None:
+            raise RequestError(
+                HTTPStatus.BAD_REQUEST, "field 'query' (the SQL statement) is required"
+            )
+        context = QueryContext(
+            user=values["user"],
+            source=values["source"],
+            catalog=values["catalog"],
+            schema=values["schema"],
+            query_type=values["query_type"],
+            time=dt.datetime.now(dt.UTC),
+        )
+        return self.predictor.predict(values["query"], context).as_dict()
+
+    def health(self) -> dict[str, Any]:
+        return {"status": "ok", "model_version": self.predictor.version}
+
+
+def decision_headers(prediction: Prediction) -> dict[str, str]:
+    """The decision as headers for the forwarded request (the gateway wants string values)."""
+    return {
+        f"{HEADER_PREFIX}Heavy": str(prediction.heavy).lower(),
+        f"{HEADER_PREFIX}Probability": repr(prediction.probability),
+        f"{HEADER_PREFIX}Stage": prediction.stage,
+        f"{HEADER_PREFIX}Category": prediction.category,
+        f"{HEADER_PREFIX}Model-Version": prediction.model_version,
+    }
+
+
+def resource_estimate(predictor: Predictor, sql: str) -> str | None:
+    """Trino's ``X-Trino-Resource-Estimate`` value for ``sql``: ``CPU_TIME`` and
+    ``PEAK_MEMORY`` at the p90 of its template (the fingerprint of its normalised text) in
+    the bundle's history snapshot, as airlift Duration / DataSize strings; None when the
+    template has fewer than :data:`MIN_ESTIMATE_QUERIES` queries there."""
+    stats = predictor.featurizer.history.templates.get(fingerprint(normalize(readable(sql))))
+    if stats is None or stats.n < MIN_ESTIMATE_QUERIES:
+        return None
+    # the snapshot keeps log1p(CPU seconds) and log1p(GiB) as a log-normal fit (core.history)
+    cpu_seconds = math.expm1(stats.cpu_mean + Z90 * stats.cpu_sd)
+    memory_bytes = math.expm1(stats.memory_mean + Z90 * stats.memory_sd) * 2**30
+    return f"CPU_TIME={max(cpu_seconds, 0.0):.0f}s,PEAK_MEMORY={max(memory_bytes, 0.0):.0f}B"
+
+
+def _route_context(
+    request: Mapping[str, Any], query: Mapping[str, Any], headers: Mapping[str, list[str]]
+) -> QueryContext:
+    """What the router knows of the query besides its text, as training saw it in the log.
+
+    The query type is ``resourceGroupQueryType`` (``SELECT``, ``INSERT``, ``DATA_DEFINITION``,
+    ...: the log's ``query_type``), not ``queryType``, which the gateway fills with the name
+    of the parser's statement class (``Query``, ``Insert``, ...)."""
+    user = _field(request, "trinoRequestUser", dict) or {}
+    return QueryContext(
+        user=(
+            _field(user, "user", str, where="trinoRequestUser.")
+            or _field(request, "remoteUser", str)
+            or _first(headers, "x-trino-user")
+        ),
+        source=_first(headers, "x-trino-source"),
+        catalog=_field(query, "defaultCatalog", str, where="trinoQueryProperties."),
+        schema=_field(query, "defaultSchema", str, where="trinoQueryProperties."),
+        query_type=_field(query, "resourceGroupQueryType", str, where="trinoQueryProperties."),
+        time=dt.datetime.now(dt.UTC),
+        session_properties=session_properties(headers.get("x-trino-session", [])),
+    )
+
+
+def _first(headers: Mapping[str, list[str]], name: str) -> str | None:
+    values = headers.get(name)
+    return values[0] if values else None
+
+
+def gateway_request(sql: str, context: QueryContext) -> tuple[dict[str, Any], dict[str, str]]:
+    """The body and headers Trino Gateway (``analyzeRequest`` on) posts to ``/v1/route`` for
+    ``sql`` sent in ``context``: what the service reads back, for tests, benchmarks and clients
+    that stand in for the gateway. The time is not sent: the service takes its own."""
+    body = {
+        "trinoQueryProperties": {
+            "body": sql,
+            "queryType": "",  # the name of the parser's statement class; not read
+            "resourceGroupQueryType": context.query_type,
+            "defaultCatalog": context.catalog,
+            "defaultSchema": context.schema,
+            "isNewQuerySubmission": True,
+            "isQueryParsingSuccessful": True,
+        },
+        "trinoRequestUser": {"user": context.user},
+        "contentType": "application/json",
+        "method": "POST",
+        "requestURI": "/v1/statement",
+    }
+    session = ",".join(f"{k}={quote(v)}" for k, v in context.session_properties.items())
+    headers = {"X-Trino-Source": context.source, "X-Trino-Session": session}
+    return body, {name: value for name, value in headers.items() if value}
+
+
+def session_properties(values: list[str]) -> dict[str, str]:
+    """The ``X-Trino-Session`` headers (``name=value`` pairs, comma-separated, values
+    URL-encoded) as a dict; a pair without ``=`` is skipped."""
+    pairs = (item.partition("=") for value in values for item in value.split(","))
+    return {unquote(k.strip()): unquote(v.strip()) for k, sep, v in pairs if sep and k.strip()}
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise RequestError(
+            HTTPStatus.BAD_REQUEST, f"{what} must be a JSON object, got {_json_type(value)}"
+        )
+    return value
+
+
+def _field(obj: Mapping[str, Any], key: str, kind: type, *, where: str = "") -> Any:
+    """``obj[key]`` when it is a ``kind``, None when absent or null; any other value is a 400
+    naming the field."""
+    value = obj.get(key)
+    if value is None or isinstance(value, kind):
+        return value
+    raise RequestError(
+        HTTPStatus.BAD_REQUEST,
+        f"{where}{key} must be {_JSON_TYPES[kind]} or null, got {_json_type(value)}",
+    )
+
+
+def _json_type(value: Any) -> str:
+    return "null" if value is None else _JSON_TYPES.get(type(value), type(value).__name__)
