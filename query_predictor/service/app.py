@@ -155,7 +155,7 @@ class ServiceApp:
                 routed = self.router.route(await self._read_json(receive, headers), headers)
                 payload = routed.payload
                 stage, group = routed.stage, payload["routingGroup"]
-                self.metrics.decisions.labels(group, stage).inc()
+                self.metrics.decided(group, stage)
             elif path == "/v1/predict":
                 payload = self.router.predict(await self._read_json(receive, headers))
                 stage = payload["stage"]

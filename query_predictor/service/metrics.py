@@ -94,10 +94,30 @@ class Metrics:
             multiprocess_mode="liveall",
         )
         self._version: str | None = None
+        # labelled children by label values: ``labels()`` costs more than the update itself
+        self._requests: dict[tuple[str, int], Counter] = {}
+        self._latency: dict[str, Histogram] = {}
+        self._decisions: dict[tuple[str, str], Counter] = {}
 
     def observe(self, endpoint: str, status: int, seconds: float) -> None:
-        self.requests.labels(endpoint, str(status)).inc()
-        self.latency.labels(endpoint).observe(seconds)
+        """One answered request: its endpoint (bounded set), status and duration."""
+        key = (endpoint, status)
+        requests = self._requests.get(key)
+        if requests is None:
+            requests = self._requests[key] = self.requests.labels(endpoint, str(int(status)))
+        requests.inc()
+        latency = self._latency.get(endpoint)
+        if latency is None:
+            latency = self._latency[endpoint] = self.latency.labels(endpoint)
+        latency.observe(seconds)
+
+    def decided(self, group: str, stage: str) -> None:
+        """One routing decision."""
+        key = (group, stage)
+        decisions = self._decisions.get(key)
+        if decisions is None:
+            decisions = self._decisions[key] = self.decisions.labels(group, stage)
+        decisions.inc()
 
     def model_loaded(self, version: str, seconds: float) -> None:
         """Record that ``version`` is now served; it took ``seconds`` to load."""
