@@ -348,8 +348,9 @@ def event_to_row(event: dict[str, Any]) -> dict[str, Any]:
             row[column] = None if value is None else _unicode(convert(value))
         except ValueError as exc:
             raise FieldError(path, str(exc)) from None
+    row["inputs"] = _inputs(event)
     try:
-        row["inputs"] = _unicode(_inputs(event))
+        _unicode(row["inputs"])
     except ValueError as exc:
         raise FieldError("ioMetadata.inputs", str(exc)) from None
     return {c.name: row[c.name] for c in RAW_COLUMNS}

@@ -663,3 +663,36 @@ def test_console_script_is_installed(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "1 row(s) written" in result.stderr
+
+
+def test_a_lone_surrogate_quarantines_its_line_and_the_others_land(tmp_path: Path) -> None:
+    """JSON can spell half a surrogate pair ("\\ud800"); no parquet string can hold it."""
+    bad_query = completed_event("bad_query")
+    bad_query["metadata"]["query"] = "SELECT '\ud800' FROM hive.sales.orders"
+    bad_user = with_context(completed_event("bad_user"), user="al\udfffice")
+    source = write_lines(
+        tmp_path / "events.jsonl",
+        [completed_event("good_1"), bad_query, bad_user, completed_event("good_2")],
+    )
+    assert "\\ud800" in source.read_text()  # json.dumps wrote the escape
+    output = tmp_path / "queries.parquet"
+
+    report = ingest([source], output=output)
+
+    assert (report.events_read, report.rows_written, report.rejected_total) == (4, 2, 2)
+    assert report.rejected == {"metadata.query": 1, "context.user": 1}
+    assert sorted(pl.read_parquet(output)["query_id"]) == ["good_1", "good_2"]
+    assert [r["reason"] for r in read_rejects(output)] == [
+        "line 2: metadata.query: lone surrogate \\ud800 at character 8 is not Unicode text",
+        "line 3: context.user: lone surrogate \\udfff at character 2 is not Unicode text",
+    ]
+
+
+def test_bytes_that_are_not_utf8_are_replaced_and_the_line_lands(tmp_path: Path) -> None:
+    source = tmp_path / "events.jsonl"
+    line = json.dumps(completed_event("latin1")).replace("GROUP BY 1", "GROUP BY 1 -- caf\\u00e9")
+    source.write_bytes(line.encode().replace(b"caf\\u00e9", b"caf\xe9") + b"\n")
+    report = ingest([source], output=tmp_path / "queries.parquet")
+    assert (report.rows_written, report.rejected_total) == (1, 0)
+    [query] = pl.read_parquet(tmp_path / "queries.parquet")["query"]
+    assert query.endswith("-- caf\ufffd")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,13 @@ import pytest
 from query_predictor.cli import main
 from query_predictor.core.features import QueryContext
 from query_predictor.core.onnx_model import HeavyQueryModel, ModelError
-from query_predictor.service.predictor import BUNDLE_FILES, MODEL, ZERO_COST, Predictor
+from query_predictor.service.predictor import (
+    BUNDLE_FILES,
+    MODEL,
+    NO_SQL_STAGE,
+    ZERO_COST,
+    Predictor,
+)
 from query_predictor.storage import write_json, write_parquet
 from query_predictor.training.featurize import context_of
 from query_predictor.training.model import load_features
@@ -117,8 +125,6 @@ def test_zero_cost_statements_skip_the_model(
     [
         "DESCRIBE hive.sales.orders",  # a candidate category this bundle did not validate
         "SELECT * FROM hive.sales.orders o JOIN hive.sales.items i ON o.id = i.order_id",
-        None,
-        "",
         "SELEC broken ((( '",
         b"SELECT '\xff\xfe' FROM t",
         "SELECT " + "x, " * 100_000 + "1 FROM t",
@@ -158,9 +164,72 @@ def test_the_cli_reads_the_statement_from_stdin(
 ) -> None:
     import io
 
-    monkeypatch.setattr("sys.stdin", io.StringIO("show schemas from hive"))
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"show schemas from hive")))
     assert main(["predict", "--sql", "-", "--models", str(built[0])]) == 0
     assert json.loads(capsys.readouterr().out)["stage"] == ZERO_COST
+
+
+@pytest.mark.parametrize(
+    "stdin",
+    [
+        b"SELECT region FROM hive.sales.orders WHERE note = '\xff\xfe caf\xe9'",
+        b"-- only a comment \xff\n",
+        b"",
+    ],
+)
+def test_the_cli_answers_any_bytes_on_stdin(
+    built: tuple[Path, dict[str, pl.DataFrame]], stdin: bytes
+) -> None:
+    """Bytes that are not UTF-8 are replaced (U+FFFD) and scored; a statement with nothing
+    to run is answered without the model: one JSON object, exit 0, never a traceback."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "query_predictor.cli",
+            "predict",
+            "--sql",
+            "-",
+            "--models",
+            str(built[0]),
+        ],
+        input=stdin,
+        capture_output=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == b""
+    printed = json.loads(result.stdout)
+    assert printed["stage"] == (MODEL if stdin.startswith(b"SELECT") else NO_SQL_STAGE)
+
+
+def test_the_cli_answers_undecodable_bytes_in_the_argument(
+    built: tuple[Path, dict[str, pl.DataFrame]],
+) -> None:
+    """The byte 0xff in ``--sql`` is read as U+FFFD: the same answer as for that text."""
+    answers = []
+    for sql in (
+        "SELECT region FROM t WHERE note = '\xff'".encode("latin-1"),
+        "SELECT region FROM t WHERE note = '\ufffd'".encode(),
+    ):
+        command = [sys.executable, "-m", "query_predictor.cli", "predict", "--sql", sql]
+        result = subprocess.run([*command, "--models", str(built[0])], capture_output=True)
+        assert result.returncode == 0, result.stderr
+        answers.append(json.loads(result.stdout))
+    assert answers[0] == answers[1]
+    assert answers[0]["stage"] == MODEL
+
+
+@pytest.mark.parametrize("sql", ["", "   ", "-- nothing", "/* a */ ; /* b */", None])
+def test_a_statement_with_nothing_to_run_skips_the_model(predictor: Predictor, sql) -> None:
+    prediction = predictor.predict(sql)
+    assert (prediction.stage, prediction.heavy, prediction.probability) == (
+        NO_SQL_STAGE,
+        False,
+        0.0,
+    )
+    batch = predictor.predict_many([sql, "SELECT 1 FROM hive.sales.orders"], [QueryContext()] * 2)
+    assert batch.stage == [NO_SQL_STAGE, MODEL]
+    assert np.isnan(batch.dense[0]).all()
 
 
 def copy_bundle(built: tuple[Path, dict[str, pl.DataFrame]], tmp_path: Path) -> Path:
@@ -235,7 +304,7 @@ def test_predict_many_is_predict_of_each_statement(
         assert (many.stage[i], many.category[i]) == (one.stage, one.category)
         assert float(many.probability[i]) == one.probability
         assert bool(many.heavy[i]) is one.heavy
-        assert bool(np.isnan(many.dense[i]).all()) is (one.stage == ZERO_COST)
+        assert bool(np.isnan(many.dense[i]).all()) is (one.stage != MODEL)
 
 
 def test_predict_many_needs_a_context_per_statement(predictor: Predictor) -> None:

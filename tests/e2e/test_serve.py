@@ -23,7 +23,9 @@ from .conftest import FirstRun
 from .project import environment
 
 pytestmark = pytest.mark.slow
-LISTENING = r"query-predictor serve: listening on (http://127\.0\.0\.1:\d+) \(model (\S+), 1 worker\)\n"
+LISTENING = (
+    r"query-predictor serve: listening on (http://127\.0\.0\.1:\d+) \(model (\S+), 1 worker\)\n"
+)
 
 
 def test_serve_routes_and_stops_on_sigterm(first_run: FirstRun) -> None:
