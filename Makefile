@@ -76,8 +76,9 @@ bench: bench-pipeline bench-featurize bench-predict bench-service
 bench-pipeline: setup
 	$(BIN)/python benchmarks/pipeline.py
 
+# e.g. make bench-service BENCH_ARGS="--rates 500,1000 --workers 2"
 bench-featurize bench-predict bench-service: bench-%: setup
-	$(BIN)/python benchmarks/$*.py
+	$(BIN)/python benchmarks/$*.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -10,8 +10,10 @@ request ``i`` is due at ``start + i / rate`` whatever happened to the ones befor
 out on a free keep-alive connection of a pool (``--connections``) or waits for one, and its
 latency counts from when it was due, so a server that falls behind is charged for the queue
 it causes. "saturation" offers far more than a server can answer (``--saturation-rate``) and
-reports what it did answer per second. The client is one asyncio process (uvloop) sharing the
-machine's cores with the server: the output names them.
+reports what it did answer per second. The two servers run side by side and take turns at each
+rate, so that the machine's other load, when it changes from one minute to the next, falls on
+both. The client is one asyncio process (uvloop) sharing the machine's cores with the server;
+the table gives the CPU each used.
 
 The baseline is the old server's own source, taken from git history (:data:`BASELINE_REV`,
 the last commit that had it) into a temporary directory: the benchmark measures exactly what
@@ -71,6 +73,7 @@ class Run:
     errors: list[str] = field(default_factory=list)
     elapsed: float = 0.0
     cpu: float = 0.0  # server CPU seconds (all its processes)
+    client_cpu: float = 0.0
 
     @property
     def achieved(self) -> float:
@@ -88,6 +91,7 @@ class Run:
             f"{ms.max():.1f}",
             f"{len(self.errors)}{kinds}",
             f"{self.cpu / self.elapsed:.0%}",
+            f"{self.client_cpu / self.elapsed:.0%}",
         ]
 
 
@@ -200,32 +204,41 @@ def server_cpu(process: psutil.Process) -> float:
 
 
 def bench(
-    label: str,
-    command: list[str],
+    commands: dict[str, list[str]],
     requests: list[bytes],
     rates: list[float],
     args: argparse.Namespace,
-) -> list[Run]:
-    server, address, model = start(command)
-    print(f"{label}: pid {server.pid}, model {model}", file=sys.stderr)
-    process = psutil.Process(server.pid)
-    runs = []
+) -> dict[str, list[Run]]:
+    """Each load on each server, the servers taking turns at every rate (the order flips
+    from one rate to the next), so that a change in the machine's other load between two
+    minutes falls on both."""
+    started = {name: start(command) for name, command in commands.items()}
+    runs: dict[str, list[Run]] = {name: [] for name in commands}
     try:
-        asyncio.run(load(address, requests[:WARM_UP], 1000.0, args.connections, Run("", 0)))
+        for name, (server, address, model) in started.items():
+            print(f"{name}: pid {server.pid}, model {model}", file=sys.stderr)
+            asyncio.run(load(address, requests[:WARM_UP], 1000.0, args.connections, Run("", 0)))
+        order = list(started)
         for rate in [*rates, args.saturation_rate]:
+            saturation = rate == args.saturation_rate
             # saturation: half as long (a slow server takes far longer than the due times)
-            n = int(rate * args.seconds / (2 if rate == args.saturation_rate else 1))
-            name = f"{rate:,.0f}/s" if rate != args.saturation_rate else "saturation"
-            run = Run(name, rate)
-            before = server_cpu(process)
-            asyncio.run(load(address, requests[:n], rate, args.connections, run))
-            run.cpu = server_cpu(process) - before
-            runs.append(run)
-            print(f"  {' | '.join(run.row())}", file=sys.stderr)
-            time.sleep(1.0)
+            n = int(rate * args.seconds / (2 if saturation else 1))
+            for name in order:
+                server, address, _ = started[name]
+                process = psutil.Process(server.pid)
+                run = Run("saturation" if saturation else f"{rate:,.0f}/s", rate)
+                before, client = server_cpu(process), time.process_time()
+                asyncio.run(load(address, requests[:n], rate, args.connections, run))
+                run.cpu = server_cpu(process) - before
+                run.client_cpu = time.process_time() - client
+                runs[name].append(run)
+                print(f"  {name} | {' | '.join(run.row())}", file=sys.stderr)
+                time.sleep(1.0)
+            order.reverse()
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        for server, _, _ in started.values():
+            server.terminate()
+            server.wait(timeout=30)
     return runs
 
 
@@ -264,12 +277,11 @@ def main() -> None:
     ]  # fmt: skip
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as scratch:
-        servers = {
-            "old: http.server": bench(
-                "old", baseline_command(Path(scratch), args.models), requests, rates, args
-            ),
-            f"new: uvicorn, {args.workers} workers": bench("new", new, requests, rates, args),
+        commands = {
+            "old: http.server": baseline_command(Path(scratch), args.models),
+            f"new: uvicorn, {args.workers} workers": new,
         }
+        servers = bench(commands, requests, rates, args)
     print(
         f"\n{len(requests):,}-request pool of POST /v1/route from {args.split.name}, open loop, "
         f"{args.seconds:g} s per rate, {args.connections} keep-alive connections; "
@@ -278,7 +290,17 @@ def main() -> None:
         "shared by client and server; load average "
         f"{load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after\n"
     )
-    header = ["server", "load", "answered/s", "p50 ms", "p99 ms", "max ms", "errors", "server CPU"]
+    header = [
+        "server",
+        "load",
+        "answered/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "errors",
+        "server CPU",
+        "client CPU",
+    ]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for name, runs in servers.items():

@@ -79,7 +79,13 @@ def _run_serve(args: argparse.Namespace) -> int:
     import dataclasses
 
     from query_predictor.service.app import ACCESS_LOG
-    from query_predictor.service.server import ServeSettings, SettingsError, bind, serve
+    from query_predictor.service.server import (
+        ServeSettings,
+        SettingsError,
+        bind,
+        ignore_sighup_until_served,
+        serve,
+    )
 
     names = {field.name for field in dataclasses.fields(ServeSettings)}
     given = {k: v for k, v in vars(args).items() if k in names and v is not None}
@@ -90,6 +96,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"{PROG} serve: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    ignore_sighup_until_served()
     predictor = _load_predictor(args)
     if predictor is None:
         return EXIT_USAGE

@@ -131,9 +131,13 @@ class ServiceApp:
         started = time.perf_counter()
         try:
             predictor = await asyncio.to_thread(Predictor.from_bundle, self.models)
-        except ModelError as exc:
+        except ModelError as exc:  # the bundle's own fault, named by the message
             self.metrics.errors.labels("reload_failed").inc()
             logger.error("reload failed, still serving %s: %s", self.router.predictor.version, exc)
+            return False
+        except Exception:  # anything else: the traceback to the log, the old bundle stays
+            self.metrics.errors.labels("reload_failed").inc()
+            logger.exception("reload failed, still serving %s", self.router.predictor.version)
             return False
         old = self.router.predictor.version
         self.router.reload(predictor)

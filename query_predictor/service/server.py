@@ -44,6 +44,7 @@ from query_predictor.service.routing import Router
 
 TOKEN_ENV = "QUERY_PREDICTOR_TOKEN"
 WORKER_ENV = "QUERY_PREDICTOR_WORKER"  # the settings, as JSON, for a worker process
+RESTART_DELAY_SECONDS = 2
 logger = logging.getLogger(__name__)
 
 
@@ -176,6 +177,12 @@ def serve(settings: ServeSettings, sock: socket.socket, predictor: Predictor) ->
         Supervisor(settings, sock).run()
 
 
+def ignore_sighup_until_served() -> None:
+    """A reload asked for while the bundle first loads has nothing to reload: ignored (by
+    default SIGHUP would end the process); the app takes the signal once it serves."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
 def _run_worker(settings: ServeSettings, sock: socket.socket, predictor: Predictor | None) -> None:
     raise_file_limit(settings.max_connections)
     server = uvicorn_server(build_app(settings, predictor), settings)
@@ -228,9 +235,13 @@ class Supervisor:
                 for i, worker in enumerate(self.workers):
                     if worker.poll() is not None and not self.stopping:
                         logger.error(
-                            "worker %d exited (%s); starting another", worker.pid, worker.returncode
+                            "worker %d exited (%s); starting another in %d s",
+                            worker.pid,
+                            worker.returncode,
+                            RESTART_DELAY_SECONDS,
                         )
                         _mark_dead(worker.pid)
+                        time.sleep(RESTART_DELAY_SECONDS)  # a bundle that fails: no busy loop
                         self.workers[i] = self._start()
             deadline = time.monotonic() + self.settings.graceful_seconds + 5
             for worker in self.workers:
@@ -257,6 +268,7 @@ def _worker_main() -> None:
     logging.basicConfig(
         level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    ignore_sighup_until_served()
     values = json.loads(os.environ[WORKER_ENV])
     fd = values.pop("fd")
     settings = ServeSettings(**values)
