@@ -92,7 +92,15 @@ class Run:
             f"{len(self.errors)}{kinds}",
             f"{self.cpu / self.elapsed:.0%}",
             f"{self.client_cpu / self.elapsed:.0%}",
+            f"{self.per_cpu_second:,.0f}",
         ]
+
+    @property
+    def per_cpu_second(self) -> float:
+        """Requests answered per second of server CPU: what the server would answer on one
+        core of its own. Unlike latency, it holds when other work on the machine takes the
+        cores (a server with fewer threads gets a smaller share of a crowded machine)."""
+        return len(self.latency) / self.cpu if self.cpu else 0.0
 
 
 def route_requests(frame: pl.DataFrame, host: str) -> list[bytes]:
@@ -310,7 +318,10 @@ def main() -> None:
     print("\nnew / old:")
     for o, n in zip(old, new_runs, strict=True):
         p99 = np.percentile(n.latency, 99) / np.percentile(o.latency, 99)
-        print(f"  {o.label:>10}: p99 x{p99:.3f}, answered/s x{n.achieved / o.achieved:.2f}")
+        print(
+            f"  {o.label:>10}: p99 x{p99:.3f}, answered/s x{n.achieved / o.achieved:.2f}, "
+            f"answered per server CPU-second x{n.per_cpu_second / o.per_cpu_second:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -581,6 +581,10 @@ def test_the_access_log_has_each_request_as_json(
         ask(served, "GET", "/healthz")
         ask(served, "POST", "/v1/route", {"trinoQueryProperties": {"body": "SHOW CATALOGS"}})
         ask(served, "GET", "/nowhere")
+        deadline = time.monotonic() + 5  # each line is written just after its answer is sent
+        while len([r for r in caplog.records if r.name == ACCESS_LOG.name]) < 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
     records = [json.loads(r.getMessage()) for r in caplog.records if r.name == ACCESS_LOG.name]
     assert [
         {k: v for k, v in r.items() if k not in ("client", "ms", "bytes")} for r in records
