@@ -308,6 +308,7 @@ def main() -> None:
         "errors",
         "server CPU",
         "client CPU",
+        "answered per server CPU-s",
     ]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
