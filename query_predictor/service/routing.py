@@ -20,7 +20,6 @@ the contract's shape is a :class:`RequestError` (400) naming the field.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -28,8 +27,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from query_predictor.core.features import QueryContext
-from query_predictor.core.history import Z90
-from query_predictor.core.sql_tokens import fingerprint, normalize
+from query_predictor.core.history import TABLE, TEMPLATE, resource_bands
 from query_predictor.service.predictor import NO_SQL_STAGE, Prediction, Predictor, readable
 
 HEADER_PREFIX = "X-Query-Predictor-"
@@ -48,9 +46,8 @@ UNPARSED = (
     "Trino fails it before it runs; routed light without the model"
 )
 PREDICT_FIELDS = ("query", "user", "source", "catalog", "schema", "query_type")
-# a template needs this many queries in the history snapshot before its CPU and memory are
-# sent as a resource estimate
-MIN_ESTIMATE_QUERIES = 3
+# the resource bands worth sending: the statement's own template, else its costliest table
+ESTIMATE_BASES = frozenset({TEMPLATE, TABLE})
 _JSON_TYPES = {
     dict: "an object",
     list: "an array",
@@ -91,7 +88,7 @@ class Router:
         Trino Gateway routing groups of heavy and of all other queries.
     resource_estimate : bool, default False
         Also send ``X-Trino-Resource-Estimate`` (CPU_TIME, PEAK_MEMORY: the p90 of the
-        statement's template in the bundle's history) in ``externalHeaders``.
+        statement's resource bands in the bundle's history) in ``externalHeaders``.
     """
 
     def __init__(
@@ -135,7 +132,7 @@ class Router:
         if prediction.stage == NO_SQL_STAGE:
             return self._without_model(predictor, NO_SQL_STAGE, EMPTY_SQL)
         external = decision_headers(prediction)
-        if self.resource_estimate and (estimate := resource_estimate(predictor, sql)):
+        if self.resource_estimate and (estimate := resource_estimate(predictor, sql, context)):
             external[RESOURCE_ESTIMATE] = estimate
         group = self.heavy_group if prediction.heavy else self.light_group
         return Routed(
@@ -190,18 +187,19 @@ def decision_headers(prediction: Prediction) -> dict[str, str]:
     }
 
 
-def resource_estimate(predictor: Predictor, sql: str) -> str | None:
+def resource_estimate(predictor: Predictor, sql: str, context: QueryContext) -> str | None:
     """Trino's ``X-Trino-Resource-Estimate`` value for ``sql``: ``CPU_TIME`` and
-    ``PEAK_MEMORY`` at the p90 of its template (the fingerprint of its normalised text) in
-    the bundle's history snapshot, as airlift Duration / DataSize strings; None when the
-    template has fewer than :data:`MIN_ESTIMATE_QUERIES` queries there."""
-    stats = predictor.featurizer.history.templates.get(fingerprint(normalize(readable(sql))))
-    if stats is None or stats.n < MIN_ESTIMATE_QUERIES:
+    ``PEAK_MEMORY`` at the p90 of :func:`~query_predictor.core.history.resource_bands`, as
+    airlift Duration / DataSize strings; None when the bands come from no more than the user
+    or the whole workload (they say nothing about this statement)."""
+    row = predictor.featurizer.featurize(readable(sql), context)
+    bands = resource_bands(
+        predictor.featurizer.history, user=context.user, template=row.template, tables=row.tables
+    )
+    if bands.basis not in ESTIMATE_BASES:
         return None
-    # the snapshot keeps log1p(CPU seconds) and log1p(GiB) as a log-normal fit (core.history)
-    cpu_seconds = math.expm1(stats.cpu_mean + Z90 * stats.cpu_sd)
-    memory_bytes = math.expm1(stats.memory_mean + Z90 * stats.memory_sd) * 2**30
-    return f"CPU_TIME={max(cpu_seconds, 0.0):.0f}s,PEAK_MEMORY={max(memory_bytes, 0.0):.0f}B"
+    memory_bytes = bands.peak_memory_gib_p90 * 2**30
+    return f"CPU_TIME={bands.cpu_seconds_p90:.0f}s,PEAK_MEMORY={memory_bytes:.0f}B"
 
 
 def _route_context(

@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from query_predictor.cli import main
 from query_predictor.core.features import QueryContext
+from query_predictor.core.history import resource_bands
 from query_predictor.service.app import ACCESS_LOG, MAX_BODY_BYTES, ServiceApp
 from query_predictor.service.predictor import NO_SQL_STAGE, ZERO_COST, Predictor
 from query_predictor.service.routing import (
@@ -741,35 +742,40 @@ def test_the_token_comes_from_a_file_or_the_environment(
     )
 
 
-def test_the_resource_estimate_is_the_templates_history(served: Served) -> None:
-    """Off by default; on, a statement whose template has history gets Trino's
-    X-Trino-Resource-Estimate with CPU_TIME and PEAK_MEMORY; a new template gets none."""
-    history = served.predictor.featurizer.history.templates
+def test_the_resource_estimate_is_the_statements_resource_bands(served: Served) -> None:
+    """Off by default; on, a statement whose template or tables have history gets Trino's
+    X-Trino-Resource-Estimate: the p90 CPU and memory of its resource bands."""
+    lookup = served.predictor.featurizer.history
     running = serve_app(served.predictor, router={"resource_estimate": True})
+    bases = set()
     try:
-        seen = unseen = 0
-        for row in served.test_rows.head(80).iter_rows(named=True):
+        rows = [*served.test_rows.head(60).iter_rows(named=True)]
+        rows.append({**rows[0], "query": "SELECT x FROM never.seen.before"})
+        for row in rows:
             route = gateway_request(row["query"], context_of(row))
             connection = running.connect()
             status, answer, _ = call(connection, "POST", "/v1/route", *route)
             connection.close()
             assert status == 200
-            assert (
-                RESOURCE_ESTIMATE
-                not in ask(served, "POST", "/v1/route", route[0], **route[1])[1]["externalHeaders"]
-            )
+            plain = ask(served, "POST", "/v1/route", route[0], **route[1])[1]
+            assert RESOURCE_ESTIMATE not in plain["externalHeaders"]
             estimate = answer["externalHeaders"].get(RESOURCE_ESTIMATE)
-            template = served.predictor.featurizer.featurize(row["query"], context_of(row)).template
-            stats = history.get(template)
-            if stats is not None and stats.n >= 3:
-                seen += 1
-                assert re.fullmatch(r"CPU_TIME=\d+s,PEAK_MEMORY=\d+B", estimate), estimate
+            features = served.predictor.featurizer.featurize(row["query"], context_of(row))
+            bands = resource_bands(
+                lookup, user=row["user"], template=features.template, tables=features.tables
+            )
+            bases.add(bands.basis)
+            if bands.basis in ("template", "table"):
+                assert estimate == (
+                    f"CPU_TIME={bands.cpu_seconds_p90:.0f}s,"
+                    f"PEAK_MEMORY={bands.peak_memory_gib_p90 * 2**30:.0f}B"
+                )
             else:
-                unseen += 1
                 assert estimate is None
-        assert seen and unseen
     finally:
         running.stop()
+    assert "template" in bases
+    assert bases - {"template", "table"}  # the unseen statement: no estimate
 
 
 def test_past_max_connections_a_request_gets_a_503(served: Served) -> None:
