@@ -76,6 +76,8 @@ class ServeSettings:
             if getattr(self, name) < 1:
                 option = "--" + name.replace("_", "-")
                 raise SettingsError(f"{option}={getattr(self, name)} must be >= 1")
+        if not 0 <= self.port <= 65535:
+            raise SettingsError(f"--port={self.port} must be 0 (any free port) to 65535")
         if self.heavy_group == self.light_group:
             raise SettingsError(
                 f"--heavy-group and --light-group are both {self.heavy_group!r}; give the "

@@ -575,6 +575,21 @@ def test_serve_needs_two_groups(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--heavy-group and --light-group are both 'adhoc'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--workers", "0"], "--workers=0 must be >= 1"),
+        (["--max-body-bytes", "-5"], "--max-body-bytes=-5 must be >= 1"),
+        (["--port", "70000"], "--port=70000 must be 0 (any free port) to 65535"),
+    ],
+)
+def test_a_serve_setting_that_cannot_work_is_a_one_line_error(
+    option: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["serve", *option]) == 2
+    assert capsys.readouterr().err == f"query-predictor serve: error: {message}\n"
+
+
 def test_the_access_log_has_each_request_as_json(
     served: Served, caplog: pytest.LogCaptureFixture
 ) -> None:
