@@ -49,6 +49,10 @@ class Synth(_Section):
     volume_growth: float = Field(0.15, ge=-0.5, le=5.0)
     duplicate_event_rate: float = Field(0.003, ge=0.0, le=0.2)
     corrupt_rate: float = Field(0.0002, ge=0.0, le=0.2)
+    # Of the recurring templates (dashboard charts, scheduled jobs, saved and notebook
+    # queries) run in any 14 days, the share that first ran in those 14 days: new ones arrive
+    # every day and old ones retire. 0 keeps every template for the whole range.
+    new_template_share: float = Field(0.25, ge=0.0, lt=0.9)
 
     @model_validator(mode="after")
     def _window(self) -> Synth:

@@ -25,6 +25,7 @@ import math
 import multiprocessing
 import os
 import random
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,8 +39,8 @@ from query_predictor.storage import atomic_dir, write_parquet
 from query_predictor.training.loading import heavy_conditions, workload
 
 from .execution import execute
-from .plans import COMMENT_TEXTS, Plan, Work, plan_for, render, work
-from .world import GB, World, build_world
+from .plans import COMMENT_TEXTS, Plan, Work, pick_weighted, plan_for, render, work
+from .world import GB, ICEBERG_PARTITIONS, Table, User, World, build_world, written
 
 # Share of each workload in the query count (metadata and curated shares come from params).
 BASE_SHARES = {
@@ -81,6 +82,12 @@ HOURLY = [
     0.45,
 ]
 UPGRADE_DAY = dt.date(2025, 7, 8)
+# synth.new_template_share is the share of recurring templates first run within this many
+# days, among those run in them.
+NEW_WINDOW_DAYS = 14
+# Probability that a recurring template is a wide query (10-40 tables): report charts,
+# ETL jobs, saved notebook queries.
+WIDE = {"dashboard": 0.01, "etl": 0.06, "analyst": 0.01, "data_scientist": 0.03, "engineer": 0.0}
 
 
 @dataclass
@@ -96,6 +103,7 @@ class Recurring:
     runs_per_day: int = 1
     client_info: str | None = None
     pre: list[str] = field(default_factory=list)
+    partition: str = "event_date"  # the target's partition column (DELETE before INSERT)
 
 
 @dataclass
@@ -122,29 +130,89 @@ def _shares(synth: Synth) -> dict[str, float]:
     return shares
 
 
+def _lifetimes(
+    rng: random.Random, share: float, n_days: int
+) -> tuple[Callable[[], tuple[int, int]], float]:
+    """Start and end days of recurring templates, and how many to draw per live one.
+
+    Templates arrive every day and retire after an exponential lifetime, so the live pool
+    stays the same size. The mean lifetime is chosen so that of the templates live in any
+    :data:`NEW_WINDOW_DAYS` days, ``share`` first ran within them (arrivals over window /
+    (pool + arrivals over window)). ``share`` 0 keeps every template for the whole range.
+    """
+    if share <= 0.0:
+        return (lambda: (0, n_days + 1000)), 1.0
+    mean = NEW_WINDOW_DAYS * (1.0 - share) / share
+    arrivals = n_days / mean  # per live template over the range
+
+    def lifetime() -> tuple[int, int]:
+        start = 0 if rng.random() < 1.0 / (1.0 + arrivals) else rng.randint(1, n_days - 1)
+        return start, start + max(3, round(rng.expovariate(1.0 / mean)))
+
+    return lifetime, 1.0 + arrivals
+
+
+def _wide_pool(rng: random.Random, world: World, base: list[Table], start: int) -> list[Table]:
+    """Tables for a wide query: the owner's, then (mostly) dimensions and aggregates from the
+    whole catalog, about as many as a 10-40 table report or ETL query needs."""
+    extra = [t for t in world.tables if t.created_day <= start and t not in base]
+    weight = {"dim": 4.0, "agg": 2.0, "ops": 1.0, "fact": 1.0}
+    # weighted sampling without replacement (Efraimidis-Spirakis keys)
+    keyed = sorted(extra, key=lambda t: -(rng.random() ** (1.0 / weight[t.role])))
+    return base + keyed[:45]
+
+
+def _wide_joins(rng: random.Random) -> int:
+    """Joins of a wide query: 9-39 (10-40 tables), log-uniform, so 10-20 is the common case."""
+    return int(math.exp(rng.uniform(math.log(9), math.log(40))))
+
+
+def _target_name(rng: random.Random, team: str, source: str, j: int) -> str:
+    """Where an ETL job writes, named in one of the styles teams use."""
+    base = source.lower().replace(" ", "_").replace("-", "_")
+    schema = rng.choice(["hive.tmp", "hive.stage_01", "iceberg.marts", "iceberg.sandbox"])
+    name = rng.choice(
+        [
+            f"{team}_{base}_{j}",
+            f"stg_{base}_v{j % 5 + 1}",
+            f"{team.capitalize()}{base.title().replace('_', '')}{j}",
+            f"tmp_{team}_{j}",
+            f"{base}_out",
+        ]
+    )
+    return f"{schema}.{name}"
+
+
 def build_catalogue(synth: Synth) -> Catalogue:
     n_days = (synth.end_date - synth.start_date).days + 1
     world = build_world(synth.seed, n_days)
     rng = random.Random(synth.seed + 1)
     shares = _shares(synth)
     users = world.users
+    lifetime, per_live = _lifetimes(rng, synth.new_template_share, n_days)
 
-    def lifetime() -> tuple[int, int]:
-        start = rng.randint(1, n_days - 1) if rng.random() < 0.15 else 0
-        end = rng.randint(start + 7, n_days + 30) if rng.random() < 0.12 else n_days + 1000
-        return start, end
+    def alive(tables: list[Table], start: int) -> list[Table]:
+        return [t for t in tables if t.created_day <= start] or tables
+
+    def tables_for(u: User, start: int, wide: float) -> tuple[list[Table], int | None]:
+        """Tables ``u`` queries from ``start`` and, with probability ``wide``, the joins of
+        a wide query over them (else None)."""
+        tables = alive(u.tables, start)
+        if rng.random() >= wide:
+            return tables, None
+        return _wide_pool(rng, world, tables, start), _wide_joins(rng)
 
     dashboards: list[Dashboard] = []
     bi = [i for i, u in enumerate(users) if u.kind == "bi"]
     mean_renders = synth.queries_per_day * shares["bi"] / (16.5 * 4.0)
-    for d in range(max(4, round(mean_renders))):
+    for d in range(max(4, round(mean_renders * per_live))):
         ui = rng.choice(bi)
         u = users[ui]
         start, end = lifetime()
-        tables = [t for t in u.tables if t.created_day <= start] or u.tables
         charts = []
         for c in range(rng.randint(3, 30)):
-            plan = plan_for(rng, u, tables, profile="dashboard")
+            tables, n_joins = tables_for(u, start, WIDE["dashboard"])
+            plan = plan_for(rng, u, tables, profile="dashboard", n_joins=n_joins)
             if u.style.get("comment") and rng.random() < 0.5:
                 plan.comment = f"dashboard {d}: chart {c}"
             info = json.dumps({"dashboard_id": 1000 + d, "chart_id": c})
@@ -154,18 +222,25 @@ def build_catalogue(synth: Synth) -> Catalogue:
     jobs: list[Recurring] = []
     for kind in ("etl_curated", "etl"):
         owners = [i for i, u in enumerate(users) if u.kind == kind]
-        n_jobs = max(2, round(synth.queries_per_day * shares[kind] / 3.3))
+        n_jobs = max(2, round(synth.queries_per_day * shares[kind] / 3.3 * per_live))
         for j in range(n_jobs):
             ui = rng.choice(owners)
             u = users[ui]
             start, end = lifetime()
             start = max(start, u.start_day)
-            lake = [t for t in u.tables if t.created_day <= start] or u.tables
+            lake, n_joins = tables_for(u, start, WIDE["etl"])
             statement = "ctas" if rng.random() < 0.3 else "insert"
-            target_schema = rng.choice(["hive.tmp", "iceberg.marts", "iceberg.sandbox"])
-            target = f"{target_schema}.{u.team}_{rng.choice(lake).name}_{j}"
+            target = _target_name(rng, u.team, rng.choice(lake).name, j)
+            stamped = statement == "ctas" and rng.random() < 0.5
             plan = plan_for(
-                rng, u, lake, profile="etl", discipline=1.0, statement=statement, target=target
+                rng,
+                u,
+                lake,
+                profile="etl",
+                discipline=1.0,
+                statement=statement,
+                target=f"{target}_{{day}}" if stamped else target,
+                n_joins=n_joins,
             )
             if u.style.get("comment"):
                 plan.comment = f"airflow dag {u.team}_daily_{j}, task load_{plan.fact.name}"
@@ -173,7 +248,7 @@ def build_catalogue(synth: Synth) -> Catalogue:
             pre = []
             if statement == "insert" and target.startswith("iceberg") and rng.random() < 0.5:
                 pre.append("delete")
-            if statement == "ctas" and rng.random() < 0.5:
+            if statement == "ctas" and (not stamped or rng.random() < 0.5):
                 pre.append("drop")
             runs = rng.choices([1, 4, 24], weights=[0.8, 0.15, 0.05])[0]
             jobs.append(
@@ -187,6 +262,7 @@ def build_catalogue(synth: Synth) -> Catalogue:
                     runs,
                     info,
                     pre,
+                    pick_weighted(rng, [(n, w) for n, _, w in ICEBERG_PARTITIONS]),
                 )
             )
 
@@ -195,11 +271,11 @@ def build_catalogue(synth: Synth) -> Catalogue:
         if u.kind not in HUMAN:
             continue
         items = []
-        for _ in range(rng.randint(2, 8)):
+        for _ in range(round(rng.randint(2, 8) * per_live)):
             start, end = lifetime()
             start = max(start, u.start_day)
-            tables = [t for t in u.tables if t.created_day <= start] or u.tables
-            plan = plan_for(rng, u, tables)
+            tables, n_joins = tables_for(u, start, WIDE[u.kind])
+            plan = plan_for(rng, u, tables, n_joins=n_joins)
             items.append(Recurring(plan, ui, start, end))
         saved[ui] = items
     return Catalogue(world, dashboards, jobs, saved)
@@ -306,7 +382,7 @@ class Day:
         if user.source == "superset" and human:
             tags = ["sqllab"]
         catalog_default = plan.fact.catalog if plan else "hive"
-        schema_default = plan.fact.schema if plan else None
+        schema_default = plan.fact.schema.lower() if plan else None
         self.rows.append(
             {
                 "query_state": "FAILED" if out.error_code else "FINISHED",
@@ -433,7 +509,7 @@ class Day:
                 target = job.plan.target or ""
                 if "delete" in job.pre:
                     day = self.date - dt.timedelta(days=1)
-                    sql = f"DELETE FROM {target} WHERE event_date = DATE '{day}'"
+                    sql = f"DELETE FROM {target} WHERE {job.partition} = DATE '{day}'"
                     self.emit(
                         user_index=job.user_index,
                         sql=sql,
@@ -451,7 +527,7 @@ class Day:
                     old = (self.date - dt.timedelta(days=7)).strftime("%Y%m%d")
                     self.emit(
                         user_index=job.user_index,
-                        sql=f"DROP TABLE IF EXISTS {target}_{old}",
+                        sql=f"DROP TABLE IF EXISTS {target.replace('{day}', old)}",
                         when=when,
                         query_type="DATA_DEFINITION",
                         update_type="DROP TABLE",
@@ -505,6 +581,7 @@ class Day:
                 elif last is not None and u < 0.7:
                     plan = last.with_changes(  # edit: another window or limit
                         lookback=rng.choice(user.lookback) if last.lookback else None,
+                        years=None,
                         limit=rng.choice([None, 10, 100, 1000]),
                     )
                 else:
@@ -543,7 +620,7 @@ class Day:
                 [
                     (f"SET SESSION {prop}", "SET SESSION"),
                     (f"RESET SESSION {prop.split(' =')[0]}", "RESET SESSION"),
-                    (f"USE {t.catalog}.{t.schema}", "USE"),
+                    (f"USE {t.catalog}.{written(t.schema)}", "USE"),
                 ],
                 weights=[0.2, 0.1, 0.15],
             )[0]
@@ -598,35 +675,37 @@ class Day:
                 statements = [
                     ("SHOW CATALOGS", "DESCRIBE", 0.01),
                     (f"SHOW SCHEMAS FROM {t.catalog}", "DESCRIBE", 0.05),
-                    (f"SHOW TABLES FROM {t.catalog}.{t.schema}", "DESCRIBE", 0.05),
+                    (f"SHOW TABLES FROM {t.catalog}.{written(t.schema)}", "DESCRIBE", 0.05),
                     (
-                        f"SHOW TABLES FROM {t.catalog}.{t.schema} LIKE '%{t.name[:4]}%'",
+                        f"SHOW TABLES FROM {t.catalog}.{written(t.schema)} "
+                        f"LIKE '%{t.name[:4].lower()}%'",
                         "DESCRIBE",
                         0.05,
                     ),
-                    (f"DESCRIBE {t.fqn}", "DESCRIBE", 0.05),
-                    (f"SHOW COLUMNS FROM {t.fqn}", "DESCRIBE", 0.05),
-                    (f"SHOW CREATE TABLE {t.fqn}", "DESCRIBE", 0.05),
-                    (f"SHOW STATS FOR {t.fqn}", "DESCRIBE", 0.8),
+                    (f"DESCRIBE {t.ref}", "DESCRIBE", 0.05),
+                    (f"SHOW COLUMNS FROM {t.ref}", "DESCRIBE", 0.05),
+                    (f"SHOW CREATE TABLE {t.ref}", "DESCRIBE", 0.05),
+                    (f"SHOW STATS FOR {t.ref}", "DESCRIBE", 0.8),
                     ("SHOW FUNCTIONS", "DESCRIBE", 0.2),
                     ("SHOW SESSION", "DESCRIBE", 0.02),
                     (
                         f"SELECT table_name, table_type FROM {t.catalog}.information_schema.tables "
-                        f"WHERE table_schema = '{t.schema}'",
+                        f"WHERE table_schema = '{t.schema.lower()}'",
                         "SELECT",
                         0.3,
                     ),
                     (
                         "SELECT column_name, data_type FROM "
-                        f"{t.catalog}.information_schema.columns WHERE table_schema = '{t.schema}' "
-                        f"AND table_name = '{t.name}'",
+                        f"{t.catalog}.information_schema.columns "
+                        f"WHERE table_schema = '{t.schema.lower()}' "
+                        f"AND table_name = '{t.name.lower()}'",
                         "SELECT",
                         0.2,
                     ),
                     (f"select * from {t.catalog}.information_schema.columns", "SELECT", 9.0),
                     (
                         f"SELECT * FROM system.jdbc.tables WHERE table_cat = '{t.catalog}' AND "
-                        f"table_schem LIKE '{t.schema}'",
+                        f"table_schem LIKE '{t.schema.lower()}'",
                         "SELECT",
                         0.6,
                     ),
@@ -687,31 +766,34 @@ class Day:
     def maintenance(self) -> None:
         rng = self.rng
         (ui,) = self.active_users("maintenance")
-        tables = [t for t in self.cat.world.users[ui].tables if t.partition_col]
+        tables = [t for t in self.cat.world.users[ui].tables if t.date_partitioned]
         for _ in range(self.quota("maintenance")):
             t = rng.choice(tables)
             when = self.midnight + dt.timedelta(
                 hours=rng.choice([1, 2, 3]), seconds=rng.uniform(0, 3600)
             )
             day = self.date - dt.timedelta(days=1)
+            value = day.strftime("%Y%m%d" if t.partition_kind == "int" else t.day_format)
             size = t.day_bytes(self.index)
             if t.catalog == "hive" and rng.random() < 0.5:
                 sql = (
-                    f"ANALYZE {t.fqn} WITH (partitions = ARRAY[ARRAY['{day}']])",
+                    f"ANALYZE {t.ref} WITH (partitions = ARRAY[ARRAY['{value}']])",
                     "ANALYZE",
                     "ANALYZE",
                 )
                 cpu = size / GB * 6
             elif t.catalog == "hive":
                 sql = (
-                    f"CALL system.sync_partition_metadata('{t.schema}', '{t.name}', 'ADD')",
+                    f"CALL system.sync_partition_metadata('{t.schema.lower()}', "
+                    f"'{t.name.lower()}', 'ADD')",
                     "DATA_DEFINITION",
                     "CALL",
                 )
                 cpu = 0.5
             else:
+                literal = value if t.partition_kind == "int" else f"DATE '{value}'"
                 sql = (
-                    f"ALTER TABLE {t.fqn} EXECUTE optimize WHERE event_date = DATE '{day}'",
+                    f"ALTER TABLE {t.ref} EXECUTE optimize WHERE {t.partition_col} = {literal}",
                     "ALTER_TABLE_EXECUTE",
                     "ALTER TABLE EXECUTE",
                 )

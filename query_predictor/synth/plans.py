@@ -14,7 +14,21 @@ import math
 import random
 from dataclasses import dataclass, field, replace
 
-from .world import GB, HIGH, LOW, MB, MEDIUM, UNIQUE, Col, Table, User
+from .world import GB, HIGH, LOW, MB, MEDIUM, UNIQUE, Col, Table, User, written
+
+# Probability that a plan's date filter reaches back years (all-time charts, backfills,
+# "since 2005" analyses), by profile.
+LONG_LOOKBACK = {"dashboard": 0.02, "analyst": 0.015, "data_scientist": 0.03, "etl": 0.01}
+LOOKBACK_YEARS = [
+    (2, 3.0),
+    (3, 3.0),
+    (5, 3.0),
+    (8, 2.0),
+    (10, 2.0),
+    (15, 1.0),
+    (20, 1.0),
+    (25, 1.0),
+]
 
 JOIN_KINDS = [
     ("JOIN", 0.45),
@@ -22,8 +36,8 @@ JOIN_KINDS = [
     ("INNER JOIN", 0.08),
     ("RIGHT JOIN", 0.04),
     ("FULL OUTER JOIN", 0.04),
-    ("CROSS JOIN", 0.02),
     ("LEFT OUTER JOIN", 0.02),
+    ("CROSS JOIN", 0.02),  # last: wide queries leave it out
 ]
 AGGS = [
     "count(*)",
@@ -104,6 +118,7 @@ class Join:
     table: Table
     key: str
     fanout: float
+    left: int = 0  # joined to the fact (0) or to the table of join number ``left``
 
 
 @dataclass
@@ -132,6 +147,8 @@ class Plan:
     target: str | None
     comment: str | None
     hidden: float  # per-plan work factor the text does not show (data skew, layout)
+    years: int | None = None  # a look-back of years, written as years ("since 2005")
+    comma: bool = False  # joins written FROM a, b WHERE a.k = b.k
 
     def with_changes(self, **changes: object) -> Plan:
         return replace(self, **changes)
@@ -206,8 +223,15 @@ def random_plan(
     appetite: float,
     statement: str = "select",
     target: str | None = None,
+    comma: float = 0.0,
+    n_joins: int | None = None,
 ) -> Plan:
-    """Draw a plan in the habits of ``profile`` (dashboard, analyst, data_scientist, etl...)."""
+    """Draw a plan in the habits of ``profile`` (dashboard, analyst, data_scientist, etl...).
+
+    ``comma`` is the probability that a plan with joins writes them as a comma list;
+    ``n_joins`` forces that many joins (a wide report or ETL query), to distinct tables of
+    ``tables`` as far as there are enough, some chained to each other rather than the fact.
+    """
     facts = [t for t in tables if t.role in ("fact", "agg")] or tables
     if profile == "dashboard":
         aggs_first = [t for t in facts if t.role == "agg"]
@@ -215,11 +239,19 @@ def random_plan(
         fact = rng.choice(pool)
     else:
         fact = rng.choice(facts)
-    has_part = fact.partition_col is not None
-    lookback = rng.choice(lookbacks) if has_part and rng.random() < discipline else None
+    dated = fact.daily_bytes > 0  # the table accumulates days: people filter on dates
+    lookback = rng.choice(lookbacks) if dated and rng.random() < discipline else None
     if lookback is not None and appetite > 1.5 and rng.random() < 0.5:
         lookback = min(720, int(lookback * appetite * 3))
-    trap = lookback is not None and rng.random() < (0.04 if profile != "etl" else 0.0)
+    years = None
+    if lookback is not None and rng.random() < LONG_LOOKBACK.get(profile, 0.02):
+        years = int(pick_weighted(rng, [(str(y), w) for y, w in LOOKBACK_YEARS]))
+        lookback = 365 * years
+    trap = (
+        lookback is not None
+        and fact.date_partitioned
+        and rng.random() < (0.04 if profile != "etl" else 0.0)
+    )
     others = [t for t in tables if t is not fact]
     join_counts = {
         "dashboard": [0, 0, 1, 1, 2],
@@ -228,20 +260,37 @@ def random_plan(
         "etl": [1, 2, 2, 3, 4, 5, 6],
     }
     n_join = rng.choice(join_counts.get(profile, [0, 1])) if others else 0
-    joins = []
+    wide = n_joins is not None and bool(others)
+    if wide:
+        n_join = n_joins or 0
+    as_commas = rng.random() < comma
+    joins: list[Join] = []
     keys = [c for c in fact.cols("dim") if c.card in (MEDIUM, HIGH)] or fact.cols("dim")
     small = [t for t in others if t.role in ("dim", "ops")] or others
+    unused = rng.sample(others, len(others)) if wide else []
     for _ in range(n_join):
         # mostly star joins to dimensions; sometimes another fact (many-to-many)
-        many = rng.random() < 0.2
-        other = (
-            rng.choice([t for t in others if t.role in ("fact", "agg")] or others)
-            if many
-            else rng.choice(small)
+        many = rng.random() < (0.1 if wide else 0.2)
+        if unused:
+            other = unused.pop()
+            many = other.role in ("fact", "agg") and many
+        else:
+            other = (
+                rng.choice([t for t in others if t.role in ("fact", "agg")] or others)
+                if many
+                else rng.choice(small)
+            )
+        kind = pick_weighted(rng, JOIN_KINDS[:-2] if wide else JOIN_KINDS)
+        if as_commas:
+            kind = "CROSS JOIN" if kind == "CROSS JOIN" else "JOIN"
+        fanout = (
+            math.exp(rng.gauss(0.0, 0.4 if wide else 0.8)) if many and kind != "CROSS JOIN" else 1.0
         )
-        kind = pick_weighted(rng, JOIN_KINDS)
-        fanout = math.exp(rng.gauss(0.0, 0.8)) if many and kind != "CROSS JOIN" else 1.0
-        joins.append(Join(kind, other, rng.choice(keys).sql, fanout))
+        left = rng.randrange(len(joins) + 1) if wide and rng.random() < 0.4 else 0
+        left_table = fact if left == 0 else joins[left - 1].table
+        left_keys = [c for c in left_table.cols("dim") if c.card != UNIQUE] or keys
+        key = rng.choice(keys if left == 0 else left_keys).sql
+        joins.append(Join(kind, other, key, fanout, left))
     dims = fact.cols("dim")
     n_group = rng.choice([0, 1, 1, 2, 2, 3, 4]) if profile != "etl" else rng.choice([2, 3, 4, 6])
     # people group by countries and products far more often than by request ids
@@ -303,6 +352,8 @@ def random_plan(
         target=target,
         comment=None,
         hidden=math.exp(rng.gauss(0.0, 0.55)) * appetite,
+        years=years,
+        comma=as_commas and bool(joins),
     )
 
 
@@ -311,6 +362,7 @@ def plan_for(
 ) -> Plan:
     """A plan drawn in ``user``'s habits: their date windows, discipline and appetite."""
     options.setdefault("discipline", user.discipline)
+    options.setdefault("comma", float(user.style.get("comma", 0.0)))  # type: ignore[arg-type]
     return random_plan(
         rng,
         tables,
@@ -326,32 +378,67 @@ def plan_for(
 
 
 def _date_predicate(plan: Plan, alias: str, day: dt.date, up: bool) -> str | None:
+    """The plan's date filter as written on ``day``: on the partition column in the form its
+    type needs (varchar, DATE or integer day key), or on a timestamp when the table is not
+    partitioned by date (or the writer picked the wrong column: a trap that prunes nothing)."""
     t = plan.fact
-    if plan.lookback is None or t.partition_col is None:
+    if plan.lookback is None or t.daily_bytes <= 0:
         return None
-    lo = day - dt.timedelta(days=plan.lookback)
-    hi = day - dt.timedelta(days=1)
     k = lambda s: _kw(s, up)  # noqa: E731
-    if plan.trap:  # filters a timestamp instead of the partition key: no pruning
-        ts = t.cols("ts")[0].sql
-        return f"{k('date')}({alias}.{ts}) >= {k('DATE')} '{lo}'"
-    col = f"{alias}.{t.partition_col}"
-    if t.partition_col == "ds":
+    n = plan.lookback
+    lo = day - dt.timedelta(days=n)
+    hi = day - dt.timedelta(days=1)
+    interval = f"{k('INTERVAL')} '{n}' {k('DAY')}"
+    back = f"date_add('day', -{n}, current_date)"
+    if plan.years:  # "since 2005": the literal stays the same all year
+        lo = dt.date(day.year - plan.years, 1, 1)
+        interval = f"{k('INTERVAL')} '{plan.years}' {k('YEAR')}"
+        back = f"date_add('year', -{plan.years}, current_date)"
+    if plan.trap or not t.date_partitioned:
+        ts = f"{alias}.{t.cols('ts')[0].sql}"
         forms = [
-            f"{col} >= '{lo}' {k('AND')} {col} <= '{hi}'",
-            f"{col} {k('BETWEEN')} '{lo}' {k('AND')} '{hi}'",
-            f"{col} >= date_format(current_date - {k('INTERVAL')} '{plan.lookback}' "
-            f"{k('DAY')}, '%Y-%m-%d')",
-            f"{col} = '{hi}'" if plan.lookback == 1 else f"{col} > '{lo}'",
+            f"{k('date')}({ts}) >= {k('DATE')} '{lo}'",
+            f"{ts} >= {k('TIMESTAMP')} '{lo} 00:00:00'",
+            f"{ts} > current_timestamp - {interval}",
+            f"{k('CAST')}({ts} {k('AS DATE')}) {k('BETWEEN')} {k('DATE')} '{lo}' {k('AND')} "
+            f"{k('DATE')} '{hi}'",
+        ]
+        return forms[plan.date_form]
+    col = f"{alias}.{written(t.partition_col or '')}"
+    if t.partition_kind == "str":
+        fmt = t.day_format
+        lit = lambda d: f"'{d.strftime(fmt)}'"  # noqa: E731
+        forms = [
+            f"{col} >= {lit(lo)} {k('AND')} {col} <= {lit(hi)}",
+            f"{col} {k('BETWEEN')} {lit(lo)} {k('AND')} {lit(hi)}",
+            f"{col} >= date_format(current_date - {interval}, '{fmt}')",
+            f"{col} = {lit(hi)}" if n == 1 else f"{col} > {lit(lo)}",
+        ]
+    elif t.partition_kind == "int":
+        key = lambda d: d.strftime("%Y%m%d")  # noqa: E731
+        forms = [
+            f"{col} >= {key(lo)} {k('AND')} {col} <= {key(hi)}",
+            f"{col} {k('BETWEEN')} {key(lo)} {k('AND')} {key(hi)}",
+            f"{col} >= {k('CAST')}(date_format(current_date - {interval}, '%Y%m%d') "
+            f"{k('AS INTEGER')})",
+            f"{col} = {key(hi)}" if n == 1 else f"{col} > {key(lo)}",
         ]
     else:
         forms = [
             f"{col} >= {k('DATE')} '{lo}'",
             f"{col} {k('BETWEEN')} {k('DATE')} '{lo}' {k('AND')} {k('DATE')} '{hi}'",
-            f"{col} >= current_date - {k('INTERVAL')} '{plan.lookback}' {k('DAY')}",
-            f"{col} = {k('DATE')} '{hi}'" if plan.lookback == 1 else f"{col} > {k('DATE')} '{lo}'",
+            f"{col} >= current_date - {interval}",
+            f"{col} = {k('DATE')} '{hi}'" if n == 1 else f"{col} > {back}",
         ]
     return forms[plan.date_form]
+
+
+def table_ref(table: Table, style: dict[str, object]) -> str:
+    """How a writer names ``table``: as the catalog spells it, or every part quoted (some BI
+    tools quote each identifier whether it needs it or not)."""
+    if style.get("quote_all"):
+        return ".".join(f'"{part}"' for part in (table.catalog, table.schema, table.name))
+    return table.ref
 
 
 def _agg_sql(name: str, col: Col | None, alias: str, up: bool) -> str:
@@ -380,7 +467,8 @@ def render(plan: Plan, day: dt.date, rng: random.Random, style: dict[str, object
     ind = "\n  " if pretty else " "
     a = "f"
     t = plan.fact
-    src = plan.fact.fqn if rng.random() < 0.8 else f"{t.schema}.{t.name}"
+    ref = lambda table: table_ref(table, style)  # noqa: E731
+    src = ref(t) if rng.random() < 0.8 else ref(t).split(".", 1)[1]
     where: list[str] = []
     date_pred = _date_predicate(plan, a, day, up)
     if date_pred:
@@ -426,31 +514,44 @@ def render(plan: Plan, day: dt.date, rng: random.Random, style: dict[str, object
     from_ = f"{k('FROM')} {src} {k('AS') + ' ' if style.get('alias_as') else ''}{a}"
     if plan.cte:
         base_where = f"{ind}{k('WHERE')} " + f" {k('AND')} ".join(where) if where else ""
-        cte = f"{k('WITH')} base {k('AS')} ({ind}{k('SELECT')} * {k('FROM')} {src}{base_where}{nl})"
+        cte = f"{k('WITH')} base {k('AS')} ({ind}{k('SELECT')} * {k('FROM')} {src} {a}{base_where}{nl})"
         from_ = f"{k('FROM')} base {a}"
         where = []
     else:
         cte = ""
     parts = [f"{head} {(',' + ind).join(select)}", from_]
-    for j, join in enumerate(plan.joins, start=1):
-        alias = f"j{j}"
-        if join.kind == "CROSS JOIN":
-            parts.append(f"{k('CROSS JOIN')} {join.table.fqn} {alias}")
-        else:
-            parts.append(
-                f"{k(join.kind)} {join.table.fqn} {alias} {k('ON')} {a}.{join.key} = "
-                f"{alias}.{join.key}"
-            )
-    if plan.unnest is not None:
-        parts.append(f"{k('CROSS JOIN UNNEST')}({a}.{plan.unnest.sql}) {k('AS')} u(item)")
+    aliases = [a] + [f"j{j}" for j in range(1, len(plan.joins) + 1)]
+    if plan.comma:  # FROM a f, b j1, c j2 WHERE f.k = j1.k AND ...
+        items = [from_] + [
+            f"{ref(join.table)} {aliases[j]}" for j, join in enumerate(plan.joins, 1)
+        ]
+        if plan.unnest is not None:
+            items.append(f"{k('UNNEST')}({a}.{plan.unnest.sql}) {k('AS')} u(item)")
+        parts = [parts[0], f",{ind}".join(items)]
+        where[:0] = [
+            f"{aliases[join.left]}.{join.key} = {aliases[j]}.{join.key}"
+            for j, join in enumerate(plan.joins, 1)
+            if join.kind != "CROSS JOIN"
+        ]
+    else:
+        for j, join in enumerate(plan.joins, 1):
+            if join.kind == "CROSS JOIN":
+                parts.append(f"{k('CROSS JOIN')} {ref(join.table)} {aliases[j]}")
+            else:
+                parts.append(
+                    f"{k(join.kind)} {ref(join.table)} {aliases[j]} {k('ON')} "
+                    f"{aliases[join.left]}.{join.key} = {aliases[j]}.{join.key}"
+                )
+        if plan.unnest is not None:
+            parts.append(f"{k('CROSS JOIN UNNEST')}({a}.{plan.unnest.sql}) {k('AS')} u(item)")
     if plan.subquery == "in" and plan.joins:
-        other = plan.joins[0].table.fqn
+        other = ref(plan.joins[0].table)
         where.append(
             f"{a}.{plan.joins[0].key} {k('IN')} ({k('SELECT')} {plan.joins[0].key} "
             f"{k('FROM')} {other} {k('WHERE')} {plan.joins[0].key} {k('IS NOT NULL')})"
         )
     elif plan.subquery == "exists" and plan.joins:
-        other = plan.joins[0].table.fqn
+        other = ref(plan.joins[0].table)
         where.append(
             f"{k('EXISTS')} ({k('SELECT')} 1 {k('FROM')} {other} x {k('WHERE')} "
             f"x.{plan.joins[0].key} = {a}.{plan.joins[0].key})"
@@ -485,7 +586,7 @@ def render(plan: Plan, day: dt.date, rng: random.Random, style: dict[str, object
         core = f"{k('SELECT')} * {k('FROM')} ({ind}{core}{nl}) sub"
     if plan.set_op and plan.second is not None:
         cols = ", ".join(c.sql for c in plan.second.columns[:2])
-        core = f"{core}{nl}{k(plan.set_op)}{nl}{k('SELECT')} {cols} {k('FROM')} {plan.second.fqn}"
+        core = f"{core}{nl}{k(plan.set_op)}{nl}{k('SELECT')} {cols} {k('FROM')} {ref(plan.second)}"
     if plan.order:
         direction = k(rng.choice(["DESC", "ASC", ""])).strip()
         order_key = "1" if plan.group or plan.aggs or plan.set_op else f"{a}.{t.columns[0].sql}"
@@ -498,11 +599,8 @@ def render(plan: Plan, day: dt.date, rng: random.Random, style: dict[str, object
     if plan.statement == "insert":
         sql = f"{k('INSERT INTO')} {plan.target}{nl}{sql}"
     elif plan.statement == "ctas":
-        suffix = day.strftime("%Y%m%d")
-        sql = (
-            f"{k('CREATE TABLE')} {plan.target}_{suffix} {k('WITH')} (format = 'ORC') "
-            f"{k('AS')}{nl}{sql}"
-        )
+        target = (plan.target or "").replace("{day}", day.strftime("%Y%m%d"))
+        sql = f"{k('CREATE TABLE')} {target} {k('WITH')} (format = 'ORC') {k('AS')}{nl}{sql}"
     elif plan.statement == "explain":
         sql = f"{k('EXPLAIN')} {sql}"
     elif plan.statement == "explain_analyze":
@@ -539,8 +637,9 @@ def _distinct(col: Col, rows: float) -> float:
 
 def _scan(table: Table, plan: Plan, day: int, *, cols: float) -> tuple[float, float]:
     """(bytes read, rows read) of one table under the plan's date predicate."""
-    if table.partition_col is not None:
-        days = table.retention_days if plan.lookback is None or plan.trap else plan.lookback
+    if table.daily_bytes > 0:
+        pruned = table.date_partitioned and plan.lookback is not None and not plan.trap
+        days = plan.lookback if pruned and plan.lookback is not None else table.retention_days
         days = max(1, min(days, table.retention_days, table.age(day)))
         raw = table.day_bytes(day) * days
     else:

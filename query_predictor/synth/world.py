@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 # Cardinality classes of columns; see Column.distinct().
@@ -76,7 +77,15 @@ METRICS = [
 ]
 PAYLOADS = ["properties", "payload", "user_agent", "raw_event", "context", "attributes"]
 ARRAYS = ["tags", "items", "experiment_ids", "segments"]
-TS_COLS = ["event_ts", "created_at", "updated_at", "occurred_at"]
+TS_COLS = [
+    "event_ts",
+    "created_at",
+    "updated_at",
+    "occurred_at",
+    "eventTime",
+    "log_ts",
+    "ingested_at",
+]
 
 FACT_NOUNS = [
     "page_view",
@@ -153,11 +162,50 @@ OPS_NOUNS = [
     "carts",
 ]
 
+# Partition columns: (name, how the value is written, weight). "str" is a varchar date
+# ('2025-06-01' or '20250601'), "date" a DATE, "int" an integer day key (20250601). Real
+# lakes use every one of these names; nothing downstream may rely on any of them.
+HIVE_PARTITIONS = [
+    ("ds", "str", 0.3),
+    ("dt", "str", 0.15),
+    ("p_date", "str", 0.1),
+    ("batch_dt", "str", 0.08),
+    ("load_date", "str", 0.08),
+    ("datestr", "str", 0.06),
+    ("dateint", "int", 0.08),
+    ("partition_key", "int", 0.07),
+    ("day", "str", 0.08),
+]
+ICEBERG_PARTITIONS = [
+    ("event_date", "date", 0.3),
+    ("snapshot_day", "date", 0.12),
+    ("load_date", "date", 0.1),
+    ("business_date", "date", 0.1),
+    ("dt", "date", 0.1),
+    ("p_date", "date", 0.08),
+    ("report_date", "date", 0.1),
+    ("date_key", "int", 0.1),
+]
+# Facts partitioned on something that is not a date, or not partitioned at all: a date
+# filter on them prunes nothing.
+KEY_PARTITIONS = ["region", "tenant_id", "bucket", "source_system", "shard"]
+DATE_KINDS = ("str", "date", "int")
+
 # (catalog, schemas, connector family). Hive holds the legacy lake, iceberg the newer one,
 # mysql/postgresql are operational replicas reached over JDBC.
 CATALOGS = {
-    "hive": ["events", "sales", "marketing", "logs", "ml", "tmp"],
-    "iceberg": ["analytics", "finance", "product", "growth", "marts", "sandbox"],
+    "hive": ["events", "sales", "marketing", "logs", "ml", "tmp", "ods", "legacy_dw", "stage_01"],
+    "iceberg": [
+        "analytics",
+        "finance",
+        "product",
+        "growth",
+        "marts",
+        "sandbox",
+        "DataMart",
+        "bi_2",
+        "raw-events",
+    ],
     "mysql": ["app", "billing"],
     "postgresql": ["crm", "support"],
 }
@@ -167,24 +215,43 @@ GB = 1024**3
 MB = 1024**2
 
 
+def written(name: str) -> str:
+    """``name`` as SQL must spell it: quoted unless it is a plain identifier."""
+    plain = name.replace("_", "a").isalnum() and not name[0].isdigit() and name.isascii()
+    return name if plain else f'"{name}"'
+
+
 @dataclass(frozen=True)
 class Table:
     catalog: str
-    schema: str
-    name: str
+    schema: str  # as written in SQL (may be camelCase or need quotes)
+    name: str  # as written in SQL
     role: str  # fact, agg, dim, ops
     columns: tuple[Col, ...]
-    partition_col: str | None  # "ds" (hive, varchar) or "event_date" (iceberg, date)
-    daily_bytes: float  # bytes per daily partition at day 0 (partitioned tables)
-    static_bytes: float  # size of an unpartitioned table at day 0
+    partition_col: str | None  # partition column (a date in most facts, see partition_kind)
+    daily_bytes: float  # bytes per day of data at day 0 (tables that accumulate days)
+    static_bytes: float  # size of a table that does not accumulate days, at day 0
     retention_days: int
     growth: float  # multiplicative growth per day
     created_day: int  # first day index the table exists; negative = before the range
     row_bytes: float
+    partition_kind: str | None = None  # "str", "date", "int" (dates), "key", or None
+    day_format: str = "%Y-%m-%d"  # how a "str" partition writes its day
 
     @property
     def fqn(self) -> str:
-        return f"{self.catalog}.{self.schema}.{self.name}"
+        """Name as the engine reports it in ``inputs``: identifiers folded to lower case."""
+        return f"{self.catalog}.{self.schema.lower()}.{self.name.lower()}"
+
+    @property
+    def ref(self) -> str:
+        """Name as people write it in SQL."""
+        return f"{self.catalog}.{written(self.schema)}.{written(self.name)}"
+
+    @property
+    def date_partitioned(self) -> bool:
+        """A date filter on :attr:`partition_col` prunes days."""
+        return self.partition_kind in DATE_KINDS
 
     @property
     def columnar(self) -> bool:
@@ -194,12 +261,12 @@ class Table:
         return [c for c in self.columns if c.kind == kind]
 
     def day_bytes(self, day: int) -> float:
-        """Bytes in one daily partition on ``day`` (0 = first day of the range)."""
+        """Bytes of one day of data on ``day`` (0 = first day of the range)."""
         return self.daily_bytes * (1.0 + self.growth) ** day
 
     def total_bytes(self, day: int) -> float:
-        """Whole-table bytes on ``day``: retained partitions, or the static size grown."""
-        if self.partition_col is None:
+        """Whole-table bytes on ``day``: retained days, or the static size grown."""
+        if self.daily_bytes <= 0.0:
             return self.static_bytes * (1.0 + self.growth) ** day
         age = self.age(day)
         kept = min(self.retention_days, age)
@@ -311,6 +378,11 @@ LAST = [
     "ivanova",
 ]
 
+# Share of writers who join with commas by habit (old-school SQL, some BI tools).
+COMMA_WRITERS = 0.3
+# How service accounts are named (the rest look like a person's login).
+SERVICE_MARKED, SERVICE_PLAIN = 0.35, 0.3
+
 HUMAN_SOURCES = {
     "analyst": [
         ("superset", 0.35),
@@ -357,6 +429,18 @@ def _pick_columns(rng: random.Random, role: str) -> tuple[Col, ...]:
     return tuple(cols)
 
 
+def _partitioning(rng: random.Random, catalog: str) -> tuple[str | None, str | None, str]:
+    """(partition column, its kind, day format) of a table that accumulates days."""
+    u = rng.random()
+    if u < 0.07:
+        return None, None, "%Y-%m-%d"
+    if u < 0.14:
+        return rng.choice(KEY_PARTITIONS), "key", "%Y-%m-%d"
+    pairs = HIVE_PARTITIONS if catalog == "hive" else ICEBERG_PARTITIONS
+    name, kind, _ = rng.choices(pairs, weights=[w for *_, w in pairs])[0]
+    return name, kind, "%Y%m%d" if kind == "str" and rng.random() < 0.25 else "%Y-%m-%d"
+
+
 def _make_table(
     rng: random.Random, catalog: str, schema: str, role: str, name: str, n_days: int
 ) -> Table:
@@ -371,21 +455,34 @@ def _make_table(
     )
     # A sixth of tables appear during the range: new templates follow them.
     created = rng.randint(1, n_days - 1) if rng.random() < 0.16 else -rng.randint(30, 3000)
+    day_format = "%Y-%m-%d"
     if role == "fact":
-        partition = "ds" if catalog == "hive" else "event_date"
-        daily = _lognormal_clip(rng, 250 * MB, 1.9, 5 * MB, 2000 * GB)
+        partition, kind, day_format = _partitioning(rng, catalog)
+        pruned = kind in DATE_KINDS
+        # tables no date filter can prune are the smaller ones (nobody keeps 1 TB a day so)
+        daily = _lognormal_clip(
+            rng, (200 if pruned else 20) * MB, 1.9 if pruned else 1.4, 5 * MB, 2000 * GB
+        )
         retention = (
             rng.choice([90, 180, 365, 400, 730])
             if catalog == "hive"
             else rng.choice([60, 90, 180, 365])
         )
+        decade = rng.choice([1825, 3650]) if rng.random() < 0.25 else retention
+        short = rng.choice([30, 60, 90])
+        if not pruned:
+            retention = short
+        elif daily < 100 * MB:
+            retention = decade  # small histories are kept for years
         static = 0.0
     elif role == "agg":
-        partition = "ds" if catalog == "hive" else "event_date"
+        partition, kind, day_format = _partitioning(rng, catalog)
         daily = _lognormal_clip(rng, 8 * MB, 1.5, 100 * 1024, 5 * GB)
-        retention, static = rng.choice([365, 730, 1095]), 0.0
+        retention, static = rng.choice([365, 730, 1095, 1825, 3650]), 0.0
+        if kind not in DATE_KINDS:
+            retention = rng.choice([90, 365])
     else:
-        partition, daily, retention = None, 0.0, 1
+        partition, kind, daily, retention = None, None, 0.0, 1
         median = 40 * MB if role == "dim" else 150 * MB
         static = _lognormal_clip(
             rng, median, 1.6, 256 * 1024, 60 * GB if role == "dim" else 20 * GB
@@ -403,6 +500,62 @@ def _make_table(
         growth,
         created,
         row_bytes,
+        kind,
+        day_format,
+    )
+
+
+def _camel(words: list[str], upper_first: bool) -> str:
+    out = "".join(w.capitalize() for w in words)
+    return out if upper_first else out[0].lower() + out[1:]
+
+
+def _table_name(rng: random.Random, role: str, noun: str, catalog: str) -> str:
+    """A table name in one of the styles real catalogs mix: house prefixes and suffixes,
+    warehouse layers (ods_/dwd_/dws_), camelCase, UPPER CASE, versions and numbers."""
+    words = noun.split("_")
+    if role == "fact":
+        if catalog == "iceberg" and rng.random() < 0.25:
+            base = f"fact_{noun}s"
+        else:
+            base = f"{noun}_{rng.choice(FACT_SUFFIXES)}"
+    elif role == "agg":
+        base = rng.choice(
+            [
+                f"agg_{noun}_daily",
+                f"{noun}_summary",
+                f"{noun}_metrics_daily",
+                f"{noun}_kpis",
+                f"rpt_{noun}",
+                f"daily_{noun}s",
+                f"mv_{noun}_by_day",
+            ]
+        )
+    else:
+        base = rng.choice([f"dim_{noun}", f"{noun}s", f"ref_{noun}", f"lkp_{noun}", f"d_{noun}"])
+    u = rng.random()
+    if u < 0.5:
+        return base
+    if u < 0.62:
+        return _camel(base.split("_"), upper_first=rng.random() < 0.5)
+    if u < 0.72:
+        return base.upper()
+    if u < 0.84:
+        return rng.choice(
+            [
+                f"{base}_v{rng.randint(2, 4)}",
+                f"{base}{rng.randint(1, 9)}",
+                f"{base}_{rng.randint(2014, 2024)}",
+            ]
+        )
+    if u < 0.94:
+        layer = {"fact": ["ods", "dwd"], "agg": ["dws", "ads"]}.get(role, ["dim", "dwd"])
+        return f"{rng.choice(layer)}_{'_'.join(words)}_{rng.choice(['di', 'df', 'hi', 'tbl'])}"
+    return rng.choice(
+        [
+            f"{noun}-{rng.choice(FACT_SUFFIXES)}",
+            f"{_camel(words, True)} {rng.choice(['Data', 'Export', 'Copy'])}",
+        ]
     )
 
 
@@ -411,40 +564,23 @@ def build_tables(rng: random.Random, n_days: int) -> list[Table]:
     seen: set[str] = set()
 
     def add(catalog: str, schema: str, role: str, name: str) -> None:
-        if f"{catalog}.{schema}.{name}" in seen:
+        key = f"{catalog}.{schema}.{name}".lower()
+        if key in seen:
             return
-        seen.add(f"{catalog}.{schema}.{name}")
+        seen.add(key)
         tables.append(_make_table(rng, catalog, schema, role, name, n_days))
 
+    lake_roles = [("fact", 6, 14, FACT_NOUNS), ("agg", 3, 8, FACT_NOUNS), ("dim", 3, 7, DIM_NOUNS)]
     for catalog in LAKE:
         for schema in CATALOGS[catalog]:
-            for _ in range(rng.randint(6, 14)):
-                noun = rng.choice(FACT_NOUNS)
-                if catalog == "iceberg" and rng.random() < 0.5:
-                    add(catalog, schema, "fact", f"fact_{noun}s")
-                else:
-                    add(catalog, schema, "fact", f"{noun}_{rng.choice(FACT_SUFFIXES)}")
-            for _ in range(rng.randint(3, 8)):
-                noun = rng.choice(FACT_NOUNS)
-                add(
-                    catalog,
-                    schema,
-                    "agg",
-                    rng.choice(
-                        [
-                            f"agg_{noun}_daily",
-                            f"{noun}_summary",
-                            f"{noun}_metrics_daily",
-                            f"{noun}_kpis",
-                        ]
-                    ),
-                )
-            for _ in range(rng.randint(3, 7)):
-                add(catalog, schema, "dim", f"dim_{rng.choice(DIM_NOUNS)}")
+            for role, lo, hi, nouns in lake_roles:
+                for _ in range(rng.randint(lo, hi)):
+                    add(catalog, schema, role, _table_name(rng, role, rng.choice(nouns), catalog))
     for catalog in ("mysql", "postgresql"):
         for schema in CATALOGS[catalog]:
             for name in rng.sample(OPS_NOUNS, rng.randint(5, 9)):
-                add(catalog, schema, "ops", name)
+                camel = rng.random() < 0.3
+                add(catalog, schema, "ops", _camel(name.split("_"), True) if camel else name)
     return tables
 
 
@@ -453,12 +589,16 @@ def _zipf_weights(n: int, s: float) -> list[float]:
 
 
 def _style(rng: random.Random, tool: bool) -> dict[str, object]:
-    """How a user (or a BI tool) writes SQL: keyword case, layout, aliases, comments."""
+    """How a user (or a BI tool) writes SQL: keyword case, layout, aliases, comments, comma
+    joins (``FROM a, b WHERE a.k = b.k``: the share of this writer's multi-table queries
+    written so) and identifiers quoted whether they need it or not."""
     return {
         "upper": rng.random() < (0.9 if tool else 0.55),
         "pretty": rng.random() < (0.85 if tool else 0.5),
         "comment": rng.random() < (0.5 if tool else 0.25),
         "alias_as": rng.random() < 0.7,
+        "comma": rng.uniform(0.7, 1.0) if rng.random() < COMMA_WRITERS else 0.05,
+        "quote_all": rng.random() < (0.3 if tool else 0.05),
     }
 
 
@@ -479,12 +619,40 @@ def build_users(rng: random.Random, tables: list[Table], n_days: int) -> list[Us
 
     used: set[str] = set()
 
-    def person() -> str:
+    def unique(make: Callable[[], str]) -> str:
         while True:
-            name = f"{rng.choice(FIRST)}.{rng.choice(LAST)}"
+            name = make()
             if name not in used:
                 used.add(name)
                 return name
+
+    def person() -> str:
+        """A login as directories hand them out: jane.doe, jdoe, jane_doe2, janed."""
+
+        def login() -> str:
+            first, last = rng.choice(FIRST), rng.choice(LAST)
+            return rng.choices(
+                [
+                    f"{first}.{last}",
+                    f"{first[0]}{last}",
+                    f"{first}_{last}",
+                    f"{first}.{last}{rng.randint(1, 99)}",
+                    f"{first}{last[0]}",
+                ],
+                weights=[0.5, 0.2, 0.1, 0.1, 0.1],
+            )[0]
+
+        return unique(login)
+
+    def service(marked: str, plain: str) -> str:
+        """A service account's name: a third carry a marker (svc_, service, bot), a third
+        are plain tool or team names, a third look like a person's login."""
+        u = rng.random()
+        if u < SERVICE_MARKED:
+            return unique(lambda: marked)
+        if u < SERVICE_MARKED + SERVICE_PLAIN:
+            return unique(lambda: plain)
+        return person()
 
     users: list[User] = []
     human_counts = {"analyst": 260, "data_scientist": 60, "engineer": 40}
@@ -522,7 +690,7 @@ def build_users(rng: random.Random, tables: list[Table], n_days: int) -> list[Us
         for env in ("prod", "reporting"):
             users.append(
                 User(
-                    name=f"svc_{tool}_{env}",
+                    name=service(f"svc_{tool}_{env}", f"{tool}_{env}"),
                     kind="bi",
                     source=source,
                     resource_group=f"global.dashboards.{tool}",
@@ -539,7 +707,7 @@ def build_users(rng: random.Random, tables: list[Table], n_days: int) -> list[Us
     for team in TEAMS:
         users.append(
             User(
-                name=f"svc_airflow_{team}",
+                name=service(f"svc_airflow_{team}", f"airflow_{team}"),
                 kind="etl_curated",
                 source="airflow",
                 resource_group=f"global.curated.{team}",
@@ -557,7 +725,10 @@ def build_users(rng: random.Random, tables: list[Table], n_days: int) -> list[Us
         source = "dbt-trino" if i % 2 else "airflow"
         users.append(
             User(
-                name=f"svc_{'dbt' if i % 2 else 'etl'}_{team}",
+                name=service(
+                    f"svc_{'dbt' if i % 2 else 'etl'}_{team}",
+                    f"{team}_{'dbt' if i % 2 else 'etl'}",
+                ),
                 kind="etl",
                 source=source,
                 resource_group="global.etl.adhoc",
@@ -571,14 +742,14 @@ def build_users(rng: random.Random, tables: list[Table], n_days: int) -> list[Us
                 style=_style(rng, True),
             )
         )
-    for name, source in [
-        ("svc_monitoring", "prometheus-exporter"),
-        ("svc_gateway_health", "trino-gateway"),
-        ("svc_datadog", "datadog"),
+    for marked, plain, source in [
+        ("svc_monitoring", "monitoring", "prometheus-exporter"),
+        ("gateway-healthbot", "gateway_health", "trino-gateway"),
+        ("service.datadog", "datadog", "datadog"),
     ]:
         users.append(
             User(
-                name,
+                service(marked, plain),
                 "monitoring",
                 source,
                 "global.system",
@@ -594,7 +765,7 @@ def build_users(rng: random.Random, tables: list[Table], n_days: int) -> list[Us
         )
     users.append(
         User(
-            "svc_maintenance",
+            service("svc_maintenance", "lakehouse_ops"),
             "maintenance",
             "trino-maintenance",
             "global.maintenance",

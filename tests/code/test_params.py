@@ -148,6 +148,7 @@ def test_wrong_type_is_named_with_its_value(raw: dict[str, Any], message: str) -
         ("synth", "queries_per_day", 0, "greater than 0"),
         ("synth", "queries_per_day", 5_000_001, "less than or equal to 5000000"),
         ("synth", "metadata_share", 0.9, "less than 0.9"),
+        ("synth", "new_template_share", 0.9, "less than 0.9"),
         ("boundary_sampling", "balance_ratio", 0, "greater than 0"),
         ("features", "tfidf_vocab_size", 9, "greater than or equal to 10"),
         ("features", "base_feature_count", 80, "78"),
