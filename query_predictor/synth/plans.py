@@ -514,7 +514,8 @@ def render(plan: Plan, day: dt.date, rng: random.Random, style: dict[str, object
     from_ = f"{k('FROM')} {src} {k('AS') + ' ' if style.get('alias_as') else ''}{a}"
     if plan.cte:
         base_where = f"{ind}{k('WHERE')} " + f" {k('AND')} ".join(where) if where else ""
-        cte = f"{k('WITH')} base {k('AS')} ({ind}{k('SELECT')} * {k('FROM')} {src} {a}{base_where}{nl})"
+        body = f"{k('SELECT')} * {k('FROM')} {src} {a}{base_where}"
+        cte = f"{k('WITH')} base {k('AS')} ({ind}{body}{nl})"
         from_ = f"{k('FROM')} base {a}"
         where = []
     else:
