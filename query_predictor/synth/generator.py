@@ -13,6 +13,9 @@ Workloads and their habits:
 * BI tools and people introspect metadata (SHOW, DESCRIBE, information_schema);
 * monitoring pings and platform maintenance (ANALYZE, ALTER TABLE EXECUTE).
 
+Recurring templates (dashboards, jobs, saved and notebook queries) arrive every day and retire
+after a while (``synth.new_template_share``); a few of them are wide queries over 10-40 tables.
+
 Each day uses its own random stream seeded by (``synth.seed``, day), so days are generated in
 parallel and the output does not depend on the number of workers.
 """

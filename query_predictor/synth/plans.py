@@ -3,8 +3,9 @@
 A :class:`Plan` is drawn once (a dashboard chart, an ETL job, an analyst's saved query) and
 can be rendered on many days: the text changes only in its date and value literals, the
 latent work follows the tables as they grow. The SQL is Trino dialect with the variety real
-logs show (CTEs, every join kind, subqueries, windows, grouping sets, UNNEST, comments, quoted
-identifiers, keywords inside string literals) and never names its own cost.
+logs show (CTEs, every join kind, comma joins, subqueries, windows, grouping sets, UNNEST,
+comments, quoted identifiers, keywords inside string literals, date filters of a day to
+decades in the form the partition column's type needs) and never names its own cost.
 """
 
 from __future__ import annotations

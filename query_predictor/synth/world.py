@@ -3,6 +3,9 @@
 Everything here is drawn once from ``synth.seed`` and is identical in every worker process.
 Nothing in a table's or user's *name* says how expensive its queries are: size, growth and
 habits are hidden attributes that only show through the cost model.
+Names follow no single convention either: partition columns, table and schema names, logins
+and service accounts come in the mixed styles of real catalogs, so nothing downstream can
+lean on them.
 """
 
 from __future__ import annotations
