@@ -8,11 +8,11 @@ STAMP := $(VENV)/.installed
 
 # A foreign SQL corpus for the tests (tests/foreign_log.py): the sdist of the sqlglot version
 # pinned in requirements.lock (its wheel has no tests/fixtures), checked against this sha256.
-SQLGLOT_VERSION := $(shell sed -n 's/^sqlglot==//p' requirements.lock)
+SQLGLOT_VERSION := $(shell sed -n 's/^sqlglot==//p' requirements.lock 2>/dev/null)
 SQLGLOT_SDIST_SHA256 := b8e344042c85d7baa1d0d827127dfe1611ce9ac59bceab6fe370665baeb14ce7
 CORPUS := .cache/corpus/sqlglot-$(SQLGLOT_VERSION).tar.gz
 
-setup: $(STAMP) $(CORPUS)
+setup: $(STAMP)
 
 # Reinstall only when the lock file, the project metadata or the compiled featurizer core
 # (Cython, built by `pip install -e .`) changed.
@@ -37,7 +37,7 @@ PIPELINE_TARGETS := evaluate replay
 pipeline: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro $(PIPELINE_TARGETS)
 
-test: setup
+test: setup $(CORPUS)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 lint: setup
@@ -47,7 +47,7 @@ lint: setup
 # generated at 2,000 queries a day) beside the foreign log of tests/foreign_log.py, into
 # docs/feature_fire_rates.json and docs/features.md.
 FOREIGN_LOG := .cache/foreign-log
-fire-rates: setup
+fire-rates: setup $(CORPUS)
 	$(BIN)/python -m tests.foreign_log --out $(FOREIGN_LOG)
 	$(BIN)/python scripts/fire_rates.py --foreign $(FOREIGN_LOG) $(if $(wildcard data/raw),--synthetic data/raw)
 
