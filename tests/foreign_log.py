@@ -5,7 +5,7 @@
 The statements are the SQL test fixtures that sqlglot ships in its source distribution
 (``tests/fixtures/*.sql`` but the incomplete ``partial.sql``, ``tests/fixtures/optimizer/*.sql``
 and the string literals of the Presto, Trino and Athena dialect tests), read straight from the
-sdist that ``make setup`` downloads into ``.cache/corpus/`` (the version pinned in
+sdist that ``make test`` downloads into ``.cache/corpus/`` (the version pinned in
 ``requirements.lock``, checked by sha256). TPC-H and TPC-DS are left out entirely: their
 files are skipped, and so is any statement naming one of their tables or key columns, because
 they are kept aside as an independent check of the project. Only statements are kept (the
