@@ -107,7 +107,7 @@ def read_corpus(sdist: Path) -> Corpus:
     """The distinct statements of the sdist's SQL fixtures and dialect tests, TPC left out."""
     if not sdist.is_file():
         raise FileNotFoundError(
-            f"SQL corpus {sdist} is missing: run `make setup` (it downloads the sqlglot sdist)"
+            f"SQL corpus {sdist} is missing: run `make test` once (it downloads the sqlglot sdist)"
         )
     seen: dict[str, None] = {}
     excluded_tpc = not_statements = 0
