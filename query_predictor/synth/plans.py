@@ -482,7 +482,22 @@ def render(plan: Plan, day: dt.date, rng: random.Random, style: dict[str, object
             .replace(" IN (", f" {k('IN')} (")
             .replace(" IS NOT NULL", f" {k('IS NOT NULL')}")
         )
+    # Habits of the writer that cost nothing: fixed per query shape, so a template keeps one
+    # text (CASE / CAST labels, an OR on a filter, a HAVING on a count).
+    habit = random.Random(
+        f"{t.fqn}|{[c.sql for c in plan.group]}|{[n for n, _ in plan.aggs]}|{len(plan.joins)}"
+    ).random()
     select: list[str] = [f"{a}.{c.sql}" for c in plan.group]
+    if select and habit < 0.2:  # label the first group key: CASE WHEN ... CAST(...)
+        col = select[0]
+        name = plan.group[0].sql.strip('"')
+        select[0] = (
+            f"{k('CASE WHEN')} {col} {k('IS NULL')} {k('THEN')} 'n/a' {k('ELSE')} "
+            f"{k('CAST')}({col} {k('AS')} varchar) {k('END')} {k('AS')} {name}_label"
+        )
+    if where and plan.filters and 0.2 <= habit < 0.35:  # the last filter lets nulls through
+        col = next((c.sql for c in t.columns if c.card in (LOW, MEDIUM)), t.columns[0].sql)
+        where[-1] = f"({where[-1]} {k('OR')} {a}.{col} {k('IS NULL')})"
     for name, col in plan.aggs:
         expr = _agg_sql(name, col, a, up)
         alias = f"{name.replace('(*)', '')}_{col.name if col else 'rows'}".replace("*", "")
@@ -581,6 +596,8 @@ def render(plan: Plan, day: dt.date, rng: random.Random, style: dict[str, object
                 else cols
             )
         parts.append(f"{k('GROUP BY')} {g}")
+        if plan.aggs and 0.35 <= habit < 0.5:
+            parts.append(f"{k('HAVING')} count(*) > {1 + int(habit * 40)}")
     core = nl.join(parts)
     if plan.window == "dedup" and not plan.group:
         core = f"{k('SELECT')} * {k('FROM')} ({ind}{core}{nl}) {k('WHERE')} rn = 1"

@@ -145,6 +145,9 @@ SQL_FEATURES = {
     "json": r"json_extract_scalar\(",
     "regexp": r"regexp_like\(",
     "lowercase keywords": r"^select .* from ",
+    "case and cast": r"(?i)\bcase when .* then .* else cast\(",
+    "or in a filter": r"(?i)\(\S.* or \w+\.\S+ is null\)",
+    "having": r"(?i)\bhaving count\(\*\) > \d+",
 }
 
 
