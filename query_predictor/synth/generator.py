@@ -39,7 +39,7 @@ from query_predictor.training.loading import heavy_conditions, workload
 
 from .execution import execute
 from .plans import COMMENT_TEXTS, Plan, Work, plan_for, render, work
-from .world import GB, World, build_world
+from .world import GB, World, build_world, without_drift
 
 # Share of each workload in the query count (metadata and curated shares come from params).
 BASE_SHARES = {
@@ -125,6 +125,8 @@ def _shares(synth: Synth) -> dict[str, float]:
 def build_catalogue(synth: Synth) -> Catalogue:
     n_days = (synth.end_date - synth.start_date).days + 1
     world = build_world(synth.seed, n_days)
+    if not synth.drift:
+        world = without_drift(world)
     rng = random.Random(synth.seed + 1)
     shares = _shares(synth)
     users = world.users
@@ -218,7 +220,8 @@ class Day:
         self.rng = random.Random(synth.seed * 1_000_003 + index)
         self.weekend = self.date.weekday() >= 5
         n_days = cat.world.n_days
-        self.volume = 1.0 + synth.volume_growth * (index / max(1, n_days - 1) - 0.5)
+        growth = synth.volume_growth if synth.drift else 0.0
+        self.volume = 1.0 + growth * (index / max(1, n_days - 1) - 0.5)
         self.midnight = dt.datetime.combine(self.date, dt.time(), tzinfo=dt.UTC)
         self.rows: list[dict[str, object]] = []
         self.recurring = 0
