@@ -93,7 +93,7 @@ def snapshot(frame: pl.DataFrame, *, until: dt.date) -> pl.DataFrame:
     """Statistics per (kind, key) over every row on or before ``until``."""
     cum = _cumulative(frame.filter(pl.col("event_date") <= until))
     latest = cum.group_by("kind", "key").agg(pl.all().sort_by("day").last())
-    cutoff = pl.when(pl.col("kind") == GLOBAL).then(float((until - EPOCH).days))
+    cutoff = pl.when(pl.col("kind") == GLOBAL).then(float(_day(until)))
     return (
         latest.select("kind", "key", *_stats_columns())
         .with_columns(cutoff.otherwise(pl.col("last_day")).alias("last_day"))
@@ -101,10 +101,16 @@ def snapshot(frame: pl.DataFrame, *, until: dt.date) -> pl.DataFrame:
     )
 
 
-def point_in_time(rows: pl.DataFrame, history: pl.DataFrame) -> list[tuple]:
+def point_in_time(
+    rows: pl.DataFrame, history: pl.DataFrame, *, until: dt.date | None = None
+) -> list[tuple]:
     """For each of ``rows`` (event_date, user, template, tables): (user, template,
     [tables...], global prior) Stats from ``history`` strictly before the row's day. The prior
-    is point in time too: a label on day D must not move any feature on a day <= D."""
+    is point in time too: a label on day D must not move any feature on a day <= D.
+
+    ``until`` is the last day ``history`` holds (validation and test rows see the training
+    window only); None: the history is complete up to the day before each row. The prior's
+    ``last_day`` is the row's cutoff, the earlier of the two."""
     cum = (
         _cumulative(history)
         .with_columns(_stats_columns())
@@ -138,7 +144,7 @@ def point_in_time(rows: pl.DataFrame, history: pl.DataFrame) -> list[tuple]:
         .sort("row")
         .with_columns(
             pl.when(pl.col("n").is_not_null())
-            .then(pl.col("before").cast(pl.Float64))
+            .then(pl.min_horizontal("before", pl.lit(_day(until))).cast(pl.Float64))
             .alias("last_day")
         )
     )
@@ -163,6 +169,10 @@ def global_prior(history: pl.DataFrame, *, until: dt.date) -> Stats:
     if snap.is_empty():
         raise ValueError(f"no history on or before {until}: cannot form the global prior")
     return Stats(*(float(snap[c][0]) for c in STATS_COLUMNS))
+
+
+def _day(date: dt.date | None) -> int | None:
+    return None if date is None else (date - EPOCH).days
 
 
 def _stats(rec: dict) -> Stats | None:
