@@ -40,7 +40,7 @@ import polars as pl
 
 from query_predictor.core.featurizer import FEATURE_NAMES
 from query_predictor.params import DataLoading, Filters, ParamsError
-from query_predictor.service.predictor import ZERO_COST, Predictor
+from query_predictor.service.predictor import ZERO_COST, Predictions, Predictor
 
 from .drift import workload_changes
 from .evaluate import headline, routing_rates
@@ -166,12 +166,8 @@ def replay(
     ]
     features = sorted(shifts, key=lambda f: (-f["psi"], f["feature"]))
     score_psi = psi(reference.scores, answers.probability[scored], bins=bins)
-    answered = labeled.filter(pl.Series(scored)).with_columns(
-        template=pl.Series([t for t, s in zip(answers.template, scored, strict=True) if s]),
-        tables=pl.Series([t for t, s in zip(answers.tables, scored, strict=True) if s]),
-    )
     changes = workload_changes(
-        answered,
+        _answered(labeled, answers, scored),
         predictor.featurizer.history,
         min_queries=min_queries,
         cost_ratio_alert=cost_ratio_alert,
@@ -211,6 +207,16 @@ def replay(
         },
     }
     return ReplayResult(metrics, daily, features[:TOP_FEATURES])
+
+
+def _answered(labeled: pl.DataFrame, answers: Predictions, scored: np.ndarray) -> pl.DataFrame:
+    """The model-answered rows of ``labeled`` with the template and tables serving keyed the
+    history by."""
+    pick = np.flatnonzero(scored)
+    return labeled.filter(pl.Series(scored)).with_columns(
+        template=pl.Series([answers.template[i] for i in pick], dtype=pl.String),
+        tables=pl.Series([answers.tables[i] for i in pick], dtype=pl.List(pl.String)),
+    )
 
 
 def _drift_reasons(
