@@ -15,26 +15,49 @@ from pathlib import Path
 from typing import Any
 
 from query_predictor.core.features import BASE_FEATURES
-from query_predictor.core.history import HISTORY_NAMES
+from query_predictor.core.history import HISTORY_NAMES, RECENCY_HORIZON_DAYS
 
+# name -> (meaning in terms of the history H, its cutoff C and its span S = days from its
+# first day to C; what differs between training and serving). Training: H = labeled rows of
+# the days before the row's day D (C = D - 1; validation and test rows: C = the training
+# window's last day). Serving: H = the bundle's snapshot, C = the training window's last day,
+# however long ago that is. No feature reads the query's own day.
+_HORIZON = f"{RECENCY_HORIZON_DAYS:g}"
+_SAME = "same formula; S grows with C in training, fixed by the snapshot in serving"
+_STAT = "same formula over H; estimates are shrunk harder on a short history"
 HISTORY_MEANINGS = {
-    "user_count_log": "log(1 + queries of this user in history)",
-    "user_heavy_rate": "share of this user's queries that were heavy, smoothed to the prior",
-    "user_cpu_p50_log": "median log(1 + CPU s) of this user's queries (log-normal fit)",
-    "user_cpu_p90_log": "90th percentile log(1 + CPU s) of this user's queries",
-    "user_memory_p90_log": "90th percentile log(1 + peak GiB) of this user's queries",
-    "user_unseen": "1 when the user has no history (cold start)",
-    "template_count_log": "log(1 + runs of this query template, literals aside)",
-    "template_heavy_rate": "share of this template's runs that were heavy, smoothed",
-    "template_cpu_p90_log": "90th percentile log(1 + CPU s) of this template's runs",
-    "template_memory_p90_log": "90th percentile log(1 + peak GiB) of this template's runs",
-    "template_days_since_last": "days since the template last ran (365 when never)",
-    "template_unseen": "1 when the template has no history",
-    "table_count_log_max": "largest log(1 + queries) over the tables read",
-    "table_heavy_rate_max": "largest smoothed heavy rate over the tables read",
-    "table_cpu_p90_log_max": "largest 90th percentile log(1 + CPU s) over the tables read",
-    "table_memory_p90_log_max": "largest 90th percentile log(1 + peak GiB) over the tables read",
-    "table_unseen_share": "share of the tables read that have no history",
+    "user_daily_count_log": ("log(1 + the user's queries in H / S): queries per day", _SAME),
+    "user_heavy_rate": ("share of the user's queries in H that were heavy, smoothed", _STAT),
+    "user_cpu_p50_log": ("median log(1 + CPU s) of the user's queries in H (log-normal)", _STAT),
+    "user_cpu_p90_log": ("90th percentile log(1 + CPU s) of the user's queries in H", _STAT),
+    "user_memory_p90_log": ("90th percentile log(1 + peak GiB) of the user's queries", _STAT),
+    "user_unseen": (
+        "1 when the user has no query in H (cold start)",
+        "training: first day D; serving: any user new since C",
+    ),
+    "template_daily_count_log": ("log(1 + runs of the template in H / S), literals aside", _SAME),
+    "template_heavy_rate": ("share of the template's runs in H that were heavy, smoothed", _STAT),
+    "template_cpu_p90_log": ("90th percentile log(1 + CPU s) of the template's runs", _STAT),
+    "template_memory_p90_log": ("90th percentile log(1 + peak GiB) of the template's runs", _STAT),
+    "template_idle_days": (
+        f"days from the template's last run to C, capped at {_HORIZON} ({_HORIZON} when never)",
+        "counted back from C in both, never from the query's day",
+    ),
+    "template_unseen": (
+        "1 when the template has no run in H",
+        "training: first run; serving: any template new since C",
+    ),
+    "table_daily_count_log_max": ("largest log(1 + queries per day in H) over the tables", _SAME),
+    "table_heavy_rate_max": ("largest smoothed heavy rate over the tables read", _STAT),
+    "table_cpu_p90_log_max": ("largest 90th percentile log(1 + CPU s) over the tables", _STAT),
+    "table_memory_p90_log_max": (
+        "largest 90th percentile log(1 + peak GiB) over the tables",
+        _STAT,
+    ),
+    "table_unseen_share": (
+        "share of the tables read that have no query in H",
+        "training: tables first read on D; serving: tables new since C",
+    ),
 }
 
 FIRE_RATES = Path("docs") / "feature_fire_rates.json"  # from the repository root
@@ -173,16 +196,23 @@ def render(fire_rates: Mapping[str, Any] | None = None) -> str:
         "",
         f"## Historical features ({len(HISTORY_NAMES)})",
         "",
-        "Per user, per query template (fingerprint of the normalised SQL) and per table, from",
-        "history strictly before the query's day (training) or the training-window snapshot",
-        "(validation, test, serving); smoothed towards the global prior.",
+        "Per user, per query template (fingerprint of the normalised SQL) and per table, from a",
+        "history H with a cutoff C (its last day) and a span S (days from its first day to C),",
+        "smoothed towards the global prior. **Training**: for a row on day D, H is every labeled",
+        "row before D and C = D - 1 (validation and test rows: H stops at the training window's",
+        "end, C is that day). **Serving**: H is the bundle's snapshot and C the training window's",
+        "last day, however long the bundle has been deployed. No feature reads the query's own",
+        "day, so the same statement gets the same history features a day or a month after C;",
+        "recency counts back from C and counts are per day of S, so they mean the same whether",
+        "the history is one day old (training) or weeks old (serving).",
         "",
-        "| # | name | meaning |",
-        "|---:|---|---|",
+        "| # | name | meaning | training and serving |",
+        "|---:|---|---|---|",
     ]
     offset = len(BASE_FEATURES)
     for i, name in enumerate(HISTORY_NAMES):
-        lines.append(f"| {offset + i} | `{name}` | {HISTORY_MEANINGS[name]} |")
+        meaning, where = HISTORY_MEANINGS[name]
+        lines.append(f"| {offset + i} | `{name}` | {meaning} | {where} |")
     lines += ["", "## How the site-dependent features are decided", ""]
     lines += [f"- `{name}`: {how}" for name, how in SITE_DEPENDENT.items()]
     lines += [

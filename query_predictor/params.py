@@ -53,6 +53,7 @@ class Synth(_Section):
     # queries) run in any 14 days, the share that first ran in those 14 days: new ones arrive
     # every day and old ones retire. 0 keeps every template for the whole range.
     new_template_share: float = Field(0.25, ge=0.0, lt=0.9)
+    drift: bool = True  # false: no table growth, new tables or users, volume growth
 
     @model_validator(mode="after")
     def _window(self) -> Synth:
@@ -218,6 +219,15 @@ class Replay(_Section):
         0.25, gt=0, description="population stability index above which a shift is drift"
     )
     psi_bins: int = Field(10, ge=2, le=100, description="quantile bins of the reference")
+    min_queries: int = Field(
+        100, ge=1, description="replayed queries a table needs before its cost growth is judged"
+    )
+    cost_ratio_alert: float = Field(
+        1.5, gt=1.0, description="templates on a table costing this much more is drift"
+    )
+    new_user_heavy_share: float = Field(
+        0.05, gt=0.0, le=1.0, description="share of heavy queries from new users that is drift"
+    )
 
     @model_validator(mode="after")
     def _window(self) -> Replay:

@@ -45,6 +45,9 @@ def main() -> None:
         max_fnr=params.prd.max_fnr,
         cost_fn=params.model.cost_fn,
         cost_fp=params.model.cost_fp,
+        min_queries=params.replay.min_queries,
+        cost_ratio_alert=params.replay.cost_ratio_alert,
+        new_user_heavy_share=params.replay.new_user_heavy_share,
     )
     write_json(args.metrics, result.metrics)
     with atomic_dir(args.plots) as tmp:
@@ -61,6 +64,7 @@ def main() -> None:
             "routed share": round(metrics["routed_share"], 4),
             "PRD met": metrics["prd_compliant"],
             "zero-cost": metrics["zero_cost"],
+            "bundle": metrics["bundle"],
             "score PSI": round(drift["score_psi"], 4),
             "drift": drift["reasons"] or "none",
             "seconds": round(time.perf_counter() - started, 1),

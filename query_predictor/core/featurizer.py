@@ -11,7 +11,6 @@ from the model bundle; nothing is re-implemented here.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,6 @@ from .history import HISTORY_NAMES, HistoryLookup
 from .tfidf import TfidfVocabulary
 
 FEATURE_NAMES: tuple[str, ...] = (*BASE_NAMES, *HISTORY_NAMES)
-_EPOCH = dt.date(1970, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -32,14 +30,6 @@ class FeatureRow:
     tfidf_value: list[float]
     template: str
     tables: list[str]
-
-
-def day_number(when: dt.datetime | dt.date | None) -> int:
-    """Days since 1970-01-01 of ``when`` (UTC); today when None."""
-    if when is None:
-        when = dt.datetime.now(dt.UTC)
-    day = when.date() if isinstance(when, dt.datetime) else when
-    return (day - _EPOCH).days
 
 
 @dataclass
@@ -78,10 +68,7 @@ class QueryFeaturizer:
         self, analysis: Analysis, context: QueryContext, vector: tuple[list[int], list[float]]
     ) -> FeatureRow:
         history = self.history.features(
-            user=context.user,
-            template=analysis.template,
-            tables=analysis.tables,
-            day=day_number(context.time),
+            user=context.user, template=analysis.template, tables=analysis.tables
         )
         index, value = vector
         return FeatureRow(

@@ -10,10 +10,20 @@ Training computes the statistics of each row from history strictly before its ow
 (:mod:`query_predictor.training.history`); validation, test and serving read the snapshot
 at the end of the training window (``models/history_stats.parquet``) through
 :class:`HistoryLookup`. Both go through :func:`history_features`, the one formula.
+
+Every feature is a function of the history alone, never of the day the query arrives: a
+training row's history ends the day before it (the history is one day old), a served query's
+history ends at the snapshot's cutoff (weeks old, and older every day the bundle stays
+deployed). Recency is measured back from the history's cutoff (and capped at
+:data:`RECENCY_HORIZON_DAYS`, which the training window covers) and counts are per day of
+history, so a feature means the same whatever the gap between the history and the query.
+The global prior row carries the history's span: ``first_day`` its first day, ``last_day``
+its cutoff.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,28 +33,40 @@ from typing import NamedTuple
 import polars as pl
 
 HISTORY_NAMES: tuple[str, ...] = (
-    "user_count_log",
+    "user_daily_count_log",
     "user_heavy_rate",
     "user_cpu_p50_log",
     "user_cpu_p90_log",
     "user_memory_p90_log",
     "user_unseen",
-    "template_count_log",
+    "template_daily_count_log",
     "template_heavy_rate",
     "template_cpu_p90_log",
     "template_memory_p90_log",
-    "template_days_since_last",
+    "template_idle_days",
     "template_unseen",
-    "table_count_log_max",
+    "table_daily_count_log_max",
     "table_heavy_rate_max",
     "table_cpu_p90_log_max",
     "table_memory_p90_log_max",
     "table_unseen_share",
 )
 Z90 = 1.2816
-MAX_DAYS = 365.0
+# Idle days are capped here (and "never ran" is the cap): a training row's history is at
+# most the training window long, so larger values exist only in serving.
+RECENCY_HORIZON_DAYS = 14.0
+EPOCH = dt.date(1970, 1, 1)  # day numbers (last_day, first_day) count from here
 USER, TEMPLATE, TABLE, GLOBAL = "user", "template", "table", "global"
-STATS_COLUMNS = ("n", "heavy", "cpu_mean", "cpu_sd", "memory_mean", "memory_sd", "last_day")
+STATS_COLUMNS = (
+    "n",
+    "heavy",
+    "cpu_mean",
+    "cpu_sd",
+    "memory_mean",
+    "memory_sd",
+    "last_day",
+    "first_day",
+)
 
 
 class Stats(NamedTuple):
@@ -54,10 +76,16 @@ class Stats(NamedTuple):
     cpu_sd: float
     memory_mean: float  # of log1p(peak memory GiB)
     memory_sd: float
-    last_day: float  # days since 1970-01-01 of the latest query
+    last_day: float  # days since 1970-01-01 of the latest query (global row: the cutoff)
+    first_day: float = 0.0  # ... of the earliest query (global row: the history's start)
 
 
-EMPTY = Stats(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0)
+EMPTY = Stats(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0, 0.0)
+
+
+def history_days(prior: Stats) -> float:
+    """Days the history spans, first day to cutoff inclusive (at least 1)."""
+    return max(1.0, prior.last_day - prior.first_day + 1.0)
 
 
 def _shrink(value: float, n: float, prior: float, weight: float) -> float:
@@ -65,7 +93,7 @@ def _shrink(value: float, n: float, prior: float, weight: float) -> float:
 
 
 def _key(stats: Stats | None, prior: Stats, weight: float) -> tuple[float, ...]:
-    """(count_log, heavy_rate, cpu_p50, cpu_p90, memory_p90, unseen) of one key."""
+    """(daily_count_log, heavy_rate, cpu_p50, cpu_p90, memory_p90, unseen) of one key."""
     s = stats if stats is not None and stats.n > 0 else EMPTY
     rate = (s.heavy + weight * prior.heavy / max(prior.n, 1.0)) / (s.n + weight)
     cpu_mean = _shrink(s.cpu_mean, s.n, prior.cpu_mean, weight)
@@ -73,7 +101,7 @@ def _key(stats: Stats | None, prior: Stats, weight: float) -> tuple[float, ...]:
     mem_mean = _shrink(s.memory_mean, s.n, prior.memory_mean, weight)
     mem_sd = _shrink(s.memory_sd, s.n, prior.memory_sd, weight)
     return (
-        math.log1p(s.n),
+        math.log1p(s.n / history_days(prior)),
         rate,
         cpu_mean,
         cpu_mean + Z90 * cpu_sd,
@@ -89,15 +117,16 @@ def history_features(
     *,
     prior: Stats,
     weight: float,
-    day: int,
 ) -> list[float]:
-    """The 17 features (order of :data:`HISTORY_NAMES`) for a query on ``day``."""
+    """The 17 features (order of :data:`HISTORY_NAMES`) from the statistics of one query's
+    keys. ``prior`` is the history's global row: its ``last_day`` is the cutoff the
+    template's idle days count back from. The query's own day is deliberately no input."""
     u = _key(user, prior, weight)
     t = _key(template, prior, weight)
     if template is not None and template.n > 0:
-        since = min(MAX_DAYS, max(0.0, day - template.last_day))
+        idle = min(RECENCY_HORIZON_DAYS, max(0.0, prior.last_day - template.last_day))
     else:
-        since = MAX_DAYS
+        idle = RECENCY_HORIZON_DAYS
     if tables:
         per_table = [_key(s, prior, weight) for s in tables]
         table = [
@@ -110,7 +139,7 @@ def history_features(
     else:
         p = _key(None, prior, weight)
         table = [0.0, p[1], p[3], p[4], 0.0]
-    return [u[0], u[1], u[2], u[3], u[4], u[5], t[0], t[1], t[3], t[4], since, t[5], *table]
+    return [u[0], u[1], u[2], u[3], u[4], u[5], t[0], t[1], t[3], t[4], idle, t[5], *table]
 
 
 @dataclass
@@ -125,6 +154,12 @@ class HistoryLookup:
 
     @classmethod
     def from_frame(cls, frame: pl.DataFrame, *, weight: float) -> HistoryLookup:
+        missing = [c for c in ("kind", "key", *STATS_COLUMNS) if c not in frame.columns]
+        if missing:
+            raise ValueError(
+                f"history snapshot lacks column(s) {', '.join(missing)}: it was written by an "
+                "older version; rerun the featurize stage (dvc repro) to rebuild the bundle"
+            )
         maps: dict[str, dict[str, Stats]] = {USER: {}, TEMPLATE: {}, TABLE: {}, GLOBAL: {}}
         for row in frame.iter_rows(named=True):
             maps[row["kind"]][row["key"]] = Stats(*(float(row[c]) for c in STATS_COLUMNS))
@@ -141,16 +176,18 @@ class HistoryLookup:
             raise ValueError(f"cannot read the history snapshot {path}: {exc}") from exc
         return cls.from_frame(frame, weight=weight)
 
-    def features(
-        self, *, user: str | None, template: str, tables: Sequence[str], day: int
-    ) -> list[float]:
+    @property
+    def cutoff(self) -> dt.date:
+        """The history's last day (the snapshot's cutoff): bundle age counts from here."""
+        return EPOCH + dt.timedelta(days=int(self.prior.last_day))
+
+    def features(self, *, user: str | None, template: str, tables: Sequence[str]) -> list[float]:
         return history_features(
             self.users.get(user or ""),
             self.templates.get(template),
             [self.tables.get(t) for t in tables],
             prior=self.prior,
             weight=self.weight,
-            day=day,
         )
 
 

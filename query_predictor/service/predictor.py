@@ -137,6 +137,8 @@ class Predictor:
         probability = np.zeros(n, dtype=np.float32)
         heavy = np.zeros(n, dtype=bool)
         dense = np.full((n, len(FEATURE_NAMES)), np.nan, dtype=np.float32)
+        templates: list[str | None] = [None] * n
+        tables: list[list[str]] = [[] for _ in range(n)]
         for start in range(0, len(scored), CHUNK_ROWS):
             rows = scored[start : start + CHUNK_ROWS]
             features = list(
@@ -147,7 +149,9 @@ class Predictor:
             matrix = self._matrix(features)
             probability[rows], heavy[rows] = self.model.predict(matrix)
             dense[rows] = matrix[:, : len(FEATURE_NAMES)]
-        return Predictions(probability, heavy, stage, categories, dense)
+            for i, feature in zip(rows, features, strict=True):
+                templates[i], tables[i] = feature.template, feature.tables
+        return Predictions(probability, heavy, stage, categories, dense, templates, tables)
 
     def _stage(self, text: str, category: str) -> str:
         """What decides: nothing to run, a zero-cost category, or the model."""
@@ -175,6 +179,8 @@ class Predictions:
     stage: list[str]  # ZERO_COST, MODEL or NO_SQL_STAGE
     category: list[str]
     dense: np.ndarray  # float32 (statements x FEATURE_NAMES); NaN where not featurized
+    template: list[str | None]  # the history's template key; None where not featurized
+    tables: list[list[str]]  # the history's table keys; empty where not featurized
 
 
 def readable(sql: str | bytes | None) -> str:

@@ -43,7 +43,7 @@ from query_predictor.training.loading import heavy_conditions, workload
 
 from .execution import execute
 from .plans import COMMENT_TEXTS, Plan, Work, pick_weighted, plan_for, render, work
-from .world import GB, ICEBERG_PARTITIONS, Table, User, World, build_world, written
+from .world import GB, ICEBERG_PARTITIONS, Table, User, World, build_world, without_drift, written
 
 # Share of each workload in the query count (metadata and curated shares come from params).
 BASE_SHARES = {
@@ -189,6 +189,8 @@ def _target_name(rng: random.Random, team: str, source: str, j: int) -> str:
 def build_catalogue(synth: Synth) -> Catalogue:
     n_days = (synth.end_date - synth.start_date).days + 1
     world = build_world(synth.seed, n_days)
+    if not synth.drift:
+        world = without_drift(world)
     rng = random.Random(synth.seed + 1)
     shares = _shares(synth)
     users = world.users
@@ -297,7 +299,8 @@ class Day:
         self.rng = random.Random(synth.seed * 1_000_003 + index)
         self.weekend = self.date.weekday() >= 5
         n_days = cat.world.n_days
-        self.volume = 1.0 + synth.volume_growth * (index / max(1, n_days - 1) - 0.5)
+        growth = synth.volume_growth if synth.drift else 0.0
+        self.volume = 1.0 + growth * (index / max(1, n_days - 1) - 0.5)
         self.midnight = dt.datetime.combine(self.date, dt.time(), tzinfo=dt.UTC)
         self.rows: list[dict[str, object]] = []
         self.recurring = 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 # Cardinality classes of columns; see Column.distinct().
 LOW, MEDIUM, HIGH, UNIQUE = "low", "medium", "high", "unique"
@@ -793,6 +793,18 @@ class World:
 
     def by_kind(self, *kinds: str) -> list[User]:
         return [u for u in self.users if u.kind in kinds]
+
+
+def without_drift(world: World) -> World:
+    """``world`` held still (``synth.drift: false``): no table grows or gains partitions during
+    the range (each already holds its full retention), and every table and user exists from
+    the first day. Templates still come and go at a steady rate."""
+    tables = {
+        t.fqn: replace(t, growth=0.0, created_day=min(t.created_day, -t.retention_days - 1))
+        for t in world.tables
+    }
+    users = [replace(u, start_day=0, tables=[tables[t.fqn] for t in u.tables]) for u in world.users]
+    return World(list(tables.values()), users, world.n_days)
 
 
 def build_world(seed: int, n_days: int) -> World:

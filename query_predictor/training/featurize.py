@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from query_predictor.core.conventions import Conventions, fit_conventions
 from query_predictor.core.features import BASE_NAMES, FeatureExtractor, QueryContext
-from query_predictor.core.featurizer import FEATURE_NAMES, QueryFeaturizer, day_number
+from query_predictor.core.featurizer import FEATURE_NAMES, QueryFeaturizer
 from query_predictor.core.history import HistoryLookup, history_features
 from query_predictor.core.tfidf import TfidfVocabulary, fit_vocabulary
 
@@ -226,13 +226,15 @@ def with_conventions(rows: pl.DataFrame, conventions: Conventions) -> pl.DataFra
     )
 
 
-def history_block(rows: pl.DataFrame, history: pl.DataFrame, *, weight: float) -> np.ndarray:
-    """17 history features per row, point in time against ``history``."""
-    stats = point_in_time(rows, history)
-    days = [day_number(d) for d in rows["event_date"]]
+def history_block(
+    rows: pl.DataFrame, history: pl.DataFrame, *, weight: float, until: dt.date | None = None
+) -> np.ndarray:
+    """17 history features per row, point in time against ``history`` (which ends on
+    ``until``; None: complete up to the day before each row)."""
+    stats = point_in_time(rows, history, until=until)
     out = np.empty((rows.height, 17), dtype=np.float64)
-    for i, ((user, template, tables, prior), day) in enumerate(zip(stats, days, strict=True)):
-        out[i] = history_features(user, template, tables, prior=prior, weight=weight, day=day)
+    for i, (user, template, tables, prior) in enumerate(stats):
+        out[i] = history_features(user, template, tables, prior=prior, weight=weight)
     return out
 
 
@@ -374,7 +376,7 @@ def featurize(
     vocab = fit_on(rows["train"], analyzed.terms, size=vocab_size)
     vectors = tfidf_vectors(analyzed.terms, vocab)
     matrices = {
-        n: build_matrix(r, history_block(r, history, weight=prior_weight), vectors)
+        n: build_matrix(r, history_block(r, history, weight=prior_weight, until=train_end), vectors)
         for n, r in rows.items()
     }
     snap = snapshot(history, until=train_end)

@@ -4,6 +4,10 @@ A training row on day D sees the statistics of every earlier day (< D), never it
 or later: daily sums per key are accumulated, and each row is joined (as-of, backward) to
 its key's cumulative sums at the end of day D - 1. Validation, test and serving use the
 snapshot at the end of the training window, written to ``models/history_stats.parquet``.
+
+Both give the global row the history's span: ``first_day`` is the first day of the history,
+``last_day`` its cutoff (D - 1 for a training row on day D, the snapshot's ``until``
+otherwise), even when no query ran on that day: features count back from it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import polars as pl
 
 from query_predictor.core.history import (
     EMPTY,
+    EPOCH,
     GLOBAL,
     STATS_COLUMNS,
     TABLE,
@@ -22,14 +27,13 @@ from query_predictor.core.history import (
     Stats,
 )
 
-_EPOCH = dt.date(1970, 1, 1)
 _SUMS = ("n", "heavy", "sx", "sxx", "sy", "syy")
 
 
 def _long(frame: pl.DataFrame) -> pl.DataFrame:
     """One row per (query, key): kind, key, day, heavy, x = log1p(CPU s), y = log1p(GiB)."""
     base = frame.select(
-        day=(pl.col("event_date") - pl.lit(_EPOCH)).dt.total_days().cast(pl.Int32),
+        day=(pl.col("event_date") - pl.lit(EPOCH)).dt.total_days().cast(pl.Int32),
         heavy=pl.col("is_heavy").cast(pl.Int64),
         x=(pl.col("cpu_time_millis").clip(0) / 1000.0).log1p(),
         y=(pl.col("peak_memory_bytes").clip(0) / 2**30).log1p(),
@@ -64,7 +68,10 @@ def _cumulative(frame: pl.DataFrame) -> pl.DataFrame:
         )
         .sort("kind", "key", "day")
     )
-    return daily.with_columns(pl.col(c).cum_sum().over("kind", "key") for c in _SUMS)
+    return daily.with_columns(
+        *(pl.col(c).cum_sum().over("kind", "key") for c in _SUMS),
+        first=pl.col("day").min().over("kind", "key"),
+    )
 
 
 def _stats_columns() -> list[pl.Expr]:
@@ -78,6 +85,7 @@ def _stats_columns() -> list[pl.Expr]:
         mem_mean.alias("memory_mean"),
         (pl.col("syy") / n - mem_mean**2).clip(0).sqrt().alias("memory_sd"),
         pl.col("day").cast(pl.Float64).alias("last_day"),
+        pl.col("first").cast(pl.Float64).alias("first_day"),
     ]
 
 
@@ -85,13 +93,24 @@ def snapshot(frame: pl.DataFrame, *, until: dt.date) -> pl.DataFrame:
     """Statistics per (kind, key) over every row on or before ``until``."""
     cum = _cumulative(frame.filter(pl.col("event_date") <= until))
     latest = cum.group_by("kind", "key").agg(pl.all().sort_by("day").last())
-    return latest.select("kind", "key", *_stats_columns()).sort("kind", "key")
+    cutoff = pl.when(pl.col("kind") == GLOBAL).then(float(_day(until)))
+    return (
+        latest.select("kind", "key", *_stats_columns())
+        .with_columns(cutoff.otherwise(pl.col("last_day")).alias("last_day"))
+        .sort("kind", "key")
+    )
 
 
-def point_in_time(rows: pl.DataFrame, history: pl.DataFrame) -> list[tuple]:
+def point_in_time(
+    rows: pl.DataFrame, history: pl.DataFrame, *, until: dt.date | None = None
+) -> list[tuple]:
     """For each of ``rows`` (event_date, user, template, tables): (user, template,
     [tables...], global prior) Stats from ``history`` strictly before the row's day. The prior
-    is point in time too: a label on day D must not move any feature on a day <= D."""
+    is point in time too: a label on day D must not move any feature on a day <= D.
+
+    ``until`` is the last day ``history`` holds (validation and test rows see the training
+    window only); None: the history is complete up to the day before each row. The prior's
+    ``last_day`` is the row's cutoff, the earlier of the two."""
     cum = (
         _cumulative(history)
         .with_columns(_stats_columns())
@@ -99,7 +118,7 @@ def point_in_time(rows: pl.DataFrame, history: pl.DataFrame) -> list[tuple]:
     )
     indexed = rows.select(
         row=pl.int_range(pl.len(), dtype=pl.Int64),
-        before=(pl.col("event_date") - pl.lit(_EPOCH)).dt.total_days().cast(pl.Int32) - 1,
+        before=(pl.col("event_date") - pl.lit(EPOCH)).dt.total_days().cast(pl.Int32) - 1,
         user=pl.col("user").fill_null(""),
         template=pl.col("template"),
         tables=pl.col("tables"),
@@ -120,7 +139,15 @@ def point_in_time(rows: pl.DataFrame, history: pl.DataFrame) -> list[tuple]:
     templates = lookup(indexed.select("row", "before", key=pl.col("template")), TEMPLATE).sort(
         "row"
     )
-    priors = lookup(indexed.select("row", "before", key=pl.lit("*")), GLOBAL).sort("row")
+    priors = (
+        lookup(indexed.select("row", "before", key=pl.lit("*")), GLOBAL)
+        .sort("row")
+        .with_columns(
+            pl.when(pl.col("n").is_not_null())
+            .then(pl.min_horizontal("before", pl.lit(_day(until))).cast(pl.Float64))
+            .alias("last_day")
+        )
+    )
     exploded = indexed.select("row", "before", key=pl.col("tables")).explode("key")
     tables = lookup(exploded.drop_nulls("key").with_row_index("pos"), TABLE).sort("pos")
     per_row: dict[int, list[Stats | None]] = {}
@@ -142,6 +169,10 @@ def global_prior(history: pl.DataFrame, *, until: dt.date) -> Stats:
     if snap.is_empty():
         raise ValueError(f"no history on or before {until}: cannot form the global prior")
     return Stats(*(float(snap[c][0]) for c in STATS_COLUMNS))
+
+
+def _day(date: dt.date | None) -> int | None:
+    return None if date is None else (date - EPOCH).days
 
 
 def _stats(rec: dict) -> Stats | None:

@@ -8,17 +8,26 @@ with the history snapshot frozen at the end of training, the ONNX model. Unlike
 ``evaluate``, zero-cost statements are included, so a heavy query answered "zero-cost"
 counts as missed: this is the recall the router would have had.
 
-Drift is measured against the test split, the window the model was judged on:
+The bundle's age is reported, not judged: each day says how many days it lies after the
+history's cutoff (``bundle_age_days``). No feature depends on that age (the history features
+count from the cutoff, :mod:`query_predictor.core.history`), so what moves below is the
+workload, not the calendar.
 
-- the population stability index (PSI) of the model's score, over the window and per day;
-- the PSI of each dense feature over the window (the features that moved most);
-- the heavy rate per day (the label drifts as tables grow), and the share of queries whose
-  template the frozen history never saw (templates come and go).
+Drift ("the workload changed") is measured two ways:
+
+- against the test split, the window the model was judged on: the population stability
+  index (PSI) of the model's score over the window and per day, and the PSI of each dense
+  feature (the features that moved most);
+- against the history snapshot, with the costs the replay observed
+  (:mod:`query_predictor.training.drift`): templates that now cost more, named by the
+  tables they read (table growth), and users the history never saw running a share of the
+  heavy queries (a new team).
 
 PSI = sum over bins of (replay share - reference share) * ln(replay share / reference share),
 with bins at the reference's quantiles (a feature with few values uses each value as a bin).
-Drift is reported when the window's or a day's score PSI, or a feature's PSI, exceeds
-``replay.psi_alert``, or when a day misses the PRD's recall.
+Drift is reported when the window's or a day's score PSI or a feature's PSI exceeds
+``replay.psi_alert``, or a workload change passes its alert. Days whose recall misses the
+PRD are listed apart (``days_below_min_recall``): that judges the model, not the workload.
 """
 
 from __future__ import annotations
@@ -31,8 +40,9 @@ import polars as pl
 
 from query_predictor.core.featurizer import FEATURE_NAMES
 from query_predictor.params import DataLoading, Filters, ParamsError
-from query_predictor.service.predictor import ZERO_COST, Predictor
+from query_predictor.service.predictor import ZERO_COST, Predictions, Predictor
 
+from .drift import workload_changes
 from .evaluate import headline, routing_rates
 from .featurize import contexts_of
 from .loading import run_load
@@ -102,6 +112,9 @@ def replay(
     max_fnr: float,
     cost_fn: float,
     cost_fp: float,
+    min_queries: int,
+    cost_ratio_alert: float,
+    new_user_heavy_share: float,
 ) -> ReplayResult:
     """Answer every query of ``labeled`` and judge the answers and their drift."""
     if labeled.height == 0:
@@ -115,6 +128,7 @@ def replay(
             "undefined; widen replay.start_date .. replay.end_date"
         )
     days = labeled["event_date"].to_numpy()
+    cutoff = predictor.featurizer.history.cutoff
     scored = np.array([stage != ZERO_COST for stage in answers.stage])
     unseen = answers.dense[:, FEATURE_NAMES.index("template_unseen")]
     judge = dict(
@@ -130,6 +144,7 @@ def replay(
         on = days == day
         row: dict[str, object] = {
             "date": str(day)[:10],
+            "bundle_age_days": (dt.date.fromisoformat(str(day)[:10]) - cutoff).days,
             "queries": int(on.sum()),
             "heavy_rate": float(labels[on].mean()),
             "routed_share": float(answers.heavy[on].mean()),
@@ -151,11 +166,27 @@ def replay(
     ]
     features = sorted(shifts, key=lambda f: (-f["psi"], f["feature"]))
     score_psi = psi(reference.scores, answers.probability[scored], bins=bins)
-    reasons = _drift_reasons(score_psi, daily, features, psi_alert=psi_alert, min_recall=min_recall)
+    changes = workload_changes(
+        _answered(labeled, answers, scored),
+        predictor.featurizer.history,
+        min_queries=min_queries,
+        cost_ratio_alert=cost_ratio_alert,
+        new_user_heavy_share=new_user_heavy_share,
+    )
+    reasons = _drift_reasons(score_psi, daily, features, psi_alert=psi_alert)
+    reasons += changes.pop("reasons")
     missed_zero_cost = int((labels & ~scored).sum())
     metrics = {
         **{k: v for k, v in overall.items() if k not in ("prd", "cost")},
         "window": {"start": daily[0]["date"], "end": daily[-1]["date"], "days": len(daily)},
+        "bundle": {
+            "history_cutoff": cutoff.isoformat(),
+            "age_days_first": daily[0]["bundle_age_days"],
+            "age_days_last": daily[-1]["bundle_age_days"],
+        },
+        "days_below_min_recall": [
+            d["date"] for d in daily if "recall" in d and d["recall"] < min_recall
+        ],
         "zero_cost": {"answered": int((~scored).sum()), "heavy_missed": missed_zero_cost},
         "drift": {
             "detected": bool(reasons),
@@ -171,10 +202,21 @@ def replay(
                 "last_day": daily[-1]["heavy_rate"],
             },
             "unseen_template_share": float(np.nanmean(unseen[scored])) if scored.any() else 0.0,
+            "workload": changes,
             "psi_alert": psi_alert,
         },
     }
     return ReplayResult(metrics, daily, features[:TOP_FEATURES])
+
+
+def _answered(labeled: pl.DataFrame, answers: Predictions, scored: np.ndarray) -> pl.DataFrame:
+    """The model-answered rows of ``labeled`` with the template and tables serving keyed the
+    history by."""
+    pick = np.flatnonzero(scored)
+    return labeled.filter(pl.Series(scored)).with_columns(
+        template=pl.Series([answers.template[i] for i in pick], dtype=pl.String),
+        tables=pl.Series([answers.tables[i] for i in pick], dtype=pl.List(pl.String)),
+    )
 
 
 def _drift_reasons(
@@ -183,7 +225,6 @@ def _drift_reasons(
     features: list[dict[str, object]],
     *,
     psi_alert: float,
-    min_recall: float,
 ) -> list[str]:
     reasons = []
     if score_psi > psi_alert:
@@ -194,7 +235,4 @@ def _drift_reasons(
     moved = [f"{f['feature']} ({f['psi']:.2f})" for f in features if f["psi"] > psi_alert]
     if moved:
         reasons.append(f"{len(moved)} features with PSI > {psi_alert}: {', '.join(moved[:5])}")
-    low = [d["date"] for d in daily if "recall" in d and d["recall"] < min_recall]
-    if low:
-        reasons.append(f"recall below {min_recall} on {len(low)} days, first {low[0]}")
     return reasons

@@ -13,8 +13,13 @@ import polars as pl
 import pytest
 
 from query_predictor.core.features import BASE_NAMES, FeatureExtractor, QueryContext
-from query_predictor.core.featurizer import FEATURE_NAMES, QueryFeaturizer, day_number
-from query_predictor.core.history import HISTORY_NAMES, HistoryLookup
+from query_predictor.core.featurizer import FEATURE_NAMES, QueryFeaturizer
+from query_predictor.core.history import (
+    EPOCH,
+    HISTORY_NAMES,
+    RECENCY_HORIZON_DAYS,
+    HistoryLookup,
+)
 from query_predictor.core.tfidf import TfidfVocabulary, fit_vocabulary
 from query_predictor.storage import write_parquet
 from query_predictor.training.featurize import (
@@ -246,7 +251,8 @@ def test_history_is_the_training_window_snapshot(result: FeatureSet, labeled: pl
     history = result.history
     prior = history.filter(pl.col("kind") == "global")
     assert prior["n"].to_list() == [float(labeled.filter(pl.col("event_date") <= TRAIN_END).height)]
-    assert prior["last_day"].to_list() == [float(day_number(TRAIN_END))]
+    assert prior["last_day"].to_list() == [float((TRAIN_END - EPOCH).days)]  # the cutoff
+    assert prior["first_day"].to_list() == [float((labeled["event_date"].min() - EPOCH).days)]
     assert set(history["kind"]) == {"user", "template", "table", "global"}
     assert "" in set(history.filter(pl.col("kind") == "user")["key"])  # the null user
     analyzed = analyze_frame(labeled, workers=1).rows
@@ -260,18 +266,22 @@ def test_training_rows_are_point_in_time(result: FeatureSet) -> None:
     assert first.height > 0
     assert (first["user_unseen"] == 1.0).all()
     assert (first["template_unseen"] == 1.0).all()
-    assert (first["template_days_since_last"] == 365.0).all()
+    assert (first["template_idle_days"] == RECENCY_HORIZON_DAYS).all()
     later = train.filter(pl.col("event_date") > START)
     assert (later["template_unseen"] == 0.0).any()
-    assert (later["template_days_since_last"] >= 1.0).all()  # never the same day
+    # counted back from the day before the row: 0 when the template ran the day before
+    assert (later["template_idle_days"] == 0.0).any()
+    assert later["template_idle_days"].is_between(0.0, RECENCY_HORIZON_DAYS).all()
 
 
 def test_val_and_test_see_the_same_snapshot(
     result: FeatureSet, splits: dict[str, pl.DataFrame]
 ) -> None:
     """History stops at the end of the training window: a user's count is the same on every
-    validation and test day, and equals the snapshot's."""
+    validation and test day, and equals the snapshot's, per day of the history."""
     counts = dict(result.history.filter(pl.col("kind") == "user").select("key", "n").iter_rows())
+    prior = result.history.filter(pl.col("kind") == "global").row(0, named=True)
+    span = prior["last_day"] - prior["first_day"] + 1
     later = pl.concat(
         [
             result.matrices[name].with_columns(user=splits[name]["user"].fill_null(""))
@@ -279,9 +289,9 @@ def test_val_and_test_see_the_same_snapshot(
         ]
     )
     assert later["event_date"].n_unique() == 4
-    per_user = later.group_by("user").agg(pl.col("user_count_log").unique())
+    per_user = later.group_by("user").agg(pl.col("user_daily_count_log").unique())
     for user, values in per_user.iter_rows():
-        expected = math.log1p(counts.get(user, 0.0))
+        expected = math.log1p(counts.get(user, 0.0) / span)
         assert values == [np.float32(expected)]
 
 
@@ -313,7 +323,7 @@ def test_split_rows_must_be_labeled(labeled: pl.DataFrame, splits: dict[str, pl.
     [
         ("val", 0, "user_heavy_rate"),
         ("val", -1, "n_tokens"),
-        ("test", 3, "template_days_since_last"),
+        ("test", 3, "template_idle_days"),
         ("test", -2, "table_unseen_share"),
         ("val", 5, "hour_of_day"),
     ],
@@ -443,30 +453,11 @@ def test_serving_row_layout(result: FeatureSet) -> None:
     assert dense["user_unseen"] == 0.0
     assert dense["template_unseen"] == 0.0
     assert dense["table_unseen_share"] == 0.0
-    assert dense["template_days_since_last"] == (dt.date(2025, 6, 9) - TRAIN_END).days
+    assert dense["template_idle_days"] == 0.0  # ran on the history's last day
     assert row.tfidf_index
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-@pytest.mark.parametrize(
-    ("when", "day"),
-    [
-        (dt.date(1970, 1, 1), 0),
-        (dt.date(1970, 1, 2), 1),
-        (dt.date(2025, 6, 1), 20240),
-        (datetime(2025, 6, 1, 23, 59, 59, tzinfo=UTC), 20240),
-        (datetime(2025, 6, 2, 0, 0, tzinfo=UTC), 20241),
-        (dt.date(1969, 12, 31), -1),
-    ],
-)
-def test_day_number(when: dt.date | datetime, day: int) -> None:
-    assert day_number(when) == day
-
-
-def test_day_number_defaults_to_today() -> None:
-    assert abs(day_number(None) - day_number(datetime.now(UTC))) <= 1
 
 
 def test_context_of_a_raw_row() -> None:

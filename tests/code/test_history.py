@@ -16,11 +16,12 @@ from hypothesis import strategies as st
 from query_predictor.core.history import (
     EMPTY,
     HISTORY_NAMES,
-    MAX_DAYS,
+    RECENCY_HORIZON_DAYS,
     STATS_COLUMNS,
     Z90,
     HistoryLookup,
     Stats,
+    history_days,
     history_features,
 )
 from query_predictor.training.featurize import history_block
@@ -35,8 +36,10 @@ PRIOR = Stats(
     cpu_sd=1.0,
     memory_mean=0.5,
     memory_sd=0.25,
-    last_day=DAY - 1,
+    last_day=DAY - 1,  # the history's cutoff: the day before the query, as in training
+    first_day=DAY - 10,  # ... and its start: 10 days of history
 )
+SPAN = 10.0
 PRIOR_RATE = 0.1
 PRIOR_CPU_P90 = 2.0 + Z90 * 1.0
 PRIOR_MEMORY_P90 = 0.5 + Z90 * 0.25
@@ -50,9 +53,8 @@ def features(
     *,
     prior: Stats = PRIOR,
     weight: float = WEIGHT,
-    day: int = DAY,
 ) -> dict[str, float]:
-    values = history_features(user, template, tables or [], prior=prior, weight=weight, day=day)
+    values = history_features(user, template, tables or [], prior=prior, weight=weight)
     assert len(values) == len(HISTORY_NAMES) == 17
     return dict(zip(HISTORY_NAMES, values, strict=True))
 
@@ -68,7 +70,7 @@ def test_names() -> None:
 def test_unseen_keys_take_the_prior() -> None:
     f = features(None, None, [None])
     expected_key = {
-        "count_log": 0.0,
+        "daily_count_log": 0.0,
         "heavy_rate": PRIOR_RATE,
         "cpu_p90_log": PRIOR_CPU_P90,
         "memory_p90_log": PRIOR_MEMORY_P90,
@@ -78,8 +80,8 @@ def test_unseen_keys_take_the_prior() -> None:
             assert f[f"{family}_{stat}"] == pytest.approx(value, rel=1e-15)
         assert f[f"{family}_unseen"] == 1.0
     assert f["user_cpu_p50_log"] == pytest.approx(2.0, rel=1e-15)
-    assert f["template_days_since_last"] == MAX_DAYS == 365.0
-    assert f["table_count_log_max"] == 0.0
+    assert f["template_idle_days"] == RECENCY_HORIZON_DAYS == 14.0
+    assert f["table_daily_count_log_max"] == 0.0
     assert f["table_heavy_rate_max"] == pytest.approx(PRIOR_RATE, rel=1e-15)
     assert f["table_cpu_p90_log_max"] == pytest.approx(PRIOR_CPU_P90, rel=1e-15)
     assert f["table_memory_p90_log_max"] == pytest.approx(PRIOR_MEMORY_P90, rel=1e-15)
@@ -94,7 +96,7 @@ def test_empty_stats_are_unseen_like_none() -> None:
 
 def test_no_tables_gives_zeros_and_the_prior() -> None:
     f = features(None, None, [])
-    assert f["table_count_log_max"] == 0.0
+    assert f["table_daily_count_log_max"] == 0.0
     assert f["table_heavy_rate_max"] == pytest.approx(PRIOR_RATE, rel=1e-15)
     assert f["table_cpu_p90_log_max"] == pytest.approx(PRIOR_CPU_P90, rel=1e-15)
     assert f["table_memory_p90_log_max"] == pytest.approx(PRIOR_MEMORY_P90, rel=1e-15)
@@ -118,19 +120,19 @@ def test_seen_key_by_hand() -> None:
     memory_mean = (10 * 1.0 + WEIGHT * 0.5) / 30
     memory_sd = (10 * 0.2 + WEIGHT * 0.25) / 30
     assert rate == pytest.approx(0.2)
-    assert f["user_count_log"] == math.log1p(10.0)
+    assert f["user_daily_count_log"] == math.log1p(10.0 / SPAN)
     assert f["user_heavy_rate"] == pytest.approx(rate, rel=1e-15)
     assert f["user_cpu_p50_log"] == pytest.approx(cpu_mean, rel=1e-15)
     assert f["user_cpu_p90_log"] == pytest.approx(cpu_mean + Z90 * cpu_sd, rel=1e-15)
     assert f["user_memory_p90_log"] == pytest.approx(memory_mean + Z90 * memory_sd, rel=1e-15)
     assert f["user_unseen"] == 0.0
-    assert f["template_count_log"] == f["user_count_log"]
+    assert f["template_daily_count_log"] == f["user_daily_count_log"]
     assert f["template_heavy_rate"] == f["user_heavy_rate"]
     assert f["template_cpu_p90_log"] == f["user_cpu_p90_log"]
     assert f["template_memory_p90_log"] == f["user_memory_p90_log"]
-    assert f["template_days_since_last"] == 3.0
+    assert f["template_idle_days"] == 2.0  # last ran DAY - 3, the history ends DAY - 1
     assert f["template_unseen"] == 0.0
-    assert f["table_count_log_max"] == f["user_count_log"]
+    assert f["table_daily_count_log_max"] == f["user_daily_count_log"]
     assert f["table_heavy_rate_max"] == f["user_heavy_rate"]
     assert f["table_unseen_share"] == 0.0
 
@@ -172,25 +174,40 @@ def test_smoothing_limits() -> None:
 
 
 @pytest.mark.parametrize(
-    ("last_day", "since"),
+    ("last_day", "idle"),
     [
-        (DAY - 1, 1.0),
-        (DAY - 7, 7.0),
-        (DAY, 0.0),
-        (DAY + 5, 0.0),  # a snapshot newer than the query: never negative
-        (DAY - 365, 365.0),
-        (DAY - 366, 365.0),
-        (DAY - 10_000, 365.0),
+        (DAY - 1, 0.0),  # ran on the history's last day
+        (DAY - 8, 7.0),
+        (DAY + 5, 0.0),  # inconsistent stats: never negative
+        (DAY - 15, 14.0),
+        (DAY - 16, 14.0),  # capped at the horizon
+        (DAY - 10_000, 14.0),
     ],
 )
-def test_template_days_since_last(last_day: int, since: float) -> None:
+def test_template_idle_days_count_back_from_the_cutoff(last_day: int, idle: float) -> None:
     template = Stats(3.0, 0.0, 1.0, 0.0, 1.0, 0.0, float(last_day))
-    assert features(template=template)["template_days_since_last"] == since
+    assert features(template=template)["template_idle_days"] == idle
 
 
-def test_unseen_template_is_a_year_old_even_with_last_day_set() -> None:
+def test_unseen_template_is_idle_for_the_whole_horizon_even_with_last_day_set() -> None:
     template = Stats(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, DAY - 1.0)
-    assert features(template=template)["template_days_since_last"] == MAX_DAYS
+    assert features(template=template)["template_idle_days"] == RECENCY_HORIZON_DAYS
+
+
+@pytest.mark.parametrize(
+    ("first_day", "last_day", "days"), [(10, 19, 10.0), (10, 10, 1.0), (0, -1, 1.0), (5, 3, 1.0)]
+)
+def test_history_days_is_first_to_cutoff_inclusive(first_day: int, last_day: int, days: float):
+    prior = PRIOR._replace(first_day=float(first_day), last_day=float(last_day))
+    assert history_days(prior) == days
+
+
+def test_counts_are_per_day_of_history() -> None:
+    """A key that ran 3 times a day has the same count feature over 10 days or 40 days."""
+    short = features(Stats(30.0, 0.0, 1.0, 0.0, 1.0, 0.0, DAY - 1.0))
+    long_prior = PRIOR._replace(first_day=DAY - 40.0)
+    long = features(Stats(120.0, 0.0, 1.0, 0.0, 1.0, 0.0, DAY - 1.0), prior=long_prior)
+    assert short["user_daily_count_log"] == long["user_daily_count_log"] == math.log1p(3.0)
 
 
 def test_tables_take_the_max_and_the_unseen_share() -> None:
@@ -201,7 +218,7 @@ def test_tables_take_the_max_and_the_unseen_share() -> None:
     one = {
         id(s): features(tables=[s]) for s in (big, slow)
     }  # each table alone: share 0, max = itself
-    assert f["table_count_log_max"] == math.log1p(500.0)
+    assert f["table_daily_count_log_max"] == math.log1p(500.0 / SPAN)
     assert f["table_heavy_rate_max"] == one[id(slow)]["table_heavy_rate_max"]
     assert f["table_cpu_p90_log_max"] == one[id(slow)]["table_cpu_p90_log_max"]
     assert f["table_memory_p90_log_max"] == one[id(slow)]["table_memory_p90_log_max"]
@@ -267,7 +284,7 @@ def test_features_are_finite_and_bounded(
     for name in ("user_unseen", "template_unseen"):
         assert f[name] in (0.0, 1.0)
     assert 0.0 <= f["table_unseen_share"] <= 1.0
-    assert 0.0 <= f["template_days_since_last"] <= MAX_DAYS
+    assert 0.0 <= f["template_idle_days"] <= RECENCY_HORIZON_DAYS
     assert f["user_cpu_p90_log"] >= f["user_cpu_p50_log"]
     assert f["user_unseen"] == float(user is None or user.n == 0)
 
@@ -350,7 +367,11 @@ def reference(records: list[dict], kind: str, key: str, before: dt.date) -> Stat
         float(x.std()),
         float(y.mean()),
         float(y.std()),
-        float(max(day_of(r["event_date"]) for r in chosen)),
+        # the global row's last day is the history's cutoff, whether or not a query ran then
+        float(
+            day_of(before) - 1 if kind == "global" else max(day_of(r["event_date"]) for r in chosen)
+        ),
+        float(min(day_of(r["event_date"]) for r in chosen)),
     )
 
 
@@ -362,6 +383,7 @@ def assert_stats_close(got: Stats | None, want: Stats | None) -> None:
     assert got.n == want.n
     assert got.heavy == want.heavy
     assert got.last_day == want.last_day
+    assert got.first_day == want.first_day
     assert got.cpu_mean == pytest.approx(want.cpu_mean, rel=1e-12)
     assert got.memory_mean == pytest.approx(want.memory_mean, rel=1e-12)
     assert got.cpu_sd == pytest.approx(want.cpu_sd, rel=1e-6, abs=1e-6)
@@ -410,7 +432,7 @@ def test_rows_on_the_first_day_are_unseen(history: pl.DataFrame) -> None:
     block = history_block(first, history, weight=WEIGHT)
     assert (block[:, COL["user_unseen"]] == 1.0).all()
     assert (block[:, COL["template_unseen"]] == 1.0).all()
-    assert (block[:, COL["user_count_log"]] == 0.0).all()
+    assert (block[:, COL["user_daily_count_log"]] == 0.0).all()
     assert np.isfinite(block).all()
 
 
@@ -620,7 +642,6 @@ def test_lookup_on_the_snapshot_equals_history_block(
             user=record["user"],
             template=record["template"],
             tables=record["tables"],
-            day=day_of(record["event_date"]),
         )
         assert served == block[i].tolist()
 

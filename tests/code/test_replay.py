@@ -34,6 +34,9 @@ def judge(rows: pl.DataFrame, predictor: Predictor, reference: Reference):  # no
         max_fnr=0.02,
         cost_fn=100.0,
         cost_fp=1.0,
+        min_queries=100,
+        cost_ratio_alert=1.5,
+        new_user_heavy_share=0.05,
     )
 
 
@@ -119,6 +122,20 @@ def test_replay_reports_each_day(replayed) -> None:
         if "recall" in day:
             assert 0.0 <= day["recall"] <= 1.0
     assert result.metrics["window"] == {"start": days[0], "end": days[-1], "days": len(days)}
+
+
+def test_replay_reports_the_bundle_age_of_each_day(replayed, predictor: Predictor) -> None:  # noqa: F811
+    _, result = replayed
+    cutoff = predictor.featurizer.history.cutoff
+    for day in result.daily:
+        assert day["bundle_age_days"] == (dt.date.fromisoformat(day["date"]) - cutoff).days
+    bundle = result.metrics["bundle"]
+    assert bundle["history_cutoff"] == cutoff.isoformat()
+    assert bundle["age_days_first"] == result.daily[0]["bundle_age_days"] >= 1
+    assert bundle["age_days_last"] == result.daily[-1]["bundle_age_days"]
+    low = [d["date"] for d in result.daily if "recall" in d and d["recall"] < 0.98]
+    assert result.metrics["days_below_min_recall"] == low  # judged apart from drift
+    assert not any("recall" in reason for reason in result.metrics["drift"]["reasons"])
 
 
 def test_replay_ranks_the_features_that_moved(replayed) -> None:

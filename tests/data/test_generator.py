@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 
 from query_predictor.params import parse_params
-from query_predictor.synth.generator import generate, summarize
+from query_predictor.synth.generator import Day, build_catalogue, generate, summarize
 from query_predictor.synth.world import DATE_KINDS, build_world
 from query_predictor.training.loading import run_load
 
@@ -324,3 +324,25 @@ def test_templates_keep_arriving(small_log: tuple[Path, pl.DataFrame], tmp_path:
     # (a few old templates first show up late by chance at this volume: a dashboard not
     # rendered before, a job whose owner started late)
     assert shares[0.5] > shares[0.0] + 0.15, shares
+
+
+def test_drift_off_holds_the_world_still() -> None:
+    """``synth.drift: false``: no table grows or gains partitions, no table or user appears
+    during the range, and the volume is flat; drift on has each of these."""
+    for drift in (True, False):
+        synth = parse_params({"synth": {"queries_per_day": 2000, "drift": drift}}).synth
+        catalogue = build_catalogue(synth)
+        world = catalogue.world
+        first, last = Day(catalogue, synth, 0), Day(catalogue, synth, world.n_days - 1)
+        growing = [t for t in world.tables if t.total_bytes(world.n_days) > t.total_bytes(0)]
+        late_tables = [t for t in world.tables if t.created_day > 0]
+        late_users = [u for u in world.users if u.start_day > 0]
+        if drift:
+            assert growing and late_tables and late_users
+            assert last.volume > first.volume
+        else:
+            assert growing == late_tables == late_users == []
+            assert last.volume == first.volume
+            # users read the still tables, not the growing ones
+            still = {id(t) for t in world.tables}
+            assert all(id(t) in still for u in world.users for t in u.tables)
