@@ -19,10 +19,12 @@ import polars as pl
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from query_predictor.core.errors import PipelineError
+
 __all__ = ["DataLoading", "Filters", "Params", "ParamsError", "Synth", "load_params"]
 
 
-class ParamsError(ValueError):
+class ParamsError(PipelineError, ValueError):
     """params.yaml has an unknown key, a wrong type or a value out of range."""
 
 

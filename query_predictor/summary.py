@@ -1,4 +1,9 @@
-"""What every stage prints: a one-screen summary, and a clear line instead of a traceback."""
+"""What every stage prints: a one-screen summary, and a clear line instead of a traceback.
+
+A :class:`~query_predictor.core.errors.PipelineError` (bad params, a missing or unreadable
+input, an empty window, a bundle mixed from two runs) ends the stage with ``error: <one
+line>`` on stderr and exit status 2; any other exception is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,10 @@ import logging
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
-from query_predictor.core.onnx_model import ModelError
-from query_predictor.core.schema import SchemaError
-from query_predictor.params import Params, ParamsError, load_params
+from query_predictor.core.errors import PipelineError
+from query_predictor.params import Params, load_params
 
-# Errors a user causes and can fix: printed as one message, exit status 1.
-USER_ERRORS = (ParamsError, SchemaError, ModelError, FileNotFoundError)
+EXIT_USER_ERROR = 2  # as argparse's usage errors: the command was run with something wrong
 
 
 def _format(value: object) -> str:
@@ -44,9 +47,10 @@ def start_stage(doc: str, flags: Sequence[str]) -> tuple[argparse.Namespace, Par
 
 
 def run_stage(main: Callable[[], None]) -> None:
-    """Run a stage's ``main``; known user errors end the process with one readable message."""
+    """Run a stage's ``main``; a user error ends the process with one line and status 2."""
     try:
         main()
-    except USER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
+    except PipelineError as exc:
+        line = " ".join(str(exc).split())  # one line, however the message was wrapped
+        print(f"error: {line}", file=sys.stderr)
+        raise SystemExit(EXIT_USER_ERROR) from None

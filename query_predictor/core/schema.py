@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from .errors import PipelineError
+
 __all__ = [
     "FAILURE_COLUMNS",
     "QUARANTINE_REASON",
@@ -106,7 +108,7 @@ MAX_CPU_MILLIS = 30 * 24 * 3600 * 1000
 MAX_MEMORY_BYTES = 1 << 50
 
 
-class SchemaError(ValueError):
+class SchemaError(PipelineError, ValueError):
     """The raw log as a whole cannot be read: a required column is missing or mistyped."""
 
 
