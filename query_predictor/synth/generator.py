@@ -36,10 +36,10 @@ from pathlib import Path
 import polars as pl
 from tqdm import tqdm
 
+from query_predictor.core.label import LabelRule, workload
 from query_predictor.core.schema import RAW_SCHEMA
 from query_predictor.params import DataLoading, Filters, Synth
 from query_predictor.storage import atomic_dir, write_parquet
-from query_predictor.training.loading import heavy_conditions, workload
 
 from .execution import execute
 from .plans import COMMENT_TEXTS, Plan, Work, pick_weighted, plan_for, render, work
@@ -912,14 +912,8 @@ def summarize(raw_dir: str | Path) -> dict[str, object]:
     """Realism figures of a generated log (what the README and the realism tests check)."""
     lf = pl.scan_parquet(f"{raw_dir}/**/*.parquet", hive_partitioning=False)
     # the label and the workload split of the load stage, at their default params
-    rules = DataLoading()
-    cpu, memory, resource = heavy_conditions(
-        cpu_threshold_seconds=rules.cpu_threshold_seconds,
-        memory_threshold_gb=rules.memory_threshold_gb,
-        resource_error_codes=rules.resource_error_codes,
-    )
     flagged = lf.with_columns(
-        heavy=cpu | memory | resource,
+        heavy=LabelRule.from_params(DataLoading()).is_heavy(),
         curated=workload(Filters()) == "CURATED",
         metadata=pl.col("query_type").eq("DESCRIBE")
         | pl.col("query").str.contains(r"(?i)information_schema|system\.(jdbc|metadata)"),

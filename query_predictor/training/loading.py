@@ -33,6 +33,8 @@ from pathlib import Path
 import polars as pl
 
 from query_predictor.core.classifier import QueryClassifier
+from query_predictor.core.errors import EmptyWindowError, MissingInputError, UnreadableFileError
+from query_predictor.core.label import LabelRule, workload
 from query_predictor.core.schema import (
     QUARANTINE_REASON,
     SchemaError,
@@ -47,7 +49,6 @@ from .hashing import keep_fraction
 
 log = logging.getLogger(__name__)
 
-GIB = 1024**3
 LABEL_COLUMNS = ("workload", "is_heavy", "heavy_reason", "event_date")
 
 
@@ -80,13 +81,13 @@ def list_raw_files(path: str, *, storage_options: dict[str, str] | None = None) 
         if local.is_file():
             return [str(local)]
         if not local.is_dir():
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"raw log path {path!r} does not exist; set data_loading.raw_path in "
                 "params.yaml or run `dvc repro generate`"
             )
         files = sorted(str(p) for p in local.rglob("*.parquet") if not p.name.startswith("."))
     if not files:
-        raise FileNotFoundError(f"no parquet files under {path!r} (data_loading.raw_path)")
+        raise MissingInputError(f"no parquet files under {path!r} (data_loading.raw_path)")
     return files
 
 
@@ -99,14 +100,38 @@ def scan_raw(
     conforming file by file keeps every column of every file and names the file at fault.
     """
     options = s3_storage_options(endpoint_url=endpoint_url, region=region) if is_s3(path) else {}
-    frames = [
-        conform(
-            pl.scan_parquet(f, hive_partitioning=False, storage_options=options or None),
-            origin=f"raw log file {f}",
-        )
-        for f in list_raw_files(path, storage_options=options)
-    ]
+    frames = []
+    for f in list_raw_files(path, storage_options=options):
+        try:
+            scanned = pl.scan_parquet(f, hive_partitioning=False, storage_options=options or None)
+            frames.append(conform(scanned, origin=f"raw log file {f}"))
+        except (pl.exceptions.PolarsError, OSError) as exc:  # a bad footer shows here
+            raise _unreadable(f, exc) from None
     return pl.concat(frames, how="vertical")
+
+
+def _unreadable(path: str, exc: BaseException) -> UnreadableFileError:
+    reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    return UnreadableFileError(
+        f"raw log file {path} cannot be read ({reason}); replace or remove it, or point "
+        "data_loading.raw_path elsewhere"
+    )
+
+
+def _collect(lazy: pl.LazyFrame, data: DataLoading) -> pl.DataFrame:
+    """``lazy.collect()``; a file whose pages are corrupt (its footer was fine, so the scan
+    did not notice) is found by reading the files one by one, and named."""
+    try:
+        return lazy.collect()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        options = s3_storage_options(endpoint_url=data.s3_endpoint_url, region=data.s3_region)
+        options = options if is_s3(data.raw_path) else {}
+        for f in list_raw_files(data.raw_path, storage_options=options):
+            try:
+                pl.read_parquet(f, hive_partitioning=False, storage_options=options or None)
+            except (pl.exceptions.PolarsError, OSError) as found:
+                raise _unreadable(f, found) from None
+        raise _unreadable(data.raw_path, exc) from None
 
 
 def log_days(
@@ -125,58 +150,6 @@ def log_days(
     if first is None:
         raise SchemaError(f"raw log {path!r} has no create_time value: it holds no query")
     return first, last
-
-
-def heavy_conditions(
-    *,
-    cpu_threshold_seconds: float,
-    memory_threshold_gb: float,
-    resource_error_codes: tuple[str, ...],
-) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
-    """The three reasons a query is heavy, as polars expressions: the one label definition."""
-    return (
-        pl.col("cpu_time_millis") >= cpu_threshold_seconds * 1000.0,
-        pl.col("peak_memory_bytes") > memory_threshold_gb * GIB,
-        pl.col("error_code").is_in(list(resource_error_codes)).fill_null(False),
-    )
-
-
-def label(
-    frame: pl.DataFrame,
-    *,
-    cpu_threshold_seconds: float,
-    memory_threshold_gb: float,
-    resource_error_codes: tuple[str, ...],
-) -> pl.DataFrame:
-    """Add ``is_heavy`` and ``heavy_reason`` ("cpu", "memory", "resource_error", joined by "+").
-
-    Heavy when ``cpu_time_millis >= cpu_threshold_seconds * 1000``, or ``peak_memory_bytes >
-    memory_threshold_gb * 2**30`` (Trino reports memory in binary units: its "10GB" is 10 GiB),
-    or ``error_code`` is one of ``resource_error_codes``.
-    """
-    cpu, memory, resource = heavy_conditions(
-        cpu_threshold_seconds=cpu_threshold_seconds,
-        memory_threshold_gb=memory_threshold_gb,
-        resource_error_codes=resource_error_codes,
-    )
-    reason = pl.concat_str(
-        [
-            pl.when(cpu).then(pl.lit("cpu")),
-            pl.when(memory).then(pl.lit("memory")),
-            pl.when(resource).then(pl.lit("resource_error")),
-        ],
-        separator="+",
-        ignore_nulls=True,
-    )
-    return frame.with_columns(
-        is_heavy=cpu | memory | resource,
-        heavy_reason=pl.when(cpu | memory | resource).then(reason),
-    )
-
-
-def workload(filters: Filters) -> pl.Expr:
-    matched = pl.col(filters.curated_column).str.contains(filters.curated_pattern).fill_null(False)
-    return pl.when(matched).then(pl.lit("CURATED")).otherwise(pl.lit("NON-CURATED"))
 
 
 def _counts(frame: pl.DataFrame, column: str) -> dict[str, int]:
@@ -264,14 +237,20 @@ def run_load(data: DataLoading, filters: Filters) -> LoadResult:
         steps[f"{len(steps)}_{step}"] = {"rows": frame.height, "heavy_share": _heavy_share(frame)}
         log.info("%-12s %9d rows", step, frame.height)
 
-    total = lazy.select(pl.len()).collect().item()
+    total = _collect(lazy.select(pl.len()), data).item()
     steps["0_read"] = {"rows": int(total), "heavy_share": None}
     in_window = pl.col("create_time").is_null() | pl.col("create_time").dt.date().is_between(
         data.start_date, data.end_date
     )
-    frame = lazy.filter(in_window).collect()
+    frame = _collect(lazy.filter(in_window), data)
     dropped["outside_window"] = int(total) - frame.height
     record("window", frame)
+    if frame.is_empty():
+        raise EmptyWindowError(
+            f"no query of {data.raw_path} was created in the window {data.start_date}.."
+            f"{data.end_date} ({total} rows read); set data_loading.start_date/end_date to days "
+            "the log covers"
+        )
 
     before = frame.height
     frame = frame.filter(keep_fraction(frame, fraction=data.sample_fraction, seed=data.sample_seed))
@@ -290,17 +269,11 @@ def run_load(data: DataLoading, filters: Filters) -> LoadResult:
     dropped["duplicate_query_id"] = before - frame.height
     record("unique_id", frame)
 
-    frame = label(
-        frame,
-        cpu_threshold_seconds=data.cpu_threshold_seconds,
-        memory_threshold_gb=data.memory_threshold_gb,
-        resource_error_codes=data.resource_error_codes,
-    )
+    rule = LabelRule.from_params(data)
+    frame = rule.apply(frame)
     truncated = (pl.col("query_state") == "FAILED") & ~pl.col("is_heavy")
     failed_heavy = frame.filter(
-        (pl.col("query_state") == "FAILED")
-        & pl.col("is_heavy")
-        & ~(pl.col("error_code").is_in(list(data.resource_error_codes)).fill_null(False))
+        (pl.col("query_state") == "FAILED") & pl.col("is_heavy") & ~rule.resource_failure()
     )
     dropped["failed_truncated"] = _counts(
         frame.filter(truncated).with_columns(pl.col("error_code").fill_null("(no error code)")),
@@ -352,11 +325,9 @@ def run_load(data: DataLoading, filters: Filters) -> LoadResult:
         "window": {"start_date": str(data.start_date), "end_date": str(data.end_date)},
     }
     if frame.is_empty():
-        log.warning(
-            "no rows left after loading %s between %s and %s",
-            data.raw_path,
-            data.start_date,
-            data.end_date,
+        raise EmptyWindowError(
+            f"no query of {data.raw_path} in the window {data.start_date}..{data.end_date} is "
+            f"left after the load steps (dropped: {dropped}); check data_loading and filters"
         )
     return LoadResult(frame, quarantined, metrics)
 
@@ -373,7 +344,6 @@ __all__ = [
     "SchemaError",
     "dedup_bursts",
     "dedup_query_id",
-    "label",
     "run_load",
     "scan_raw",
     "write_by_day",

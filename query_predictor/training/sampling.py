@@ -1,4 +1,4 @@
-"""Boundary-focused sampling of the training split (seed notebook 01 step 4).
+"""Boundary-focused sampling of the training split.
 
 Every heavy query is kept. A light query at normalised distance ``d`` from the label boundary,
 
@@ -30,9 +30,12 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from query_predictor.core.errors import DataError
+from query_predictor.core.label import LabelRule
+from query_predictor.params import ParamsError
+
 from .hashing import unit_hashes
 
-GIB = 1024**3
 BUCKETS = 10
 
 
@@ -43,15 +46,6 @@ class SamplingResult:
     base_rate: float
     achieved_ratio: float | None
     reachable: bool
-
-
-def boundary_distance(
-    frame: pl.DataFrame, *, cpu_threshold_seconds: float, memory_threshold_gb: float
-) -> np.ndarray:
-    """Normalised distance to the label boundary, in [0, 1) for light rows (1 is the boundary)."""
-    cpu = frame["cpu_time_millis"].to_numpy().astype(np.float64) / (cpu_threshold_seconds * 1e3)
-    memory = frame["peak_memory_bytes"].to_numpy().astype(np.float64) / (memory_threshold_gb * GIB)
-    return np.clip(np.maximum(cpu, memory), 0.0, np.nextafter(1.0, 0.0))
 
 
 def multiplier(distance: np.ndarray, *, min_multiplier: float, max_boost: float) -> np.ndarray:
@@ -74,26 +68,23 @@ def boundary_sample(
     max_boost: float,
     min_multiplier: float,
     seed: int,
-    cpu_threshold_seconds: float,
-    memory_threshold_gb: float,
+    rule: LabelRule,
 ) -> SamplingResult:
     """Choose the rows to keep (see the module docstring); ``frame`` needs ``query_id``,
     ``is_heavy``, ``cpu_time_millis`` and ``peak_memory_bytes``."""
     if min_multiplier > max_boost:
-        raise ValueError(
+        raise ParamsError(
             f"min_multiplier={min_multiplier} must not exceed max_boost={max_boost}; "
             "fix boundary_sampling in params.yaml"
         )
     missing = frame["query_id"].null_count()
     if missing:
-        raise ValueError(
+        raise DataError(
             f"{missing} rows have a null query_id; sampling decides by its hash (the load stage "
             "quarantines such rows)"
         )
     heavy = frame["is_heavy"].to_numpy()
-    distance = boundary_distance(
-        frame, cpu_threshold_seconds=cpu_threshold_seconds, memory_threshold_gb=memory_threshold_gb
-    )
+    distance = rule.boundary_distance(frame)
     u = unit_hashes(frame["query_id"], seed)
     score = u / multiplier(distance, min_multiplier=min_multiplier, max_boost=max_boost)
     light_scores = np.sort(score[~heavy])

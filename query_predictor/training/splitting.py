@@ -12,6 +12,8 @@ from pathlib import Path
 import polars as pl
 
 from query_predictor.core.classifier import QueryClassifier
+from query_predictor.core.errors import DataError, EmptyWindowError, MissingInputError
+from query_predictor.core.label import LabelRule
 from query_predictor.params import Params
 
 from .sampling import boundary_sample, curve, kept_by_bucket
@@ -34,9 +36,11 @@ def load_zero_cost(path: str | Path) -> tuple[list[str], int]:
         payload = json.loads(Path(path).read_text())
         return list(payload["validated"]), int(payload["small_limit"])
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path} not found; run `dvc repro zero_cost` first") from None
-    except (KeyError, ValueError) as exc:
-        raise ValueError(f"{path} is not a zero-cost categories file: {exc}") from None
+        raise MissingInputError(f"{path} not found; run `dvc repro zero_cost` first") from None
+    except (KeyError, ValueError, TypeError) as exc:
+        raise DataError(
+            f"{path} is not a zero-cost categories file ({exc!r}); rerun `dvc repro zero_cost`"
+        ) from None
 
 
 def _share(frame: pl.DataFrame) -> float | None:
@@ -45,7 +49,7 @@ def _share(frame: pl.DataFrame) -> float | None:
 
 def run_split(labeled_dir: str | Path, zero_cost_path: str | Path, params: Params) -> SplitResult:
     validated, small_limit = load_zero_cost(zero_cost_path)
-    data, sampling = params.data_loading, params.boundary_sampling
+    sampling = params.boundary_sampling
     windows = windows_for(params)
     span = Window("all", windows["train"].start, windows["test"].end)
     frame = categorize(read_labeled(labeled_dir, span), QueryClassifier(small_limit=small_limit))
@@ -58,7 +62,7 @@ def run_split(labeled_dir: str | Path, zero_cost_path: str | Path, params: Param
         kept = rows.filter(~pl.col("category").is_in(validated))
         removed[name] = rows.height - kept.height
         if kept.is_empty() or not kept["is_heavy"].any():
-            raise ValueError(
+            raise EmptyWindowError(
                 f"the {name} window {window.start}..{window.end} has "
                 f"{'no rows' if kept.is_empty() else 'no heavy query'}; widen data_loading or "
                 "change splits.* in params.yaml"
@@ -79,8 +83,7 @@ def run_split(labeled_dir: str | Path, zero_cost_path: str | Path, params: Param
         max_boost=sampling.max_boost,
         min_multiplier=sampling.min_multiplier,
         seed=sampling.seed,
-        cpu_threshold_seconds=data.cpu_threshold_seconds,
-        memory_threshold_gb=data.memory_threshold_gb,
+        rule=LabelRule.from_params(params.data_loading),
     )
     buckets = kept_by_bucket(result, train["is_heavy"].to_numpy())
     frames["train"] = train.filter(result.keep)

@@ -11,6 +11,8 @@ from typing import Any
 import polars as pl
 import pytest
 
+from query_predictor.core.errors import EmptyWindowError, PipelineError, UnreadableFileError
+from query_predictor.core.label import LabelRule
 from query_predictor.core.schema import QUARANTINE_REASON, RAW_SCHEMA, SchemaError
 from query_predictor.params import DataLoading, Params, ParamsError, parse_params
 from query_predictor.storage import write_parquet
@@ -20,7 +22,6 @@ from query_predictor.training.loading import (
     LoadResult,
     dedup_bursts,
     dedup_query_id,
-    label,
     log_days,
     run_load,
     scan_raw,
@@ -72,7 +73,7 @@ def labelled(rows: list[dict[str, Any]], **thresholds: Any) -> pl.DataFrame:
         "resource_error_codes": DEFAULTS.resource_error_codes,
         **thresholds,
     }
-    return label(raw_frame(rows), **options)
+    return LabelRule(**options).apply(raw_frame(rows))
 
 
 def params_for(raw_dir: Path, **sections: dict[str, Any]) -> Params:
@@ -521,12 +522,33 @@ def test_labeled_output_columns_order_and_dates(tmp_path: Path) -> None:
     assert labeled["event_date"].to_list() == [date(2025, 6, 1), date(2025, 6, 1), date(2025, 6, 2)]
 
 
-def test_nothing_left_gives_empty_labeled_frame(tmp_path: Path) -> None:
-    result = load(tmp_path, [row("outside", create_time=datetime(2025, 8, 1, tzinfo=UTC))])
-    assert result.labeled.height == 0
-    assert result.metrics["rows_labeled"] == 0
-    assert result.metrics["heavy_share"] is None
-    assert result.metrics["days"] == 0
+def test_a_window_with_no_data_is_named(tmp_path: Path) -> None:
+    outside = [row("outside", create_time=datetime(2025, 8, 1, tzinfo=UTC))]
+    with pytest.raises(EmptyWindowError, match=r"window 2025-06-01\.\.2025-06-02 \(1 rows read\)"):
+        load(tmp_path, outside)
+    assert issubclass(EmptyWindowError, PipelineError)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda data: b"not parquet at all",
+        lambda data: data[: len(data) // 2],  # no footer
+        # the footer is intact, so only reading the pages finds it
+        lambda data: data[:4] + bytes([0xAB]) * (len(data) // 2 - 4) + data[len(data) // 2 :],
+    ],
+    ids=["garbage", "truncated", "corrupt-pages"],
+)
+def test_a_corrupt_raw_file_is_named(tmp_path: Path, damage) -> None:
+    raw_dir = tmp_path / "raw"
+    rows = [row(f"q{i:04d}", query=f"SELECT {i} FROM hive.sales.orders") for i in range(2000)]
+    write_parquet(raw_frame(rows), raw_dir / "a-good.parquet")
+    write_parquet(raw_frame(rows), raw_dir / "b-bad.parquet")
+    bad = raw_dir / "b-bad.parquet"
+    bad.write_bytes(damage(bad.read_bytes()))
+    params = params_for(raw_dir)
+    with pytest.raises(UnreadableFileError, match=r"raw log file .*b-bad\.parquet cannot be read"):
+        run_load(params.data_loading, params.filters)
 
 
 def sample_rows(n: int) -> list[dict[str, Any]]:

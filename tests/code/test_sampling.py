@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from query_predictor.core.label import LabelRule
 from query_predictor.training.hashing import unit_hashes
 from query_predictor.training.sampling import (
     BUCKETS,
     SamplingResult,
-    boundary_distance,
     boundary_sample,
     curve,
     keep_probability,
@@ -26,12 +26,13 @@ from query_predictor.training.sampling import (
 
 GIB = 2**30
 THRESHOLDS: dict[str, float] = {"cpu_threshold_seconds": 300.0, "memory_threshold_gb": 10.0}
+RULE = LabelRule(**THRESHOLDS, resource_error_codes=("EXCEEDED_LOCAL_MEMORY_LIMIT",))
 DEFAULTS: dict[str, Any] = {
     "balance_ratio": 5.0,
     "max_boost": 2.0,
     "min_multiplier": 0.05,
     "seed": 42,
-    **THRESHOLDS,
+    "rule": RULE,
 }
 BELOW_ONE = math.nextafter(1.0, 0.0)
 
@@ -87,7 +88,8 @@ def kept_ids(data: pl.DataFrame, result: SamplingResult) -> set[str]:
 def test_boundary_distance(
     cpu_ms: int, memory: int, thresholds: dict[str, float], distance: float
 ) -> None:
-    out = boundary_distance(frame([cpu_ms], [memory]), **thresholds)
+    rule = LabelRule(**thresholds, resource_error_codes=())
+    out = rule.boundary_distance(frame([cpu_ms], [memory]))
     assert out.dtype == np.float64
     assert out[0] == pytest.approx(distance, abs=1e-15)
     assert 0.0 <= out[0] < 1.0

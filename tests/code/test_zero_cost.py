@@ -12,9 +12,9 @@ import polars as pl
 import pytest
 
 from query_predictor.core.classifier import QueryClassifier
+from query_predictor.core.label import LabelRule
 from query_predictor.params import Params, ZeroCost, parse_params
 from query_predictor.storage import write_parquet
-from query_predictor.training.loading import label
 from query_predictor.training.splitting import SplitResult, load_zero_cost, run_split
 from query_predictor.training.zero_cost import (
     categorize,
@@ -47,12 +47,12 @@ def table(*rows: tuple[str, int, int]) -> pl.DataFrame:
 
 
 def labelled(rows: list[dict[str, Any]]) -> pl.DataFrame:
-    return label(
-        raw_frame(rows),
+    rule = LabelRule(
         cpu_threshold_seconds=300.0,
         memory_threshold_gb=10.0,
         resource_error_codes=("EXCEEDED_LOCAL_MEMORY_LIMIT",),
     )
+    return rule.apply(raw_frame(rows))
 
 
 # --------------------------------------------------------------------------- decide
@@ -437,7 +437,7 @@ def test_zero_cost_file_errors(tmp_path: Path) -> None:
         load_zero_cost(tmp_path / "missing.json")
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"validated": ["SHOW"]}))
-    with pytest.raises(ValueError, match=r"is not a zero-cost categories file: 'small_limit'"):
+    with pytest.raises(ValueError, match=r"is not a zero-cost categories file \(KeyError\('small"):
         load_zero_cost(bad)
     bad.write_text("{not json")
     with pytest.raises(ValueError, match=r"is not a zero-cost categories file"):
