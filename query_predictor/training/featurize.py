@@ -37,6 +37,7 @@ import polars as pl
 from tqdm import tqdm
 
 from query_predictor.core.conventions import Conventions, fit_conventions
+from query_predictor.core.errors import DataError, ParityError
 from query_predictor.core.features import BASE_NAMES, FeatureExtractor, QueryContext
 from query_predictor.core.featurizer import FEATURE_NAMES, QueryFeaturizer
 from query_predictor.core.history import HistoryLookup, history_features
@@ -301,7 +302,7 @@ def check_parity(
     seed: int,
 ) -> dict[str, object]:
     """Featurize a sample of validation and test rows one by one through the serving path and
-    compare with the batch rows; raise ValueError naming the first differing row and feature."""
+    compare with the batch rows; raise ParityError naming the first differing row and feature."""
     checked = 0
     for name in ("val", "test"):
         rows, matrix = splits[name], matrices[name]
@@ -314,7 +315,7 @@ def check_parity(
             want = np.asarray(single.dense, dtype=np.float32)
             for j, feature in enumerate(FEATURE_NAMES):
                 if want[j] != np.float32(batch[feature]):
-                    raise ValueError(
+                    raise ParityError(
                         f"parity: {name} row {row['query_id']}: feature {feature} is "
                         f"{batch[feature]!r} in batch but {float(want[j])!r} in serving"
                     )
@@ -322,7 +323,10 @@ def check_parity(
                 np.asarray(single.tfidf_value, dtype=np.float32),
                 np.asarray(batch["tfidf_value"], dtype=np.float32),
             ):
-                raise ValueError(f"parity: {name} row {row['query_id']}: TF-IDF vectors differ")
+                raise ParityError(
+                    f"parity: {name} row {row['query_id']}: TF-IDF vectors differ between the "
+                    "batch and the serving featurizer"
+                )
             checked += 1
     return {
         "rows_checked": checked,
@@ -372,7 +376,10 @@ def featurize(
     }
     missing = {n: r["template"].null_count() for n, r in rows.items()}
     if any(missing.values()):
-        raise ValueError(f"split rows missing from the labeled data: {missing}")
+        raise DataError(
+            f"split rows missing from the labeled data: {missing}; data/splits and data/labeled "
+            "come from different runs: rerun `dvc repro split`"
+        )
     vocab = fit_on(rows["train"], analyzed.terms, size=vocab_size)
     vectors = tfidf_vectors(analyzed.terms, vocab)
     matrices = {

@@ -16,6 +16,7 @@ import datetime as dt
 
 import polars as pl
 
+from query_predictor.core.errors import EmptyWindowError
 from query_predictor.core.history import (
     EMPTY,
     EPOCH,
@@ -167,7 +168,10 @@ def point_in_time(
 def global_prior(history: pl.DataFrame, *, until: dt.date) -> Stats:
     snap = snapshot(history, until=until).filter(pl.col("kind") == GLOBAL)
     if snap.is_empty():
-        raise ValueError(f"no history on or before {until}: cannot form the global prior")
+        raise EmptyWindowError(
+            f"no labeled query on or before {until}: the history has no global prior; "
+            "widen data_loading.start_date .. end_date or shorten splits.*"
+        )
     return Stats(*(float(snap[c][0]) for c in STATS_COLUMNS))
 
 

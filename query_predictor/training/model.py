@@ -26,6 +26,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 from tqdm import tqdm
 
+from query_predictor.core.errors import DataError
 from query_predictor.core.featurizer import FEATURE_NAMES
 from query_predictor.params import Model
 
@@ -78,7 +79,7 @@ def cross_validate_and_fit(
     """Stratified CV with early stopping per fold, then the final model (module docstring)."""
     threads = threads or os.cpu_count() or 1
     if int(y.sum()) < params.cv_folds or int((~y).sum()) < params.cv_folds:
-        raise ValueError(
+        raise DataError(
             f"{int(y.sum())} heavy and {int((~y).sum())} light training rows: too few for "
             f"model.cv_folds={params.cv_folds}"
         )

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from query_predictor.core.errors import EmptyWindowError
 from query_predictor.core.featurizer import FEATURE_NAMES
 from query_predictor.params import DataLoading, Filters, ParamsError
 from query_predictor.service.predictor import ZERO_COST, Predictions, Predictor
@@ -60,7 +61,14 @@ def load_window(
             f"replay.start_date {start} must come after data_loading.end_date {data.end_date}: "
             "the replay answers days the model never saw"
         )
-    return run_load(data.model_copy(update={"start_date": start, "end_date": end}), filters).labeled
+    try:
+        window = data.model_copy(update={"start_date": start, "end_date": end})
+        return run_load(window, filters).labeled
+    except EmptyWindowError:
+        raise EmptyWindowError(
+            f"the replay window {start}..{end} holds no query of {data.raw_path} that the load "
+            "rules keep; set replay.start_date/end_date to days the log covers"
+        ) from None
 
 
 def psi(reference: np.ndarray, current: np.ndarray, *, bins: int) -> float:
@@ -118,12 +126,15 @@ def replay(
 ) -> ReplayResult:
     """Answer every query of ``labeled`` and judge the answers and their drift."""
     if labeled.height == 0:
-        raise ValueError("the replay window holds no labeled query: check replay dates and data")
+        raise EmptyWindowError(
+            "the replay window holds no labeled query: set replay.start_date/end_date to days "
+            "the log covers"
+        )
     labeled = labeled.sort("create_time", "query_id")
     answers = predictor.predict_many(labeled["query"].to_list(), contexts_of(labeled))
     labels = labeled["is_heavy"].to_numpy().astype(bool)
     if not labels.any():
-        raise ValueError(
+        raise EmptyWindowError(
             f"the replay window ({labeled.height} queries) has no heavy query: recall is "
             "undefined; widen replay.start_date .. replay.end_date"
         )

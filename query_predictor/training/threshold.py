@@ -7,7 +7,7 @@ a threshold (plus one above the highest score, routing nothing) in one sort and 
 sums; :func:`choose_threshold` picks the cheapest (the highest threshold among equal costs)
 and, when the cheapest misses the required recall, also the highest threshold that meets it.
 :func:`prd_check` judges a threshold on a window with natural class balance. The train and
-evaluate stages (seed notebook 04) build on these.
+evaluate stages build on these.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from query_predictor.core.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -223,7 +225,7 @@ def prd_verdict(
         raise ValueError(f"{y.size} labels but {routed.size} decisions")
     heavy = int(y.sum())
     if heavy == 0:
-        raise ValueError(
+        raise DataError(
             "the window has no heavy query: recall and FNR are undefined; widen the test window "
             "(splits.test_days) or check the labels"
         )

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
+from query_predictor.core.errors import MissingInputError
 from query_predictor.params import Params, ParamsError
 
 SPLITS = ("train", "val", "test")
@@ -75,7 +76,7 @@ def read_labeled(path: str | Path, window: Window | None = None) -> pl.DataFrame
     """Labeled rows under ``path`` (the load stage's output), optionally one window only."""
     files = sorted(Path(path).rglob("*.parquet"))
     if not files:
-        raise FileNotFoundError(f"no labeled data under {path}; run `dvc repro load` first")
+        raise MissingInputError(f"no labeled data under {path}; run `dvc repro load` first")
     lazy = pl.scan_parquet(files, hive_partitioning=False)
     if window is not None:
         lazy = lazy.filter(window.contains())

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from query_predictor.core.errors import EmptyWindowError
 from query_predictor.core.history import (
     EMPTY,
     HISTORY_NAMES,
@@ -585,7 +586,7 @@ def test_snapshot_contents(history: pl.DataFrame) -> None:
 def test_snapshot_before_any_history(history: pl.DataFrame) -> None:
     before = START - dt.timedelta(days=1)
     assert snapshot(history, until=before).is_empty()
-    with pytest.raises(ValueError, match=f"no history on or before {before}"):
+    with pytest.raises(EmptyWindowError, match=f"no labeled query on or before {before}.*splits"):
         global_prior(history, until=before)
 
 
@@ -659,3 +660,4 @@ def test_lookup_from_a_bad_file(tmp_path: Path) -> None:
         HistoryLookup.from_parquet(path, weight=WEIGHT)
     with pytest.raises(ValueError, match="cannot read the history snapshot"):
         HistoryLookup.from_parquet(tmp_path / "absent.parquet", weight=WEIGHT)
+
