@@ -36,7 +36,7 @@ def main() -> None:
     )
     started = time.perf_counter()
     model = HeavyQueryModel.load(args.onnx, args.metadata)
-    terms = model.metadata["input"]["tfidf_terms"]
+    terms = model.metadata.input.tfidf_terms
     x_test, y_test = load_features(Path(args.features) / "test.parquet", n_terms=terms)
     scores, decisions = model.predict(x_test)
     costs = {"cost_fn": params.model.cost_fn, "cost_fp": params.model.cost_fp}

@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 
 from query_predictor.core.featurizer import FEATURE_NAMES
+from query_predictor.core.label import LabelRule
 from query_predictor.service.predictor import Predictor
 from query_predictor.storage import atomic_dir, write_json
 from query_predictor.summary import print_summary, run_stage, start_stage
@@ -24,6 +25,8 @@ def main() -> None:
     args, params = start_stage(__doc__, ("--models", "--features", "--metrics", "--plots"))
     started = time.perf_counter()
     predictor = Predictor.from_bundle(args.models)
+    rule = LabelRule.from_params(params.data_loading)
+    predictor.metadata.require_label(rule, origin=f"{args.models}/metadata.json")
     test = Path(args.features) / "test.parquet"
     x_test, y_test = load_features(test, n_terms=len(predictor.featurizer.vocabulary))
     scores, _ = predictor.model.predict(x_test)

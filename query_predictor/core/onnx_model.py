@@ -13,15 +13,16 @@ that says which file and what to do, never a runtime traceback halfway through a
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
+from .bundle import MODEL, BundleMetadata, check_file
+from .errors import ModelError
 from .featurizer import FEATURE_NAMES
 
 if TYPE_CHECKING:
@@ -31,10 +32,6 @@ INPUT = "features"
 SCORE = "heavy_probability"
 DECISION = "is_heavy"
 CHUNK_ROWS = 8192  # rows densified at a time: 8k x 1k float32 columns is 32 MB
-
-
-class ModelError(ValueError):
-    """The model files are missing, corrupted, or do not fit the featurizer."""
 
 
 def metadata_path_for(model_path: str | Path) -> Path:
@@ -63,7 +60,7 @@ def _session(path: Path) -> ort.InferenceSession:
         ) from None
 
 
-def _check_layout(path: Path, session: ort.InferenceSession, metadata: dict[str, Any]) -> int:
+def _check_layout(path: Path, session: ort.InferenceSession, metadata: BundleMetadata) -> int:
     inputs = {i.name: i for i in session.get_inputs()}
     outputs = {o.name for o in session.get_outputs()}
     if INPUT not in inputs or not {SCORE, DECISION} <= outputs:
@@ -72,7 +69,7 @@ def _check_layout(path: Path, session: ort.InferenceSession, metadata: dict[str,
             f"{INPUT!r} and outputs {SCORE!r}, {DECISION!r}: it was not written by `export`"
         )
     width = inputs[INPUT].shape[-1]
-    names = metadata.get("feature_names", [])
+    names = metadata.feature_names
     if width != len(names):
         raise ModelError(
             f"{path} takes {width} features but its metadata lists {len(names)}: the model "
@@ -96,32 +93,34 @@ def _check_layout(path: Path, session: ort.InferenceSession, metadata: dict[str,
 @dataclass
 class HeavyQueryModel:
     session: ort.InferenceSession
-    metadata: dict[str, Any]
+    metadata: BundleMetadata
     width: int
 
     @classmethod
     def load(
         cls, model_path: str | Path, metadata_path: str | Path | None = None
     ) -> HeavyQueryModel:
+        """The ONNX model at ``model_path`` with its metadata (``metadata.json`` beside it by
+        default), after checking that the model is the one the metadata was written with."""
         model_path = Path(model_path)
         metadata_path = Path(metadata_path or metadata_path_for(model_path))
-        try:
-            metadata = json.loads(metadata_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ModelError(f"{metadata_path} is not valid JSON ({exc})") from None
-        for key in ("feature_names", "threshold"):
-            if key not in metadata:
-                raise ModelError(f"{metadata_path} has no {key!r}: not written by `export`")
-        session = _session(model_path)
-        return cls(session, metadata, _check_layout(model_path, session, metadata))
+        metadata = BundleMetadata.read(metadata_path)
+        check_file(model_path, metadata.files[MODEL], metadata_path=metadata_path)
+        return cls.with_metadata(model_path, metadata)
+
+    @classmethod
+    def with_metadata(cls, model_path: str | Path, metadata: BundleMetadata) -> HeavyQueryModel:
+        """The model at ``model_path`` whose metadata (and hash) the caller already checked."""
+        session = _session(Path(model_path))
+        return cls(session, metadata, _check_layout(Path(model_path), session, metadata))
 
     @property
     def threshold(self) -> float:
-        return float(self.metadata["threshold"])
+        return self.metadata.threshold
 
     @property
     def feature_names(self) -> list[str]:
-        return list(self.metadata["feature_names"])
+        return list(self.metadata.feature_names)
 
     def _chunks(self, matrix: np.ndarray | sp.spmatrix) -> Iterator[np.ndarray]:
         if matrix.ndim != 2 or matrix.shape[1] != self.width:

@@ -19,12 +19,13 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from query_predictor.core import bundle
+from query_predictor.core.bundle import BUNDLE_FILES, BundleMetadata, load_bundle
 from query_predictor.core.classifier import QueryClassifier
 from query_predictor.core.features import QueryContext
 from query_predictor.core.featurizer import FEATURE_NAMES, FeatureRow, QueryFeaturizer
@@ -35,14 +36,15 @@ ZERO_COST, MODEL = "zero_cost", "model"
 # an empty, whitespace-only or comments-only statement: nothing runs, the model is not asked
 NO_SQL_STAGE = "no_sql"
 _SURROGATE = re.compile("[\ud800-\udfff]")
-BUNDLE_FILES = (
-    "model.onnx",
-    "metadata.json",
-    "tfidf_vocab.json",
-    "history_stats.parquet",
-    "sql_conventions.json",
-    "zero_cost_categories.json",
-)
+__all__ = [
+    "BUNDLE_FILES",
+    "MODEL",
+    "NO_SQL_STAGE",
+    "ZERO_COST",
+    "Prediction",
+    "Predictions",
+    "Predictor",
+]
 
 
 @dataclass(frozen=True)
@@ -70,21 +72,11 @@ class Predictor:
         """Load the bundle in ``directory``; a missing or broken file is a :class:`ModelError`
         that names it."""
         directory = Path(directory)
-        missing = [name for name in BUNDLE_FILES if not (directory / name).is_file()]
-        if missing:
-            raise ModelError(
-                f"{directory} is not a model bundle: {', '.join(missing)} missing "
-                "(run `dvc pull` or `dvc repro`, or pass the directory that holds them)"
-            )
-        model = HeavyQueryModel.load(directory / "model.onnx", directory / "metadata.json")
-        weight = model.metadata.get("featurizer", {}).get("history_prior_weight")
-        if weight is None:
-            raise ModelError(
-                f"{directory / 'metadata.json'} has no featurizer.history_prior_weight: "
-                "written by an older `export`; rerun `dvc repro export`"
-            )
+        metadata = load_bundle(directory)  # every file present, and all from one run
+        model = HeavyQueryModel.with_metadata(directory / bundle.MODEL, metadata)
+        weight = metadata.featurizer.history_prior_weight
         try:
-            featurizer = QueryFeaturizer.from_bundle(directory, prior_weight=float(weight))
+            featurizer = QueryFeaturizer.from_bundle(directory, prior_weight=weight)
         except (OSError, ValueError) as exc:
             raise ModelError(f"{directory}: the featurizer's files do not load ({exc})") from None
         width = len(FEATURE_NAMES) + len(featurizer.vocabulary)
@@ -93,13 +85,16 @@ class Predictor:
                 f"{directory}: the model takes {model.width} features but the featurizer "
                 f"gives {width}; the files come from different runs (dvc checkout)"
             )
-        classifier, zero_cost = _zero_cost(directory / "zero_cost_categories.json")
+        classifier, zero_cost = _zero_cost(directory / bundle.ZERO_COST)
         return cls(classifier, zero_cost, featurizer, model)
 
-    @cached_property
+    @property
+    def metadata(self) -> BundleMetadata:
+        return self.model.metadata
+
+    @property
     def version(self) -> str:
-        metadata = self.model.metadata
-        return f"{metadata.get('name', 'model')}@{str(metadata.get('model_sha256', ''))[:12]}"
+        return self.metadata.version
 
     def predict(self, sql: str | bytes | None, context: QueryContext | None = None) -> Prediction:
         """The routing decision for one statement and what the router knows of it."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -29,16 +30,49 @@ from onnxmltools.convert import convert_xgboost
 from onnxmltools.convert.common.data_types import FloatTensorType
 
 from query_predictor import __version__
-from query_predictor.core.onnx_model import DECISION, INPUT, SCORE, ModelError
+from query_predictor.core import bundle
+from query_predictor.core.bundle import (
+    BundleMetadata,
+    FeaturizerSettings,
+    InputLayout,
+    WindowDates,
+    sha256_file,
+)
+from query_predictor.core.errors import ModelError, ParityError
+from query_predictor.core.featurizer import FEATURE_NAMES
+from query_predictor.core.label import LabelRule
+from query_predictor.core.onnx_model import DECISION, INPUT, SCORE
+from query_predictor.params import Params
 
+from .windows import windows_for
+
+__all__ = [
+    "MODEL_SECTIONS",
+    "Parity",
+    "ParityError",
+    "bundle_hashes",
+    "bundle_metadata",
+    "compare",
+    "load_classifier",
+    "parity_failures",
+    "to_onnx",
+]
+
+# the params that shaped the model, hashed into its metadata
+MODEL_SECTIONS = (
+    "data_loading",
+    "filters",
+    "zero_cost",
+    "splits",
+    "boundary_sampling",
+    "features",
+    "model",
+    "prd",
+)
 MAX_ABS_DIFF = 1e-5
 NEAR_THRESHOLD = 1e-6
 OPSET = 17  # default-domain operators around the tree ensemble
 GRAPH_NAME = "heavy_query_classifier"
-
-
-class ParityError(ModelError):
-    """ONNX Runtime and XGBoost disagree beyond the tolerance."""
 
 
 def load_classifier(path: str | Path) -> xgb.XGBClassifier:
@@ -149,6 +183,45 @@ def parity_failures(
         f"ONNX parity failed on {parity.rows} test rows: max |diff| {parity.max_abs_diff:.3g} "
         f"(limit {MAX_ABS_DIFF}), {parity.decision_flips} decisions flipped at threshold "
         f"{threshold:.6f}; worst {rows}"
+    )
+
+
+def bundle_hashes(directory: str | Path, model_bytes: bytes) -> dict[str, str]:
+    """sha256 of the new model and of the bundle files upstream stages wrote in ``directory``."""
+    directory = Path(directory)
+    upstream = tuple(name for name in bundle.HASHED_FILES if name != bundle.MODEL)
+    missing = [name for name in upstream if not (directory / name).is_file()]
+    if missing:
+        raise ModelError(
+            f"{directory} lacks {', '.join(missing)}: run `dvc repro` up to `featurize` first"
+        )
+    return {
+        bundle.MODEL: hashlib.sha256(model_bytes).hexdigest(),
+        **{name: sha256_file(directory / name) for name in upstream},
+    }
+
+
+def bundle_metadata(
+    params: Params, *, terms: Sequence[str], threshold: float, files: dict[str, str]
+) -> BundleMetadata:
+    """The metadata ``export`` writes for a model over :data:`FEATURE_NAMES` then ``terms``."""
+    names = (*FEATURE_NAMES, *(f"tfidf:{term}" for term in terms))
+    dumped = params.model_dump(mode="json")
+    return BundleMetadata(
+        input=InputLayout(
+            width=len(names), dense_features=len(FEATURE_NAMES), tfidf_terms=len(terms)
+        ),
+        featurizer=FeaturizerSettings(history_prior_weight=params.features.history_prior_weight),
+        threshold=threshold,
+        threshold_policy=params.model.threshold_policy,
+        label=LabelRule.from_params(params.data_loading),
+        windows={
+            name: WindowDates(start=w.start, end=w.end) for name, w in windows_for(params).items()
+        },
+        params_hash=params_hash({s: dumped[s] for s in MODEL_SECTIONS}),
+        versions=versions(),
+        feature_names=names,
+        files=files,
     )
 
 

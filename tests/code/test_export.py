@@ -11,10 +11,12 @@ import pytest
 import scipy.sparse as sp
 import xgboost as xgb
 
+from query_predictor.core import bundle as files_of
 from query_predictor.core.featurizer import FEATURE_NAMES
 from query_predictor.core.onnx_model import HeavyQueryModel, ModelError
-from query_predictor.storage import write_json, write_parquet
-from query_predictor.training.export import MAX_ABS_DIFF, compare, to_onnx
+from query_predictor.params import Params
+from query_predictor.storage import write_parquet
+from query_predictor.training.export import MAX_ABS_DIFF, bundle_metadata, compare, to_onnx
 from query_predictor.training.model import load_features
 
 from .test_featurize import run, split, synthetic_labeled
@@ -39,11 +41,25 @@ def train(x: sp.csr_matrix, y: np.ndarray, trees: int = 40) -> xgb.XGBClassifier
     return model.fit(x, y)
 
 
-def export(directory: Path, model: xgb.XGBClassifier, terms: int, threshold: float) -> Path:
-    names = [*FEATURE_NAMES, *(f"tfidf:t{i}" for i in range(terms))]
-    path = directory / "model.onnx"
-    path.write_bytes(to_onnx(model, width=len(names), threshold=threshold).SerializeToString())
-    write_json(directory / "metadata.json", {"feature_names": names, "threshold": threshold})
+def export(
+    directory: Path,
+    model: xgb.XGBClassifier,
+    terms: int | list[str],
+    threshold: float,
+    params: Params | None = None,
+) -> Path:
+    """Write ``model.onnx`` and its metadata as the export stage does; the other bundle files
+    are hashed when ``directory`` holds them (else a placeholder digest stands in)."""
+    names = [f"t{i}" for i in range(terms)] if isinstance(terms, int) else terms
+    path = directory / files_of.MODEL
+    model_bytes = to_onnx(model, width=DENSE + len(names), threshold=threshold).SerializeToString()
+    path.write_bytes(model_bytes)
+    files = {
+        name: files_of.sha256_file(directory / name) if (directory / name).is_file() else "0" * 64
+        for name in files_of.HASHED_FILES
+    }
+    metadata = bundle_metadata(params or Params(), terms=names, threshold=threshold, files=files)
+    (directory / files_of.METADATA).write_text(metadata.to_json())
     return path
 
 
@@ -124,6 +140,14 @@ def test_compare_allows_flips_only_next_to_the_threshold() -> None:
 # --------------------------------------------------------------------------- bad files
 
 
+def rehash(model: Path) -> None:
+    """Record the model file's current sha256 in its metadata, as if export had written it."""
+    meta = model.with_name(files_of.METADATA)
+    payload = json.loads(meta.read_text())
+    payload["files"][files_of.MODEL] = files_of.sha256_file(model)
+    meta.write_text(json.dumps(payload))
+
+
 @pytest.fixture
 def bundle(tmp_path: Path, random_case) -> Path:
     _, model, _, _ = random_case
@@ -142,6 +166,9 @@ def bundle(tmp_path: Path, random_case) -> Path:
 )
 def test_corrupted_model_is_a_clear_error(bundle: Path, damage) -> None:
     bundle.write_bytes(damage(bundle.read_bytes()))
+    with pytest.raises(ModelError, match=r"model\.onnx does not belong to this bundle"):
+        HeavyQueryModel.load(bundle)
+    rehash(bundle)  # corrupt when export wrote it: the ONNX loader says so
     with pytest.raises(ModelError, match=r"model\.onnx is not a loadable ONNX model.*dvc"):
         HeavyQueryModel.load(bundle)
 
@@ -150,8 +177,13 @@ def test_metadata_of_another_width_is_named(bundle: Path) -> None:
     meta = bundle.with_name("metadata.json")
     payload = json.loads(meta.read_text())
     payload["feature_names"] = payload["feature_names"][:-5]
+    payload["input"] |= {"width": DENSE + 35, "tfidf_terms": 35}
     meta.write_text(json.dumps(payload))
     with pytest.raises(ModelError, match=f"takes {DENSE + 40} features but its metadata lists"):
+        HeavyQueryModel.load(bundle)
+    payload["input"]["width"] = DENSE + 40
+    meta.write_text(json.dumps(payload))
+    with pytest.raises(ModelError, match=r"input\.width=.* but feature_names lists"):
         HeavyQueryModel.load(bundle)
 
 
@@ -171,11 +203,41 @@ def test_missing_or_broken_metadata(bundle: Path) -> None:
     with pytest.raises(ModelError, match=r"metadata\.json is not valid JSON"):
         HeavyQueryModel.load(bundle)
     meta.write_text(json.dumps({"feature_names": []}))
-    with pytest.raises(ModelError, match="no 'threshold'"):
+    with pytest.raises(ModelError, match=r"metadata\.json: .*Field required.*rerun `dvc repro"):
         HeavyQueryModel.load(bundle)
     meta.unlink()
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ModelError, match=r"metadata\.json not found"):
         HeavyQueryModel.load(bundle)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: 42, r"holds a JSON int, not an object"),
+        (lambda m: m | {"feature_names": 5}, r"feature_names=5: Input should be a valid"),
+        (lambda m: m | {"threshold": "abc"}, r"threshold='abc': Input should be a valid number"),
+        (lambda m: m | {"threshold": 1.5}, r"threshold=1.5: Input should be less than or equal"),
+        (lambda m: m | {"files": {}}, r"files lists \[\], expected"),
+        (lambda m: m | {"label": {"cpu_threshold_seconds": -1}}, r"label\.cpu_threshold_seconds"),
+        (lambda m: m | {"surprise": 1}, r"surprise=1: Extra inputs are not permitted"),
+    ],
+    ids=[
+        "not-an-object",
+        "feature-names",
+        "threshold-text",
+        "threshold-range",
+        "files",
+        "label",
+        "unknown-key",
+    ],
+)
+def test_metadata_of_wrong_types_is_one_named_error(bundle: Path, change, message: str) -> None:
+    meta = bundle.with_name("metadata.json")
+    meta.write_text(json.dumps(change(json.loads(meta.read_text()))))
+    with pytest.raises(ModelError, match=message) as raised:
+        HeavyQueryModel.load(bundle)
+    assert "\n" not in str(raised.value)
+    assert str(meta) in str(raised.value)
 
 
 def test_an_onnx_model_of_another_kind_is_refused(tmp_path: Path, bundle: Path) -> None:
@@ -189,6 +251,7 @@ def test_an_onnx_model_of_another_kind_is_refused(tmp_path: Path, bundle: Path) 
     )
     other = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     bundle.write_bytes(other.SerializeToString())
+    rehash(bundle)
     with pytest.raises(ModelError, match="not written by `export`"):
         HeavyQueryModel.load(bundle)
 

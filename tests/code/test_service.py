@@ -522,13 +522,15 @@ def test_concurrent_requests_get_the_sequential_answers(served: Served) -> None:
 def test_an_unexpected_failure_is_a_500_without_a_traceback(
     served: Served, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A bundle whose metadata has a threshold that is not a number fails at the first
-    answer; the client gets a short JSON error, the log gets the traceback."""
-    model = served.predictor.model
-    broken = dataclasses.replace(
-        served.predictor,
-        model=dataclasses.replace(model, metadata=model.metadata | {"threshold": "high"}),
-    )
+    """A bug that fails every answer (here a classifier that raises): the client gets a short
+    JSON error, the log gets the traceback. (A bundle with bad metadata never gets this far:
+    it is refused at load, see test_serving.py.)"""
+
+    class Exploding:
+        def classify(self, text: str) -> str:
+            raise RuntimeError("a bug")
+
+    broken = dataclasses.replace(served.predictor, classifier=Exploding())
     running = serve_app(broken)
     try:
         connection = running.connect()
@@ -827,7 +829,8 @@ def test_a_reload_under_load_fails_no_request(served: Served, tmp_path: Path) ->
     shutil.copytree(served.bundle, bundle)
     running = serve_app(served.predictor, bundle)
     metadata = json.loads((bundle / "metadata.json").read_text())
-    (bundle / "metadata.json").write_text(json.dumps(metadata | {"model_sha256": "cd" * 32}))
+    # another export of the same files: a new name, so a new version (the hashes still hold)
+    (bundle / "metadata.json").write_text(json.dumps(metadata | {"name": "next-classifier"}))
     stop = threading.Event()
     requests = [
         gateway_request(r["query"], context_of(r))
@@ -862,4 +865,5 @@ def test_a_reload_under_load_fails_no_request(served: Served, tmp_path: Path) ->
     versions = set().union(*(v for _, _, v in results))
     assert len(statuses) > 100
     assert set(statuses) == {200}
-    assert versions == {served.predictor.version, "heavy-query-classifier@cdcdcdcdcdcd"}
+    sha = served.predictor.version.split("@")[1]
+    assert versions == {served.predictor.version, f"next-classifier@{sha}"}

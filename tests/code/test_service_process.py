@@ -29,7 +29,7 @@ from query_predictor.training.featurize import context_of
 from .test_serving import build_bundle
 
 LISTENING = re.compile(r"listening on http://(127\.0\.0\.1):(\d+) \(model (\S+),")
-NEW_SHA = "cd" * 32
+NEW_NAME = "next-classifier"  # another export of the same files: a new version
 
 
 @pytest.fixture(scope="module")
@@ -113,10 +113,10 @@ def test_a_sighup_reload_under_load_with_two_workers_fails_no_request(
             time.sleep(0.5)
             metadata = json.loads((reloadable / "metadata.json").read_text())
             (reloadable / "metadata.json").write_text(
-                json.dumps(metadata | {"model_sha256": NEW_SHA})
+                json.dumps(metadata | {"name": NEW_NAME})
             )
             service.process.send_signal(signal.SIGHUP)
-            new = f"{old.split('@')[0]}@{NEW_SHA[:12]}"
+            new = f"{NEW_NAME}@{old.split('@')[1]}"
             deadline = time.monotonic() + 60
             consecutive = 0  # answers of the new version in a row, on new connections
             while consecutive < 20:

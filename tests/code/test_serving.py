@@ -15,8 +15,10 @@ import polars as pl
 import pytest
 
 from query_predictor.cli import main
+from query_predictor.core.bundle import sha256_file
 from query_predictor.core.features import QueryContext
 from query_predictor.core.onnx_model import HeavyQueryModel, ModelError
+from query_predictor.params import parse_params
 from query_predictor.service.predictor import (
     BUNDLE_FILES,
     MODEL,
@@ -42,16 +44,6 @@ def build_bundle(directory: Path) -> dict[str, pl.DataFrame]:
     result = run(labeled, splits)
     for name, matrix in result.matrices.items():
         write_parquet(matrix, directory / f"{name}.parquet")
-    terms = len(result.vocabulary)
-    x, y = load_features(directory / "train.parquet", n_terms=terms)
-    export(directory, train(x, y, trees=30), terms, threshold=THRESHOLD)
-    metadata = json.loads((directory / "metadata.json").read_text())
-    metadata |= {
-        "name": "heavy-query-classifier",
-        "model_sha256": "ab" * 32,
-        "featurizer": {"history_prior_weight": WEIGHT},
-    }
-    write_json(directory / "metadata.json", metadata)
     result.vocabulary.to_json(directory / "tfidf_vocab.json")
     write_parquet(result.history, directory / "history_stats.parquet")
     result.conventions.to_json(directory / "sql_conventions.json")
@@ -59,6 +51,10 @@ def build_bundle(directory: Path) -> dict[str, pl.DataFrame]:
         directory / "zero_cost_categories.json",
         {"format_version": 1, "small_limit": 1000, "validated": ["SHOW", "CONSTANT_SELECT"]},
     )
+    x, y = load_features(directory / "train.parquet", n_terms=len(result.vocabulary))
+    params = parse_params({"features": {"history_prior_weight": WEIGHT}})
+    model = train(x, y, trees=30)
+    export(directory, model, list(result.vocabulary.terms), threshold=THRESHOLD, params=params)
     return splits
 
 
@@ -107,15 +103,19 @@ def test_one_query_scores_as_its_batch_row(
     ],
 )
 def test_zero_cost_statements_skip_the_model(
-    predictor: Predictor, sql: str | bytes, category: str
+    built: tuple[Path, dict[str, pl.DataFrame]],
+    predictor: Predictor,
+    sql: str | bytes,
+    category: str,
 ) -> None:
     prediction = predictor.predict(sql, QueryContext(user="alice"))
+    model_sha256 = sha256_file(built[0] / "model.onnx")
     assert prediction.as_dict() == {
         "heavy": False,
         "probability": 0.0,
         "stage": ZERO_COST,
         "threshold": THRESHOLD,
-        "model_version": "heavy-query-classifier@abababababab",
+        "model_version": f"heavy-query-classifier@{model_sha256[:12]}",
         "category": category,
     }
 
@@ -263,7 +263,7 @@ def test_a_bundle_from_an_older_export_says_what_to_rerun(
     metadata = json.loads((directory / "metadata.json").read_text())
     del metadata["featurizer"]
     write_json(directory / "metadata.json", metadata)
-    with pytest.raises(ModelError, match="rerun `dvc repro export`"):
+    with pytest.raises(ModelError, match=r"featurizer: Field required.*rerun `dvc repro export`"):
         Predictor.from_bundle(directory)
 
 
@@ -274,8 +274,64 @@ def test_files_of_different_runs_do_not_load(
     vocab = json.loads((directory / "tfidf_vocab.json").read_text())
     vocab["terms"], vocab["idf"] = vocab["terms"][:-1], vocab["idf"][:-1]
     write_json(directory / "tfidf_vocab.json", vocab)
+    with pytest.raises(ModelError, match=r"tfidf_vocab\.json does not belong .* two runs"):
+        Predictor.from_bundle(directory)
+    rehash(directory, "tfidf_vocab.json")  # even if the hashes agreed, the widths do not
     with pytest.raises(ModelError, match="different runs"):
         Predictor.from_bundle(directory)
+
+
+def rehash(directory: Path, name: str) -> None:
+    """Record ``name``'s current sha256 in the metadata, as if export had seen this file."""
+    metadata = json.loads((directory / "metadata.json").read_text())
+    metadata["files"][name] = sha256_file(directory / name)
+    write_json(directory / "metadata.json", metadata)
+
+
+def test_a_vocabulary_of_the_same_size_from_another_run_is_refused(
+    built: tuple[Path, dict[str, pl.DataFrame]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The interrupted run: featurize refitted the vocabulary (same size, other terms), train
+    and export never ran. The model would read TF-IDF columns at the wrong positions."""
+    directory = copy_bundle(built, tmp_path)
+    vocab = json.loads((directory / "tfidf_vocab.json").read_text())
+    order = sorted(range(len(vocab["terms"])), key=lambda i: vocab["terms"][i], reverse=True)
+    vocab["terms"] = [vocab["terms"][i] for i in order]
+    vocab["idf"] = [vocab["idf"][i] for i in order]
+    write_json(directory / "tfidf_vocab.json", vocab)
+    with pytest.raises(ModelError, match=r"tfidf_vocab\.json does not belong to this bundle"):
+        Predictor.from_bundle(directory)
+    assert main(["predict", "--sql", "SELECT 1", "--models", str(directory)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "tfidf_vocab.json" in error
+
+
+@pytest.mark.parametrize("name", ["history_stats.parquet", "zero_cost_categories.json"])
+def test_any_file_from_another_run_is_named(
+    built: tuple[Path, dict[str, pl.DataFrame]], tmp_path: Path, name: str
+) -> None:
+    directory = copy_bundle(built, tmp_path)
+    with (directory / name).open("ab") as handle:  # any other bytes: another run's file
+        handle.write(b"\n")
+    with pytest.raises(ModelError, match=rf"{name} does not belong to this bundle"):
+        Predictor.from_bundle(directory)
+
+
+@pytest.mark.parametrize("metadata", ["42", '{"threshold": "abc"}'])
+def test_serve_refuses_bad_metadata_before_listening(
+    built: tuple[Path, dict[str, pl.DataFrame]],
+    tmp_path: Path,
+    metadata: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    directory = copy_bundle(built, tmp_path)
+    (directory / "metadata.json").write_text(metadata)
+    assert main(["serve", "--models", str(directory), "--port", "0"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("query-predictor serve: error:") and error.count("\n") == 1
+    assert "metadata.json" in error and "listening" not in error
 
 
 @pytest.mark.parametrize(
@@ -287,6 +343,7 @@ def test_a_broken_zero_cost_file_is_named(
 ) -> None:
     directory = copy_bundle(built, tmp_path)
     (directory / "zero_cost_categories.json").write_text(payload)
+    rehash(directory, "zero_cost_categories.json")
     with pytest.raises(ModelError, match=r"zero_cost_categories\.json is not the zero_cost"):
         Predictor.from_bundle(directory)
 

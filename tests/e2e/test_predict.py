@@ -22,7 +22,7 @@ def predict(first_run: FirstRun, sql: str, *extra: str) -> dict[str, object]:
 def test_predict_answers_from_the_pipeline_bundle(first_run: FirstRun) -> None:
     metadata = json.loads((first_run.path / "models" / "metadata.json").read_text())
     validated = json.loads((first_run.path / "models" / "zero_cost_categories.json").read_text())
-    version = f"heavy-query-classifier@{metadata['model_sha256'][:12]}"
+    version = f"heavy-query-classifier@{metadata['files']['model.onnx'][:12]}"
 
     light = predict(first_run, "SHOW TABLES FROM hive.sales")
     if "SHOW" in validated["validated"]:
