@@ -909,7 +909,7 @@ def generate(synth: Synth, *, output_dir: str | Path, workers: int = 0) -> dict[
 
 
 def summarize(raw_dir: str | Path) -> dict[str, object]:
-    """Realism figures of a generated log (what the README and the realism tests check)."""
+    """Realism figures of a generated log (docs/pipeline.md reports them, tests check them)."""
     lf = pl.scan_parquet(f"{raw_dir}/**/*.parquet", hive_partitioning=False)
     # the label and the workload split of the load stage, at their default params
     flagged = lf.with_columns(

@@ -55,7 +55,7 @@ def headline(
     min_recall: float,
     max_fnr: float,
 ) -> dict[str, object]:
-    """The top-level metrics of ``metrics/evaluate.json`` (see the README for each key)."""
+    """The top-level metrics of ``metrics/evaluate.json`` (docs/pipeline.md explains each key)."""
     y = np.asarray(labels, dtype=bool)
     routed = np.asarray(decisions, dtype=bool)
     rates = routing_rates(y, routed, min_recall=min_recall, max_fnr=max_fnr)

@@ -16,6 +16,7 @@ from .project import REPO, metric_rows, run, set_param
 pytestmark = pytest.mark.slow
 
 STAGES = (
+    "check_params",
     "generate",
     "load",
     "zero_cost",
@@ -154,3 +155,36 @@ def test_plots_draw_in_headless_chromium(project: Path) -> None:
     assert "BLANK" not in drawn.stdout
     assert "19 of 19 plots drew" in drawn.stdout
     assert (out / "plots.png").stat().st_size > 50_000
+
+
+def test_an_unknown_params_section_stops_dvc_repro(project: Path) -> None:
+    """No stage reads `replay_typo`, so only the whole-file check notices it."""
+    params = project / "params.yaml"
+    params.write_text(params.read_text() + "replay_typo:\n  psi_alert: 0.3\n")
+    done = run(["dvc", "repro"], project, ok=False)
+    assert done.returncode != 0
+    assert "Running stage 'check_params'" in done.stdout
+    assert "replay_typo: unknown key" in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_a_bundle_left_by_an_interrupted_repro_is_refused(project: Path) -> None:
+    """`featurize` refits the vocabulary (same size, other terms) and the run stops before
+    `train` and `export`: the old model must not be served with the new vocabulary."""
+    set_param(project, "features", "tfidf_vocab_size", 50)  # fewer than the log's terms
+    run(["dvc", "repro"], project)  # a complete bundle
+    vocab_path = project / "models" / "tfidf_vocab.json"
+    before = json.loads(vocab_path.read_text())
+    assert run(["query-predictor", "predict", "--sql", "SELECT 1"], project).returncode == 0
+    set_param(project, "boundary_sampling", "seed", 7)  # other training rows, other terms
+    run(["dvc", "repro", "--single-item", "split"], project)
+    run(["dvc", "repro", "--single-item", "featurize"], project)  # then the run is killed
+    after = json.loads(vocab_path.read_text())
+    assert len(after["terms"]) == len(before["terms"]) and after["terms"] != before["terms"]
+    done = run(["query-predictor", "predict", "--sql", "SELECT 1"], project, ok=False)
+    assert done.returncode == 2, done.stdout
+    assert done.stderr.count("\n") == 1
+    assert "models/tfidf_vocab.json does not belong to this bundle" in done.stderr
+    replayed = run(["dvc", "repro", "--single-item", "replay"], project, ok=False)
+    assert replayed.returncode != 0
+    assert "tfidf_vocab.json does not belong to this bundle" in replayed.stderr + replayed.stdout

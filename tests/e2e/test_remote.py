@@ -29,7 +29,7 @@ def digests(project: Path) -> dict[str, str]:
 
 
 def use_remote(project: Path, endpoint: str) -> None:
-    """The committed remote plus this machine's endpoint, as the README tells users."""
+    """The committed remote plus this machine's endpoint, as docs/operations.md tells users."""
     run(["dvc", "remote", "add", "-d", "store", f"s3://{BUCKET}/dvc"], project)
     run(["dvc", "remote", "modify", "--local", "store", "endpointurl", endpoint], project)
 
