@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from query_predictor.core.errors import ParityError
 from query_predictor.core.features import BASE_NAMES, FeatureExtractor, QueryContext
 from query_predictor.core.featurizer import FEATURE_NAMES, QueryFeaturizer
 from query_predictor.core.history import (
@@ -341,8 +342,8 @@ def test_parity_names_the_tampered_row_and_feature(
     )
     assert tampered.schema == matrix.schema
     query_id = matrix["query_id"][i]
-    with pytest.raises(
-        ValueError,
+    with pytest.raises(  # a user error: the stage prints one line, no traceback
+        ParityError,
         match=re.escape(f"parity: {name} row {query_id}: feature {feature} is"),
     ):
         check_parity(
@@ -366,7 +367,7 @@ def test_parity_catches_a_tampered_tfidf_vector(
     if tampered["tfidf_value"][i].to_list() == test["tfidf_value"][i].to_list():
         pytest.skip("symmetric weights")  # pragma: no cover
     with pytest.raises(
-        ValueError,
+        ParityError,
         match=re.escape(f"parity: test row {test['query_id'][i]}: TF-IDF vectors differ"),
     ):
         check_parity(
