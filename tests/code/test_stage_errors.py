@@ -46,11 +46,17 @@ def stage(cwd: Path, name: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 def project(tmp_path: Path, **sections: dict) -> Path:
     """A scratch directory with params.yaml, a one-file raw log and a previous load's outputs."""
-    data = {"raw_path": "raw", "start_date": "2025-06-01", "end_date": "2025-06-02"}
-    params = {"data_loading": data | sections.pop("data_loading", {}), **sections}
+    data = {"raw_path": "raw", "start_date": "2025-06-01", "end_date": "2025-06-03"}
+    splits = {"train_days": 1, "val_days": 1, "test_days": 1}
+    params = {"data_loading": data | sections.pop("data_loading", {}), "splits": splits}
+    params |= sections
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     rows = [
-        raw_row(query_id=f"q{i:04d}", query=f"SELECT {i} FROM hive.sales.orders")
+        raw_row(
+            query_id=f"q{i:04d}",
+            query=f"SELECT {i} FROM hive.sales.orders",
+            create_time=datetime(2025, 6, 1 + i % 3, 10, i % 60, tzinfo=UTC),
+        )
         for i in range(500)
     ]
     write_parquet(raw_frame(rows), tmp_path / "raw" / "day-1.parquet")
