@@ -147,6 +147,7 @@ def test_library_messages_for_users_are_pipeline_errors(tmp_path: Path) -> None:
     with pytest.raises(MissingInputError, match="run `dvc repro zero_cost`"):
         load_zero_cost(tmp_path / "absent.json")
     judge = {"bins": 10, "psi_alert": 0.25, "min_recall": 0.98, "max_fnr": 0.02}
+    judge |= {"min_queries": 1, "cost_ratio_alert": 2.0, "new_user_heavy_share": 0.2}
     with pytest.raises(EmptyWindowError, match="replay window holds no labeled query"):
         replay(pl.DataFrame(), None, None, **judge, cost_fn=100.0, cost_fp=1.0)  # type: ignore[arg-type]
 
