@@ -64,7 +64,7 @@ def test_corpus_keeps_statements_and_leaves_tpc_and_expressions_out(tmp_path: Pa
 
 
 def test_a_missing_corpus_says_how_to_get_it(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="make setup"):
+    with pytest.raises(FileNotFoundError, match="make test"):
         read_corpus(tmp_path / "absent.tar.gz")
 
 
