@@ -29,6 +29,7 @@ from query_predictor.core.bundle import BUNDLE_FILES, BundleMetadata, load_bundl
 from query_predictor.core.classifier import QueryClassifier
 from query_predictor.core.features import QueryContext
 from query_predictor.core.featurizer import FEATURE_NAMES, FeatureRow, QueryFeaturizer
+from query_predictor.core.history import Bands, resource_bands
 from query_predictor.core.onnx_model import CHUNK_ROWS, HeavyQueryModel, ModelError
 from query_predictor.core.sql_tokens import decoded, is_comment, tokenize
 
@@ -55,9 +56,13 @@ class Prediction:
     threshold: float  # probability at which a query is heavy
     model_version: str  # name@sha256 prefix of the ONNX model
     category: str  # the classifier's statement category (query_predictor.core.classifier)
+    # expected CPU and memory from the history the statement resembles most (model stage only)
+    bands: Bands | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["bands"] = self.bands.as_dict() if self.bands is not None else None
+        return out
 
 
 @dataclass
@@ -104,8 +109,10 @@ class Predictor:
         stage = self._stage(text, category)
         if stage != MODEL:
             return Prediction(False, 0.0, stage, self.model.threshold, self.version, category)
-        scores, decisions = self.model.predict(
-            self._matrix([self.featurizer.featurize(text, context)])
+        row = self.featurizer.featurize(text, context)
+        scores, decisions = self.model.predict(self._matrix([row]))
+        bands = resource_bands(
+            self.featurizer.history, user=context.user, template=row.template, tables=row.tables
         )
         return Prediction(
             bool(decisions[0]),
@@ -114,6 +121,7 @@ class Predictor:
             self.model.threshold,
             self.version,
             category,
+            bands,
         )
 
     def predict_many(

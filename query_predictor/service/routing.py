@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from query_predictor.core.features import QueryContext
-from query_predictor.core.history import TABLE, TEMPLATE, resource_bands
+from query_predictor.core.history import TABLE, TEMPLATE
 from query_predictor.service.predictor import NO_SQL_STAGE, Prediction, Predictor, readable
 
 HEADER_PREFIX = "X-Query-Predictor-"
@@ -132,7 +132,7 @@ class Router:
         if prediction.stage == NO_SQL_STAGE:
             return self._without_model(predictor, NO_SQL_STAGE, EMPTY_SQL)
         external = decision_headers(prediction)
-        if self.resource_estimate and (estimate := resource_estimate(predictor, sql, context)):
+        if self.resource_estimate and (estimate := resource_estimate(prediction)):
             external[RESOURCE_ESTIMATE] = estimate
         group = self.heavy_group if prediction.heavy else self.light_group
         return Routed(
@@ -187,16 +187,13 @@ def decision_headers(prediction: Prediction) -> dict[str, str]:
     }
 
 
-def resource_estimate(predictor: Predictor, sql: str, context: QueryContext) -> str | None:
-    """Trino's ``X-Trino-Resource-Estimate`` value for ``sql``: ``CPU_TIME`` and
-    ``PEAK_MEMORY`` at the p90 of :func:`~query_predictor.core.history.resource_bands`, as
-    airlift Duration / DataSize strings; None when the bands come from no more than the user
-    or the whole workload (they say nothing about this statement)."""
-    row = predictor.featurizer.featurize(readable(sql), context)
-    bands = resource_bands(
-        predictor.featurizer.history, user=context.user, template=row.template, tables=row.tables
-    )
-    if bands.basis not in ESTIMATE_BASES:
+def resource_estimate(prediction: Prediction) -> str | None:
+    """Trino's ``X-Trino-Resource-Estimate`` value for a prediction: ``CPU_TIME`` and
+    ``PEAK_MEMORY`` at the p90 of its :attr:`~Prediction.bands`, as airlift Duration /
+    DataSize strings; None without bands (the model did not run) or when they come from no
+    more than the user or the whole workload (they say nothing about this statement)."""
+    bands = prediction.bands
+    if bands is None or bands.basis not in ESTIMATE_BASES:
         return None
     memory_bytes = bands.peak_memory_gib_p90 * 2**30
     return f"CPU_TIME={bands.cpu_seconds_p90:.0f}s,PEAK_MEMORY={memory_bytes:.0f}B"

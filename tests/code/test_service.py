@@ -761,7 +761,8 @@ def test_the_token_comes_from_a_file_or_the_environment(
 
 def test_the_resource_estimate_is_the_statements_resource_bands(served: Served) -> None:
     """Off by default; on, a statement whose template or tables have history gets Trino's
-    X-Trino-Resource-Estimate: the p90 CPU and memory of its resource bands."""
+    X-Trino-Resource-Estimate: the p90 CPU and memory of its resource bands (a statement the
+    model does not score costs nothing and gets none)."""
     lookup = served.predictor.featurizer.history
     running = serve_app(served.predictor, router={"resource_estimate": True})
     bases = set()
@@ -782,7 +783,9 @@ def test_the_resource_estimate_is_the_statements_resource_bands(served: Served) 
                 lookup, user=row["user"], template=features.template, tables=features.tables
             )
             bases.add(bands.basis)
-            if bands.basis in ("template", "table"):
+            decided = served.predictor.predict(row["query"], context_of(row))
+            assert decided.bands == (bands if decided.stage == "model" else None)
+            if decided.stage == "model" and bands.basis in ("template", "table"):
                 assert estimate == (
                     f"CPU_TIME={bands.cpu_seconds_p90:.0f}s,"
                     f"PEAK_MEMORY={bands.peak_memory_gib_p90 * 2**30:.0f}B"

@@ -117,6 +117,7 @@ def test_zero_cost_statements_skip_the_model(
         "threshold": THRESHOLD,
         "model_version": f"heavy-query-classifier@{model_sha256[:12]}",
         "category": category,
+        "bands": None,  # a zero-cost statement has no cost to band
     }
 
 
@@ -152,9 +153,14 @@ def test_the_cli_prints_one_json_object(
         "threshold",
         "model_version",
         "category",
+        "bands",
     }
     assert printed["stage"] == MODEL
     assert printed["threshold"] == THRESHOLD
+    bands = printed["bands"]
+    assert bands["basis"] in ("template", "table", "user", "global") and bands["runs"] > 0
+    for cost in ("cpu_seconds", "peak_memory_gib"):
+        assert 0.0 <= bands[cost]["p50"] <= bands[cost]["p90"]
 
 
 def test_the_cli_reads_the_statement_from_stdin(
