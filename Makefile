@@ -55,7 +55,7 @@ fire-rates: setup $(CORPUS)
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet --upgrade pip==26.3
-	.lock-venv/bin/python -m pip install --quiet ".[pipeline,dev]"
+	.lock-venv/bin/python -m pip install --quiet ".[pipeline,spark,dev]"
 	.lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^trino-query-predictor' > requirements.lock
 	rm -rf .lock-venv
 

@@ -26,7 +26,7 @@ import json
 import math
 import multiprocessing
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import chain, starmap
@@ -88,7 +88,7 @@ def _context(
     )
 
 
-def _analyze_chunk(chunk: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def analyze_chunk(chunk: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Analyze one chunk (a batch: a text repeated in it is analysed once). Returns the rows
     (tables and template for every row, base features only where ``full`` is true: split
     rows; the history-only rows cost no memory beyond their keys) and the TF-IDF terms of
@@ -155,9 +155,9 @@ def analyze_frame(frame: pl.DataFrame, *, workers: int, full: pl.Series | None =
     if workers > 1 and len(chunks) > 1:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            parts = list(_progress(pool.map(_analyze_chunk, chunks), len(chunks)))
+            parts = list(_progress(pool.map(analyze_chunk, chunks), len(chunks)))
     else:
-        parts = [_analyze_chunk(c) for c in _progress(chunks, len(chunks))]
+        parts = [analyze_chunk(c) for c in _progress(chunks, len(chunks))]
     rows = frame.hstack(pl.concat([r for r, _ in parts]))
     terms = pl.concat([t for _, t in parts]).unique("query", keep="first", maintain_order=True)
     return Analyzed(rows, terms)
@@ -341,12 +341,15 @@ def featurize(
     seed: int,
     conventions: dict[str, object],
     workers: int = 0,
+    analyze: Callable[..., Analyzed] = analyze_frame,
 ) -> FeatureSet:
     """Run steps 1-4 of the module docstring; ``conventions`` are the keyword arguments of
-    :func:`~query_predictor.core.conventions.fit_conventions` but the rows."""
+    :func:`~query_predictor.core.conventions.fit_conventions` but the rows; ``analyze`` runs
+    step 1 (:func:`analyze_frame`, or an engine's version calling :func:`analyze_chunk` on its
+    own partitions)."""
     workers = workers or os.cpu_count() or 1
     in_splits = pl.concat([s.select("query_id") for s in splits.values()])["query_id"]
-    analyzed = analyze_frame(
+    analyzed = analyze(
         labeled, workers=workers, full=labeled["query_id"].is_in(in_splits.implode())
     )
     history = analyzed.rows.filter(pl.col("event_date") <= train_end).select(

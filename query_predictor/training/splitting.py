@@ -6,6 +6,7 @@ python stages/split.py
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,12 +44,24 @@ def _share(frame: pl.DataFrame) -> float | None:
     return round(float(frame["is_heavy"].mean()), 6) if frame.height else None  # type: ignore[arg-type]
 
 
-def run_split(labeled_dir: str | Path, zero_cost_path: str | Path, params: Params) -> SplitResult:
+def run_split(
+    labeled_dir: str | Path,
+    zero_cost_path: str | Path,
+    params: Params,
+    *,
+    categorized: Callable[[str | Path, Window, QueryClassifier], pl.DataFrame] | None = None,
+) -> SplitResult:
+    """Split the labeled rows; ``categorized`` reads a window with its categories (an
+    engine's :meth:`categorized`; default: polars in this process)."""
     validated, small_limit = load_zero_cost(zero_cost_path)
     data, sampling = params.data_loading, params.boundary_sampling
     windows = windows_for(params)
     span = Window("all", windows["train"].start, windows["test"].end)
-    frame = categorize(read_labeled(labeled_dir, span), QueryClassifier(small_limit=small_limit))
+    classifier = QueryClassifier(small_limit=small_limit)
+    if categorized is None:
+        frame = categorize(read_labeled(labeled_dir, span), classifier)
+    else:
+        frame = categorized(labeled_dir, span, classifier)
     frames: dict[str, pl.DataFrame] = {}
     split_metrics: dict[str, dict[str, object]] = {}
     removed: dict[str, int] = {}
