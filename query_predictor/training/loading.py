@@ -37,7 +37,6 @@ from query_predictor.core.classifier import QueryClassifier
 from query_predictor.core.schema import (
     QUARANTINE_REASON,
     SchemaError,
-    absent_columns,
     conform,
     split_valid,
 )

@@ -317,7 +317,12 @@ def load_partitions(
         if keep is not None:
             keep(store.frames(key))
     metrics = loading.load_metrics(
-        counts, total=plan.total_rows, days=len(days), absent=plan.absent, data=data, filters=filters
+        counts,
+        total=plan.total_rows,
+        days=len(days),
+        absent=plan.absent,
+        data=data,
+        filters=filters,
     )
     reused = sum(p.reused for p in done.values())
     first, last = (days[0], days[-1]) if days else (None, None)
