@@ -13,7 +13,7 @@ for them, so a stage does not know which one ran:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -36,7 +36,12 @@ class Engine(Protocol):
     def load_runner(self) -> Runner: ...
 
     def categorized(
-        self, labeled_dir: str | Path, window: Window, classifier: QueryClassifier
+        self,
+        labeled_dir: str | Path,
+        window: Window,
+        classifier: QueryClassifier,
+        *,
+        columns: Sequence[str] | None = None,
     ) -> pl.DataFrame: ...
 
     def analyze(self, frame: pl.DataFrame, *, full: pl.Series, workers: int) -> Analyzed: ...
@@ -53,12 +58,17 @@ class PolarsEngine:
         return PolarsRunner()
 
     def categorized(
-        self, labeled_dir: str | Path, window: Window, classifier: QueryClassifier
+        self,
+        labeled_dir: str | Path,
+        window: Window,
+        classifier: QueryClassifier,
+        *,
+        columns: Sequence[str] | None = None,
     ) -> pl.DataFrame:
         from .windows import read_labeled
         from .zero_cost import categorize
 
-        return categorize(read_labeled(labeled_dir, window), classifier)
+        return categorize(read_labeled(labeled_dir, window, columns=columns), classifier)
 
     def analyze(self, frame: pl.DataFrame, *, full: pl.Series, workers: int) -> Analyzed:
         from .featurize import analyze_frame

@@ -41,6 +41,7 @@ from query_predictor.core.features import BASE_NAMES, FeatureExtractor, QueryCon
 from query_predictor.core.featurizer import FEATURE_NAMES, QueryFeaturizer, day_number
 from query_predictor.core.history import HistoryLookup, history_features
 from query_predictor.core.tfidf import TfidfVocabulary, fit_vocabulary
+from query_predictor.params import Features
 
 from .hashing import unit_hashes
 from .history import point_in_time, snapshot
@@ -56,6 +57,27 @@ CONTEXT_COLUMNS = (
     "create_time",
     "session_properties",
 )
+
+
+# the labeled columns stage featurize reads (the split files carry every column)
+LABELED_COLUMNS = (
+    "query_id",
+    "event_date",
+    "is_heavy",
+    "cpu_time_millis",
+    "peak_memory_bytes",
+    *CONTEXT_COLUMNS,
+)
+
+
+def convention_options(features: Features) -> dict[str, object]:
+    """The ``conventions`` argument of :func:`featurize` from the ``features`` params."""
+    return {
+        "partition_min_templates": features.partition_min_templates,
+        "service_min_queries": features.service_min_queries,
+        "service_repeat_share": features.service_repeat_share,
+        "service_user_pattern": features.service_user_pattern,
+    }
 
 
 def context_of(row: dict) -> QueryContext:

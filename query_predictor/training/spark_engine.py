@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -153,7 +153,12 @@ class SparkEngine:
         return frame.filter(F.col("event_date").between(window.start, window.end))
 
     def categorized(
-        self, labeled_dir: str | Path, window: Window, classifier: QueryClassifier
+        self,
+        labeled_dir: str | Path,
+        window: Window,
+        classifier: QueryClassifier,
+        *,
+        columns: Sequence[str] | None = None,
     ) -> pl.DataFrame:
         """:func:`categorize` of the labeled rows in ``window``, in the order the polars
         engine reads them (create_time, query_id)."""
@@ -162,6 +167,8 @@ class SparkEngine:
         from .zero_cost import categorize
 
         rows = self._labeled(labeled_dir, window)
+        if columns is not None:
+            rows = rows.select(*columns)
         schema = StructType([*rows.schema.fields, StructField("category", StringType())])
         target = _arrow_schema(schema)
 
