@@ -96,6 +96,8 @@ def plan_load(data: DataLoading, filters: Filters) -> Plan:
     """List the raw files and read each one's row count and ``create_time`` range (parquet
     statistics make this cheap); raises as :func:`loading.list_raw_files` does."""
     found = loading.list_raw_files(data.raw_path, storage_options=_options(data) or {})
+    # absolute: Spark executors do not run in this directory
+    found = [f if is_s3(f) else str(Path(f).resolve()) for f in found]
     files = []
     for path in found:
         time = pl.col("create_time")
@@ -206,7 +208,7 @@ class Checkpoint:
     every worker: a path on one machine, or a mounted/shared file system on a cluster)."""
 
     def __init__(self, root: str | Path, plan: Plan) -> None:
-        self.root = Path(root)
+        self.root = Path(root).resolve()  # absolute: Spark executors run elsewhere
         self.dir = self.root / fingerprint(plan)
 
     def prepare(self) -> None:
