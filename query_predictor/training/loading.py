@@ -471,6 +471,7 @@ def run_load(data: DataLoading, filters: Filters, *, runner: Runner | None = Non
 
     parts: list[tuple[pl.DataFrame, pl.DataFrame]] = []
     outcome = load_partitions(data, filters, runner=runner or PolarsRunner(), keep=parts.append)
+    outcome.store.remove()
     labeled = [p[0] for p in parts]
     frame = pl.concat(labeled) if labeled else pl.DataFrame()
     quarantined = pl.concat([p[1] for p in parts])

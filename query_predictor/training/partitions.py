@@ -294,12 +294,12 @@ def load_partitions(
 ) -> LoadOutcome:
     """Load every partition with ``runner`` (resuming from ``checkpoint_dir`` when given, a
     temporary folder otherwise) and merge their counts into the stage's metrics. ``keep``
-    receives each partition's (labeled, quarantined) frames in order."""
+    receives each partition's (labeled, quarantined) frames in order. The caller removes
+    the folder (``outcome.store.remove()``) once it has the outputs."""
     plan = plan_load(data, filters)
     for step, why in loading.skipped_steps(plan.absent, filters).items():
         log.info("skipped %s: %s", step, why)
-    temporary = checkpoint_dir is None
-    root = Path(tempfile.mkdtemp(prefix="load-")) if temporary else Path(checkpoint_dir)
+    root = Path(checkpoint_dir or tempfile.mkdtemp(prefix="load-"))
     store = Checkpoint(root, plan)
     store.prepare()
     keys = plan.keys()
@@ -328,10 +328,7 @@ def load_partitions(
     )
     reused = sum(p.reused for p in done.values())
     first, last = (days[0], days[-1]) if days else (None, None)
-    outcome = LoadOutcome(metrics, keys, len(keys) - reused, reused, store, first, last)
-    if temporary:
-        store.remove()
-    return outcome
+    return LoadOutcome(metrics, keys, len(keys) - reused, reused, store, first, last)
 
 
 def write_outputs(outcome: LoadOutcome, *, labeled_dir: Path, quarantine_file: Path) -> None:
