@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup pipeline test lint fire-rates lock bench bench-pipeline bench-featurize bench-predict bench-service clean plot-assets check-plots
+.PHONY: setup pipeline test lint fire-rates lock bench bench-pipeline bench-featurize bench-predict bench-service bench-scale spark-package clean plot-assets check-plots
 
 # A foreign SQL corpus for the tests (tests/foreign_log.py): the sdist of the sqlglot version
 # pinned in requirements.lock (its wheel has no tests/fixtures), checked against this sha256.
@@ -55,7 +55,7 @@ fire-rates: setup $(CORPUS)
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet --upgrade pip==26.3
-	.lock-venv/bin/python -m pip install --quiet ".[pipeline,dev]"
+	.lock-venv/bin/python -m pip install --quiet ".[pipeline,spark,dev]"
 	.lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^trino-query-predictor' > requirements.lock
 	rm -rf .lock-venv
 
@@ -71,14 +71,33 @@ check-plots: setup plot-assets
 
 # Stage times and memory (scratch copy), then, on this workspace's pipeline outputs (run
 # `make pipeline` first), the featurizer, one prediction in process, and the HTTP service.
-bench: bench-pipeline bench-featurize bench-predict bench-service
+bench: bench-pipeline bench-featurize bench-predict bench-service bench-scale
 
 bench-pipeline: setup
 	$(BIN)/python benchmarks/pipeline.py
+
+# load, zero_cost, split, featurize with polars and Spark (local mode) at 1x and 10x the
+# default log: long (10x is about two million queries); SCALES="--scale 1 --scale 3" for less.
+SCALES ?= --scale 1 --scale 10
+bench-scale: setup
+	$(BIN)/python benchmarks/scale.py $(SCALES)
 
 # e.g. make bench-service BENCH_ARGS="--rates 500,1000 --workers 2"
 bench-featurize bench-predict bench-service: bench-%: setup
 	$(BIN)/python benchmarks/$*.py $(BENCH_ARGS)
 
+# What a Spark cluster needs (docs/spark.md): the package wheel with its compiled featurizer,
+# and a packed environment for spark.archives (the lock's packages plus that wheel).
+spark-package: setup
+	rm -rf dist && mkdir -p dist
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir dist .
+	$(PYTHON) -m venv dist/env
+	dist/env/bin/python -m pip install --quiet --upgrade pip==26.3
+	dist/env/bin/python -m pip install --quiet --requirement requirements.lock
+	dist/env/bin/python -m pip install --quiet --no-deps dist/*.whl
+	$(BIN)/venv-pack --prefix dist/env --output dist/query-predictor-env.tar.gz --force
+	rm -rf dist/env
+	@ls -l dist
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache dist

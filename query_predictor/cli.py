@@ -156,6 +156,22 @@ def _run_dates(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _run_manifest(args: argparse.Namespace) -> int:
+    from query_predictor.manifest import write_manifest
+
+    try:
+        manifest = write_manifest(args.prefix, args.output, endpoint_url=args.endpoint_url)
+    except FileNotFoundError as exc:
+        print(f"{PROG} manifest: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(
+        f"{PROG} manifest: {len(manifest['files'])} files, {manifest['total_bytes']:,} bytes "
+        f"under {args.prefix} -> {args.output}",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
 def _add_models_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--models",
@@ -294,6 +310,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dates.add_argument("--write", action="store_true", help="edit the params file in place")
     dates.set_defaults(run=_run_dates)
+
+    manifest = subparsers.add_parser(
+        "manifest",
+        help="list the files under a folder or s3:// prefix with sizes and content hashes",
+        description=(
+            "Write a JSON manifest (key, size, sha256 or S3 ETag of every file) for DVC to "
+            "track a large intermediate that stays on S3 or HDFS (docs/spark.md)."
+        ),
+    )
+    manifest.add_argument("prefix", help="a local folder or an s3:// prefix")
+    manifest.add_argument("--output", type=Path, required=True, help="the manifest file")
+    manifest.add_argument("--endpoint-url", help="S3-compatible endpoint (MinIO, a test server)")
+    manifest.set_defaults(run=_run_manifest)
     return parser
 
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from query_predictor.core.errors import PipelineError
 
-__all__ = ["DataLoading", "Filters", "Params", "ParamsError", "Synth", "load_params"]
+__all__ = ["DataLoading", "Filters", "Params", "ParamsError", "Spark", "Synth", "load_params"]
 
 
 class ParamsError(PipelineError, ValueError):
@@ -86,6 +86,10 @@ class DataLoading(_Section):
     sample_seed: int = Field(0, ge=0, lt=2**63)
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
+    checkpoint_dir: str | None = Field(
+        "data/checkpoints/load",
+        description="finished days of an interrupted load, reused by the rerun; null: none",
+    )
 
     @model_validator(mode="after")
     def _window(self) -> DataLoading:
@@ -238,10 +242,25 @@ class Replay(_Section):
 
 
 class Engine(_Section):
-    """How stages compute. Only polars runs today; Spark arrives with its own issue."""
+    """How stages compute: polars in this process, or Spark (section ``spark``)."""
 
-    name: Literal["polars"] = "polars"
+    name: Literal["polars", "spark"] = "polars"
     workers: int = Field(0, ge=0, description="processes for generate; 0 = one per core")
+
+
+class Spark(_Section):
+    """The Spark session of ``engine.name: spark`` (stages load, zero_cost, split, featurize,
+    and replay's reading). ``local[*]`` runs on this machine; ``spark://host:7077``,
+    ``yarn`` or an EMR cluster run on a cluster (docs/spark.md)."""
+
+    master: str = "local[*]"
+    app_name: str = "trino-query-predictor"
+    driver_memory: str = Field("2g", pattern=r"^[0-9]+[kmgt]?$")
+    executor_memory: str = Field("2g", pattern=r"^[0-9]+[kmgt]?$")
+    shuffle_partitions: int = Field(8, ge=1)
+    conf: dict[str, str] = Field(
+        default_factory=dict, description="any other spark.* setting, e.g. spark.archives"
+    )
 
 
 class Params(_Section):
@@ -256,6 +275,7 @@ class Params(_Section):
     prd: Prd = Prd()
     replay: Replay = Replay()
     engine: Engine = Engine()
+    spark: Spark = Spark()
     analysis: Analysis = Analysis()
 
 

@@ -14,7 +14,13 @@ import polars as pl
 from query_predictor.core.featurizer import FEATURE_NAMES
 from query_predictor.storage import atomic_dir, write_json, write_parquet
 from query_predictor.summary import print_summary, run_stage, start_stage
-from query_predictor.training.featurize import CONTEXT_COLUMNS, featurize
+from query_predictor.training.engines import open_engine
+from query_predictor.training.featurize import (
+    CONTEXT_COLUMNS,
+    LABELED_COLUMNS,
+    convention_options,
+    featurize,
+)
 from query_predictor.training.windows import SPLITS, Window, read_labeled, windows_for
 
 
@@ -23,24 +29,22 @@ def main() -> None:
     data, features = params.data_loading, params.features
     windows = windows_for(params)
     started = time.perf_counter()
-    labeled = read_labeled(args.labeled, Window("all", data.start_date, windows["test"].end))
+    span = Window("all", data.start_date, windows["test"].end)
+    labeled = read_labeled(args.labeled, span, columns=LABELED_COLUMNS)
     frames = {name: pl.read_parquet(Path(args.splits) / f"{name}.parquet") for name in SPLITS}
-    result = featurize(
-        labeled,
-        frames,
-        train_end=windows["train"].end,
-        vocab_size=features.tfidf_vocab_size,
-        prior_weight=features.history_prior_weight,
-        parity_sample=features.parity_sample,
-        seed=features.seed,
-        conventions={
-            "partition_min_templates": features.partition_min_templates,
-            "service_min_queries": features.service_min_queries,
-            "service_repeat_share": features.service_repeat_share,
-            "service_user_pattern": features.service_user_pattern,
-        },
-        workers=params.engine.workers,
-    )
+    with open_engine(params) as engine:
+        result = featurize(
+            labeled,
+            frames,
+            train_end=windows["train"].end,
+            vocab_size=features.tfidf_vocab_size,
+            prior_weight=features.history_prior_weight,
+            parity_sample=features.parity_sample,
+            seed=features.seed,
+            conventions=convention_options(features),
+            workers=params.engine.workers,
+            analyze=engine.analyze,
+        )
     with atomic_dir(args.out) as tmp:
         for name, matrix in result.matrices.items():
             write_parquet(matrix, Path(tmp) / f"{name}.parquet")

@@ -17,6 +17,7 @@ from query_predictor.core.label import LabelRule
 from query_predictor.service.predictor import Predictor
 from query_predictor.storage import atomic_dir, write_json
 from query_predictor.summary import print_summary, run_stage, start_stage
+from query_predictor.training.engines import open_engine
 from query_predictor.training.model import load_features
 from query_predictor.training.replay import Reference, load_window, replay
 
@@ -32,12 +33,14 @@ def main() -> None:
     scores, _ = predictor.model.predict(x_test)
     dense = x_test[:, : len(FEATURE_NAMES)].toarray().astype(np.float32)
     reference = Reference(dense, scores, float(np.mean(y_test)))
-    labeled = load_window(
-        params.data_loading,
-        params.filters,
-        start=params.replay.start_date,
-        end=params.replay.end_date,
-    )
+    with open_engine(params) as engine:
+        labeled = load_window(
+            params.data_loading,
+            params.filters,
+            start=params.replay.start_date,
+            end=params.replay.end_date,
+            runner=engine.load_runner(),
+        )
     result = replay(
         labeled,
         predictor,

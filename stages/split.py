@@ -14,6 +14,7 @@ import polars as pl
 from query_predictor.storage import atomic_dir, write_json, write_parquet
 from query_predictor.summary import print_summary, run_stage, start_stage
 from query_predictor.training.analysis import distributions, write_tables
+from query_predictor.training.engines import open_engine
 from query_predictor.training.splitting import run_split
 
 
@@ -21,7 +22,8 @@ def main() -> None:
     args, params = start_stage(
         __doc__, ("--labeled", "--zero-cost", "--out", "--metrics", "--plots", "--analysis")
     )
-    result = run_split(args.labeled, args.zero_cost, params)
+    with open_engine(params) as engine:
+        result = run_split(args.labeled, args.zero_cost, params, categorized=engine.categorized)
     with atomic_dir(args.out) as tmp:
         for name, frame in result.frames.items():
             write_parquet(frame, Path(tmp) / f"{name}.parquet")

@@ -10,16 +10,17 @@ from query_predictor.core.classifier import QueryClassifier
 from query_predictor.storage import atomic_file, write_json
 from query_predictor.summary import print_summary, run_stage, start_stage
 from query_predictor.training import zero_cost
-from query_predictor.training.windows import read_labeled, windows_for
+from query_predictor.training.engines import open_engine
+from query_predictor.training.windows import windows_for
 
 
 def main() -> None:
     args, params = start_stage(__doc__, ("--labeled", "--out", "--heavy", "--metrics"))
     rules = params.zero_cost
     train = windows_for(params)["train"]
-    frame = zero_cost.categorize(
-        read_labeled(args.labeled, train), QueryClassifier(small_limit=rules.small_limit)
-    )
+    with open_engine(params) as engine:
+        classifier = QueryClassifier(small_limit=rules.small_limit)
+        frame = engine.categorized(args.labeled, train, classifier, columns=zero_cost.COLUMNS)
     verdicts = zero_cost.decide(zero_cost.category_table(frame), rules)
     validated = [c for c, v in verdicts.items() if v["validated"]]
     heavy = zero_cost.heavy_in_candidates(frame, rules)

@@ -12,6 +12,17 @@ from pathlib import Path
 import polars as pl
 
 QUANTILES = (0.5, 0.75, 0.9, 0.95, 0.99, 0.999)
+# what :func:`distributions` reads: a stage can load just these columns
+ANALYSIS_COLUMNS = (
+    "source",
+    "catalog",
+    "query_type",
+    "user",
+    "is_heavy",
+    "event_date",
+    "cpu_time_millis",
+    "peak_memory_bytes",
+)
 
 
 def _by(frame: pl.DataFrame, column: str, *, top: int | None = None) -> pl.DataFrame:

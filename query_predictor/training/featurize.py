@@ -26,7 +26,7 @@ import json
 import math
 import multiprocessing
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import chain, starmap
@@ -42,6 +42,7 @@ from query_predictor.core.features import BASE_NAMES, FeatureExtractor, QueryCon
 from query_predictor.core.featurizer import FEATURE_NAMES, QueryFeaturizer
 from query_predictor.core.history import HistoryLookup, history_features
 from query_predictor.core.tfidf import TfidfVocabulary, fit_vocabulary
+from query_predictor.params import Features
 
 from .hashing import unit_hashes
 from .history import point_in_time, snapshot
@@ -57,6 +58,27 @@ CONTEXT_COLUMNS = (
     "create_time",
     "session_properties",
 )
+
+
+# the labeled columns stage featurize reads (the split files carry every column)
+LABELED_COLUMNS = (
+    "query_id",
+    "event_date",
+    "is_heavy",
+    "cpu_time_millis",
+    "peak_memory_bytes",
+    *CONTEXT_COLUMNS,
+)
+
+
+def convention_options(features: Features) -> dict[str, object]:
+    """The ``conventions`` argument of :func:`featurize` from the ``features`` params."""
+    return {
+        "partition_min_templates": features.partition_min_templates,
+        "service_min_queries": features.service_min_queries,
+        "service_repeat_share": features.service_repeat_share,
+        "service_user_pattern": features.service_user_pattern,
+    }
 
 
 def context_of(row: dict) -> QueryContext:
@@ -89,7 +111,7 @@ def _context(
     )
 
 
-def _analyze_chunk(chunk: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def analyze_chunk(chunk: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Analyze one chunk (a batch: a text repeated in it is analysed once). Returns the rows
     (tables and template for every row, base features only where ``full`` is true: split
     rows; the history-only rows cost no memory beyond their keys) and the TF-IDF terms of
@@ -156,9 +178,9 @@ def analyze_frame(frame: pl.DataFrame, *, workers: int, full: pl.Series | None =
     if workers > 1 and len(chunks) > 1:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            parts = list(_progress(pool.map(_analyze_chunk, chunks), len(chunks)))
+            parts = list(_progress(pool.map(analyze_chunk, chunks), len(chunks)))
     else:
-        parts = [_analyze_chunk(c) for c in _progress(chunks, len(chunks))]
+        parts = [analyze_chunk(c) for c in _progress(chunks, len(chunks))]
     rows = frame.hstack(pl.concat([r for r, _ in parts]))
     terms = pl.concat([t for _, t in parts]).unique("query", keep="first", maintain_order=True)
     return Analyzed(rows, terms)
@@ -347,12 +369,15 @@ def featurize(
     seed: int,
     conventions: dict[str, object],
     workers: int = 0,
+    analyze: Callable[..., Analyzed] = analyze_frame,
 ) -> FeatureSet:
     """Run steps 1-4 of the module docstring; ``conventions`` are the keyword arguments of
-    :func:`~query_predictor.core.conventions.fit_conventions` but the rows."""
+    :func:`~query_predictor.core.conventions.fit_conventions` but the rows; ``analyze`` runs
+    step 1 (:func:`analyze_frame`, or an engine's version calling :func:`analyze_chunk` on its
+    own partitions)."""
     workers = workers or os.cpu_count() or 1
     in_splits = pl.concat([s.select("query_id") for s in splits.values()])["query_id"]
-    analyzed = analyze_frame(
+    analyzed = analyze(
         labeled, workers=workers, full=labeled["query_id"].is_in(in_splits.implode())
     )
     history = analyzed.rows.filter(pl.col("event_date") <= train_end).select(

@@ -29,6 +29,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -38,7 +39,6 @@ from query_predictor.core.label import LabelRule, workload
 from query_predictor.core.schema import (
     QUARANTINE_REASON,
     SchemaError,
-    absent_columns,
     conform,
     split_valid,
 )
@@ -46,6 +46,9 @@ from query_predictor.params import DataLoading, Filters
 from query_predictor.storage import is_s3, s3_storage_options, write_parquet
 
 from .hashing import keep_fraction
+
+if TYPE_CHECKING:
+    from .partitions import Runner
 
 log = logging.getLogger(__name__)
 
@@ -106,32 +109,17 @@ def scan_raw(
             scanned = pl.scan_parquet(f, hive_partitioning=False, storage_options=options or None)
             frames.append(conform(scanned, origin=f"raw log file {f}"))
         except (pl.exceptions.PolarsError, OSError) as exc:  # a bad footer shows here
-            raise _unreadable(f, exc) from None
+            raise unreadable(f, exc) from None
     return pl.concat(frames, how="vertical")
 
 
-def _unreadable(path: str, exc: BaseException) -> UnreadableFileError:
+def unreadable(path: str, exc: BaseException) -> UnreadableFileError:
+    """The one-line error naming a raw file that polars cannot read, and why."""
     reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
     return UnreadableFileError(
         f"raw log file {path} cannot be read ({reason}); replace or remove it, or point "
         "data_loading.raw_path elsewhere"
     )
-
-
-def _collect(lazy: pl.LazyFrame, data: DataLoading) -> pl.DataFrame:
-    """``lazy.collect()``; a file whose pages are corrupt (its footer was fine, so the scan
-    did not notice) is found by reading the files one by one, and named."""
-    try:
-        return lazy.collect()
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        options = s3_storage_options(endpoint_url=data.s3_endpoint_url, region=data.s3_region)
-        options = options if is_s3(data.raw_path) else {}
-        for f in list_raw_files(data.raw_path, storage_options=options):
-            try:
-                pl.read_parquet(f, hive_partitioning=False, storage_options=options or None)
-            except (pl.exceptions.PolarsError, OSError) as found:
-                raise _unreadable(f, found) from None
-        raise _unreadable(data.raw_path, exc) from None
 
 
 def log_days(
@@ -201,7 +189,7 @@ def with_query_types(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _skipped_steps(absent: tuple[str, ...], filters: Filters) -> dict[str, str]:
+def skipped_steps(absent: tuple[str, ...], filters: Filters) -> dict[str, str]:
     """The steps and rules this log cannot support, each with the reason (for the metrics
     and the summary); a step that the params require but the log cannot support fails."""
     skipped: dict[str, str] = {}
@@ -227,109 +215,225 @@ def _skipped_steps(absent: tuple[str, ...], filters: Filters) -> dict[str, str]:
     return skipped
 
 
-def run_load(data: DataLoading, filters: Filters) -> LoadResult:
-    """Run steps 1-9 (module docstring) and return labeled rows, quarantine and metrics."""
-    lazy = scan_raw(data.raw_path, endpoint_url=data.s3_endpoint_url, region=data.s3_region)
-    steps: dict[str, dict[str, object]] = {}
+def _tally(frame: pl.DataFrame, context: pl.Series | None) -> dict[str, object]:
+    """Rows (and heavy rows, once labelled) of ``frame`` outside the context rows."""
+    own = frame if context is None else frame.filter(~context)
+    heavy = int(own["is_heavy"].sum()) if "is_heavy" in own.columns else None
+    return {"rows": own.height, "heavy": heavy}
+
+
+def load_rows(
+    frame: pl.DataFrame,
+    data: DataLoading,
+    filters: Filters,
+    *,
+    absent: tuple[str, ...] = (),
+    context_before: dt.datetime | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, object]]:
+    """Steps 3-9 (module docstring) on one partition of the conformed raw log.
+
+    ``frame`` holds the rows of one UTC day of ``create_time`` (or the rows without one)
+    and, when ``context_before`` is set, the rows created in the ``dedup_window_seconds``
+    before it: they go through the same steps so that a burst spanning midnight is seen,
+    then are dropped from the output and from the counts (their own day counts them).
+    Returns (labeled rows sorted by create_time and query_id, quarantined rows, counts);
+    counts of partitions add up with :func:`merge_counts`. ``absent`` are the optional
+    columns without a value in the whole window (:func:`absent_columns`: a property of the
+    log, not of one day). Both engines call this function.
+    """
+    skipped = skipped_steps(absent, filters)
+    frame = frame.sort(_CANONICAL, nulls_last=True, maintain_order=True)
+
+    def context() -> pl.Series | None:
+        if context_before is None:
+            return None
+        return (frame["create_time"] < context_before).fill_null(False)
+
+    steps: dict[str, object] = {"window": _tally(frame, context())}
     dropped: dict[str, object] = {}
-
-    def record(step: str, frame: pl.DataFrame) -> None:
-        steps[f"{len(steps)}_{step}"] = {"rows": frame.height, "heavy_share": _heavy_share(frame)}
-        log.info("%-12s %9d rows", step, frame.height)
-
-    total = _collect(lazy.select(pl.len()), data).item()
-    steps["0_read"] = {"rows": int(total), "heavy_share": None}
-    in_window = pl.col("create_time").is_null() | pl.col("create_time").dt.date().is_between(
-        data.start_date, data.end_date
-    )
-    frame = _collect(lazy.filter(in_window), data)
-    dropped["outside_window"] = int(total) - frame.height
-    record("window", frame)
-    if frame.is_empty():
-        raise EmptyWindowError(
-            f"no query of {data.raw_path} was created in the window {data.start_date}.."
-            f"{data.end_date} ({total} rows read); set data_loading.start_date/end_date to days "
-            "the log covers"
-        )
-
     before = frame.height
     frame = frame.filter(keep_fraction(frame, fraction=data.sample_fraction, seed=data.sample_seed))
-    dropped["sampled_out"] = before - frame.height
-    record("sample", frame)
-
-    absent = absent_columns(frame)
-    skipped = _skipped_steps(absent, filters)
-    for step, why in skipped.items():
-        log.info("skipped %s: %s", step, why)
+    steps["sample"] = _tally(frame, context())
+    dropped["sampled_out"] = int(steps["window"]["rows"]) - int(steps["sample"]["rows"])  # type: ignore[index]
     frame, quarantined = split_valid(frame, absent=absent)
-    record("valid", frame)
+    if context_before is not None:
+        quarantined = quarantined.filter(
+            ~(quarantined["create_time"] < context_before).fill_null(False)
+        )
+    steps["valid"] = _tally(frame, context())
 
-    before = frame.height
+    before = int(steps["valid"]["rows"])  # type: ignore[index]
     frame = dedup_query_id(frame)
-    dropped["duplicate_query_id"] = before - frame.height
-    record("unique_id", frame)
+    steps["unique_id"] = _tally(frame, context())
+    dropped["duplicate_query_id"] = before - int(steps["unique_id"]["rows"])  # type: ignore[index]
 
     rule = LabelRule.from_params(data)
     frame = rule.apply(frame)
+    own = frame if context_before is None else frame.filter(~context())  # type: ignore[operator]
     truncated = (pl.col("query_state") == "FAILED") & ~pl.col("is_heavy")
-    failed_heavy = frame.filter(
+    failed_heavy = own.filter(
         (pl.col("query_state") == "FAILED") & pl.col("is_heavy") & ~rule.resource_failure()
     )
     dropped["failed_truncated"] = _counts(
-        frame.filter(truncated).with_columns(pl.col("error_code").fill_null("(no error code)")),
+        own.filter(truncated).with_columns(pl.col("error_code").fill_null("(no error code)")),
         "error_code",
     )
     frame = frame.filter(~truncated)
-    record("complete", frame)
+    steps["complete"] = _tally(frame, context())
 
     frame = frame.with_columns(workload=workload(filters))
-    before = frame.height
+    before = int(steps["complete"]["rows"])  # type: ignore[index]
     if filters.keep_workload != "ALL" and "curated_filter" not in skipped:
         frame = frame.filter(pl.col("workload") == filters.keep_workload)
-    dropped["workload"] = before - frame.height
-    record("workload", frame)
+    steps["workload"] = _tally(frame, context())
+    dropped["workload"] = before - int(steps["workload"]["rows"])  # type: ignore[index]
 
-    derived = frame["query_type"].null_count()
-    if derived:
+    own = frame if context_before is None else frame.filter(~context())  # type: ignore[operator]
+    derived = own["query_type"].null_count()
+    if frame["query_type"].null_count():
         frame = with_query_types(frame)
-    dropped["query_type"] = _counts(
-        frame.filter(~pl.col("query_type").is_in(list(filters.query_types))), "query_type"
-    )
-    frame = frame.filter(pl.col("query_type").is_in(list(filters.query_types)))
-    record("query_type", frame)
+        own = frame if context_before is None else frame.filter(~context())  # type: ignore[operator]
+    types = pl.col("query_type").is_in(list(filters.query_types))
+    dropped["query_type"] = _counts(own.filter(~types), "query_type")
+    frame = frame.filter(types)
+    steps["query_type"] = _tally(frame, context())
 
-    before = frame.height
+    before = int(steps["query_type"]["rows"])  # type: ignore[index]
     frame = dedup_bursts(frame, window_seconds=filters.dedup_window_seconds)
+    if context_before is not None:
+        frame = frame.filter(~context())  # type: ignore[operator]
+    steps["dedup_burst"] = _tally(frame, None)
     dropped["duplicate_burst"] = before - frame.height
-    record("dedup_burst", frame)
 
     frame = frame.with_columns(event_date=pl.col("create_time").dt.date()).sort(
         "create_time", "query_id"
     )
     heavy = frame.filter(pl.col("is_heavy"))
-    metrics: dict[str, object] = {
-        "rows_read": int(total),
-        "rows_labeled": frame.height,
-        "heavy_count": heavy.height,
-        "heavy_share": _heavy_share(frame),
+    counts: dict[str, object] = {
+        "steps": steps,
+        "dropped": dropped,
         "heavy_by_reason": _counts(heavy, "heavy_reason"),
-        "quarantined": quarantined.height,
         "quarantine_by_reason": _counts(quarantined, QUARANTINE_REASON),
         "failed_kept_as_heavy": failed_heavy.height,
+        "query_type_derived": derived,
+    }
+    return frame, quarantined, counts
+
+
+# A total order of raw rows: partitions reach this module in any order (files, Spark tasks).
+_CANONICAL = [
+    "create_time",
+    "query_id",
+    "end_time",
+    "cpu_time_millis",
+    "peak_memory_bytes",
+    "user",
+    "query",
+]
+
+
+def merge_counts(a: dict[str, object], b: dict[str, object]) -> dict[str, object]:
+    """Add two :func:`load_rows` counts (nested dicts of integers; None stays None)."""
+    out: dict[str, object] = dict(a)
+    for key, value in b.items():
+        mine = out.get(key)
+        if isinstance(value, dict):
+            out[key] = merge_counts(mine if isinstance(mine, dict) else {}, value)
+        elif value is None:
+            out.setdefault(key, None)
+        else:
+            out[key] = (mine or 0) + value  # type: ignore[operator]
+    return out
+
+
+def load_metrics(
+    counts: dict[str, object],
+    *,
+    total: int,
+    days: int,
+    absent: tuple[str, ...],
+    data: DataLoading,
+    filters: Filters,
+) -> dict[str, object]:
+    """``metrics/load.json`` from the merged counts of every partition."""
+    steps: dict[str, dict[str, object]] = {"0_read": {"rows": total, "heavy_share": None}}
+    raw_steps: dict[str, dict[str, int | None]] = counts.get("steps", {})  # type: ignore[assignment]
+    for i, name in enumerate(STEP_NAMES, start=1):
+        step = raw_steps.get(name, {"rows": 0, "heavy": None})
+        rows, heavy = int(step["rows"] or 0), step["heavy"]
+        share = round(heavy / rows, 6) if heavy is not None and rows else None
+        steps[f"{i}_{name}"] = {"rows": rows, "heavy_share": share}
+    dropped: dict[str, object] = {"outside_window": total - int(steps["1_window"]["rows"])}  # type: ignore[arg-type]
+    raw_dropped: dict[str, object] = counts.get("dropped", {})  # type: ignore[assignment]
+    for key in DROP_NAMES:
+        value = raw_dropped.get(key, {} if key in ("failed_truncated", "query_type") else 0)
+        dropped[key] = _sorted(value) if isinstance(value, dict) else value
+    labeled = steps[f"{len(STEP_NAMES)}_dedup_burst"]
+    heavy_by_reason = _sorted(counts.get("heavy_by_reason", {}))  # type: ignore[arg-type]
+    quarantine_by_reason = _sorted(counts.get("quarantine_by_reason", {}))  # type: ignore[arg-type]
+    return {
+        "rows_read": total,
+        "rows_labeled": labeled["rows"],
+        "heavy_count": sum(heavy_by_reason.values()),
+        "heavy_share": labeled["heavy_share"],
+        "heavy_by_reason": heavy_by_reason,
+        "quarantined": sum(quarantine_by_reason.values()),
+        "quarantine_by_reason": quarantine_by_reason,
+        "failed_kept_as_heavy": int(counts.get("failed_kept_as_heavy", 0)),  # type: ignore[arg-type]
         "dropped": dropped,
         "steps": steps,
-        "days": frame["event_date"].n_unique(),
+        "days": days,
         "absent_columns": list(absent),
-        "skipped": skipped,
-        "query_type_derived": derived,
+        "skipped": skipped_steps(absent, filters),
+        "query_type_derived": int(counts.get("query_type_derived", 0)),  # type: ignore[arg-type]
         "window": {"start_date": str(data.start_date), "end_date": str(data.end_date)},
     }
+
+
+STEP_NAMES = (
+    "window",
+    "sample",
+    "valid",
+    "unique_id",
+    "complete",
+    "workload",
+    "query_type",
+    "dedup_burst",
+)
+DROP_NAMES = (
+    "sampled_out",
+    "duplicate_query_id",
+    "failed_truncated",
+    "workload",
+    "query_type",
+    "duplicate_burst",
+)
+
+
+def _sorted(counts: dict[str, int]) -> dict[str, int]:
+    """Keys in the order :func:`_counts` gives them (sorted, the null key "None" last)."""
+    return dict(sorted(counts.items(), key=lambda kv: (kv[0] == "None", kv[0])))
+
+
+def run_load(data: DataLoading, filters: Filters, *, runner: Runner | None = None) -> LoadResult:
+    """Run steps 1-9 (module docstring) day by day with ``runner`` (default: polars in this
+    process) and return everything in memory. The load stage writes day by day instead
+    (:mod:`.partitions`)."""
+    from .partitions import PolarsRunner, load_partitions
+
+    parts: list[tuple[pl.DataFrame, pl.DataFrame]] = []
+    outcome = load_partitions(data, filters, runner=runner or PolarsRunner(), keep=parts.append)
+    outcome.store.remove()
+    labeled = [p[0] for p in parts]
+    frame = pl.concat(labeled) if labeled else pl.DataFrame()
+    quarantined = pl.concat([p[1] for p in parts])
     if frame.is_empty():
         raise EmptyWindowError(
             f"no query of {data.raw_path} in the window {data.start_date}..{data.end_date} is "
-            f"left after the load steps (dropped: {dropped}); check data_loading and filters"
+            f"left after the load steps (dropped: {outcome.metrics['dropped']}); check "
+            "data_loading and filters"
         )
-    return LoadResult(frame, quarantined, metrics)
+    return LoadResult(frame, quarantined, outcome.metrics)
 
 
 def write_by_day(frame: pl.DataFrame, out_dir: Path) -> None:
@@ -344,6 +448,9 @@ __all__ = [
     "SchemaError",
     "dedup_bursts",
     "dedup_query_id",
+    "load_metrics",
+    "load_rows",
+    "merge_counts",
     "run_load",
     "scan_raw",
     "write_by_day",

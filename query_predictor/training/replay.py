@@ -47,15 +47,22 @@ from .drift import workload_changes
 from .evaluate import headline, routing_rates
 from .featurize import contexts_of
 from .loading import run_load
+from .partitions import Runner
 
 EPSILON = 1e-4  # share given to an empty bin, so that the logarithm stays finite
 TOP_FEATURES = 20
 
 
 def load_window(
-    data: DataLoading, filters: Filters, *, start: dt.date, end: dt.date
+    data: DataLoading,
+    filters: Filters,
+    *,
+    start: dt.date,
+    end: dt.date,
+    runner: Runner | None = None,
 ) -> pl.DataFrame:
-    """The labeled queries of ``start`` .. ``end`` by the load stage's rules."""
+    """The labeled queries of ``start`` .. ``end`` by the load stage's rules (read by
+    ``runner``: an engine's, default polars here)."""
     if start <= data.end_date:
         raise ParamsError(
             f"replay.start_date {start} must come after data_loading.end_date {data.end_date}: "
@@ -63,7 +70,7 @@ def load_window(
         )
     try:
         window = data.model_copy(update={"start_date": start, "end_date": end})
-        return run_load(window, filters).labeled
+        return run_load(window, filters, runner=runner).labeled
     except EmptyWindowError:
         raise EmptyWindowError(
             f"the replay window {start}..{end} holds no query of {data.raw_path} that the load "

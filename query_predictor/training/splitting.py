@@ -6,6 +6,7 @@ python stages/split.py
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from query_predictor.core.errors import DataError, EmptyWindowError, MissingInpu
 from query_predictor.core.label import LabelRule
 from query_predictor.params import Params
 
+from .analysis import ANALYSIS_COLUMNS
 from .sampling import boundary_sample, curve, kept_by_bucket
 from .windows import SPLITS, Window, read_labeled, windows_for
 from .zero_cost import categorize
@@ -43,16 +45,62 @@ def load_zero_cost(path: str | Path) -> tuple[list[str], int]:
         ) from None
 
 
+# what the split decisions and the analysis tables read; the outputs get every column
+DECIDE_COLUMNS = tuple(
+    dict.fromkeys(
+        (
+            "query_id",
+            "event_date",
+            "create_time",
+            "query",
+            "is_heavy",
+            "cpu_time_millis",
+            "peak_memory_bytes",
+            *ANALYSIS_COLUMNS,
+        )
+    )
+)
+
+
+def full_rows(labeled_dir: str | Path, window: Window, decided: pl.DataFrame) -> pl.DataFrame:
+    """Every labeled column of the rows of ``decided`` (same order), plus its ``category``."""
+    files = sorted(Path(labeled_dir).rglob("*.parquet"))
+    ids = decided["query_id"].implode()
+    rows = (
+        pl.scan_parquet(files, hive_partitioning=False)
+        .filter(window.contains() & pl.col("query_id").is_in(ids))
+        .collect()
+    )
+    category = decided.select("query_id", "category")
+    return rows.join(category, on="query_id", how="left", maintain_order="left")
+
+
 def _share(frame: pl.DataFrame) -> float | None:
     return round(float(frame["is_heavy"].mean()), 6) if frame.height else None  # type: ignore[arg-type]
 
 
-def run_split(labeled_dir: str | Path, zero_cost_path: str | Path, params: Params) -> SplitResult:
+def run_split(
+    labeled_dir: str | Path,
+    zero_cost_path: str | Path,
+    params: Params,
+    *,
+    categorized: Callable[..., pl.DataFrame] | None = None,
+) -> SplitResult:
+    """Split the labeled rows; ``categorized`` reads a window with its categories (an
+    engine's :meth:`categorized`; default: polars in this process).
+
+    Windows, zero-cost removal and sampling are decided on the few columns they need
+    (:data:`DECIDE_COLUMNS`); the full rows of the kept ids are read at the end, so memory
+    follows the size of the output, not of the labeled log."""
     validated, small_limit = load_zero_cost(zero_cost_path)
     sampling = params.boundary_sampling
     windows = windows_for(params)
     span = Window("all", windows["train"].start, windows["test"].end)
-    frame = categorize(read_labeled(labeled_dir, span), QueryClassifier(small_limit=small_limit))
+    classifier = QueryClassifier(small_limit=small_limit)
+    if categorized is None:
+        frame = categorize(read_labeled(labeled_dir, span, columns=DECIDE_COLUMNS), classifier)
+    else:
+        frame = categorized(labeled_dir, span, classifier, columns=DECIDE_COLUMNS)
     frames: dict[str, pl.DataFrame] = {}
     split_metrics: dict[str, dict[str, object]] = {}
     removed: dict[str, int] = {}
@@ -87,6 +135,7 @@ def run_split(labeled_dir: str | Path, zero_cost_path: str | Path, params: Param
     )
     buckets = kept_by_bucket(result, train["is_heavy"].to_numpy())
     frames["train"] = train.filter(result.keep)
+    frames = {n: full_rows(labeled_dir, windows[n], f) for n, f in frames.items()}
     split_metrics["train"].update(
         rows_before_sampling=train.height,
         heavy_share_before_sampling=split_metrics["train"]["heavy_share"],

@@ -89,6 +89,8 @@ def heavy_needed(min_recall: float, *, level: float) -> int | None:
     sample shows."""
     if min_recall >= 1.0:
         return None
+    if min_recall <= 0.0:
+        return 0
     return int(np.ceil(np.log(1.0 - level) / np.log(min_recall)))
 
 

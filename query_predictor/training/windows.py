@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,14 +73,20 @@ def windows_for(params: Params) -> dict[str, Window]:
     )
 
 
-def read_labeled(path: str | Path, window: Window | None = None) -> pl.DataFrame:
-    """Labeled rows under ``path`` (the load stage's output), optionally one window only."""
+def read_labeled(
+    path: str | Path, window: Window | None = None, *, columns: Sequence[str] | None = None
+) -> pl.DataFrame:
+    """Labeled rows under ``path`` (the load stage's output), optionally one window only and
+    only ``columns`` (a stage reads what it uses: the SQL text dominates a row's size, the
+    other columns add up at 10x the default log)."""
     files = sorted(Path(path).rglob("*.parquet"))
     if not files:
         raise MissingInputError(f"no labeled data under {path}; run `dvc repro load` first")
     lazy = pl.scan_parquet(files, hive_partitioning=False)
     if window is not None:
         lazy = lazy.filter(window.contains())
+    if columns is not None:
+        lazy = lazy.select(columns)
     return lazy.collect()
 
 

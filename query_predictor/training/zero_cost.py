@@ -18,6 +18,18 @@ from query_predictor.core.classifier import QueryClassifier
 from query_predictor.params import ZeroCost
 
 FORMAT_VERSION = 1
+# the labeled columns this stage reads (categorize, category_table, heavy_in_candidates)
+COLUMNS = (
+    "query_id",
+    "query",
+    "user",
+    "is_heavy",
+    "heavy_reason",
+    "cpu_time_millis",
+    "peak_memory_bytes",
+    "error_code",
+    "create_time",
+)
 
 
 def categorize(frame: pl.DataFrame, classifier: QueryClassifier) -> pl.DataFrame:

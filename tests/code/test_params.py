@@ -128,7 +128,8 @@ def test_unknown_key_is_named(raw: dict[str, Any], message: str) -> None:
         ({"data_loading": []}, r"\n  data_loading=\[\]: .*dictionary"),
         ({"filters": {"keep_workload": "SOME"}}, r"filters\.keep_workload='SOME': "),
         ({"model": {"algorithm": "lightgbm"}}, r"model\.algorithm='lightgbm': "),
-        ({"engine": {"name": "spark"}}, r"engine\.name='spark': "),
+        ({"engine": {"name": "dask"}}, r"engine\.name='dask': "),
+        ({"spark": {"driver_memory": "lots"}}, r"spark\.driver_memory='lots': "),
     ],
 )
 def test_wrong_type_is_named_with_its_value(raw: dict[str, Any], message: str) -> None:
