@@ -30,9 +30,10 @@ $(CORPUS): requirements.lock | $(STAMP)
 		|| { echo "$@: sha256 differs from SQLGLOT_SDIST_SHA256 in the Makefile"; rm -f $@; exit 1; }
 	@touch $@
 
-# The two last stages and what they need: `generate` runs only while data_loading.raw_path is
-# its output (data/raw), so a pipeline over your own log never generates one.
-PIPELINE_TARGETS := evaluate replay
+# The params check, the last stages and what they need: `generate` runs only while
+# data_loading.raw_path is its output (data/raw), so a pipeline over your own log never
+# generates one.
+PIPELINE_TARGETS := check_params evaluate replay
 
 pipeline: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro $(PIPELINE_TARGETS)
