@@ -66,7 +66,6 @@ _ABSENT = (
     "the foreign log has only the required columns, so this takes its 'unknown' value on "
     "every row, as on any log without the {} column"
 )
-_GENERATOR_GAP = "the generator never writes {}; the feature works on the foreign SQL"
 FIRE_RATE_NOTES: dict[str, str] = {
     "catalog_code": _ABSENT.format("`catalog`"),
     "source_kind": _ABSENT.format("`source`"),
@@ -77,11 +76,6 @@ FIRE_RATE_NOTES: dict[str, str] = {
     "without a `catalog` column no unqualified table resolves to one",
     "has_partition_predicate": "no column of the foreign SQL is compared with a date by "
     "enough distinct statements to be learned as a partition column",
-    "n_implicit_join": _GENERATOR_GAP.format("comma joins (`FROM a, b`)"),
-    "n_or": _GENERATOR_GAP.format("OR"),
-    "n_having": _GENERATOR_GAP.format("HAVING"),
-    "n_case": _GENERATOR_GAP.format("CASE"),
-    "n_cast": _GENERATOR_GAP.format("CAST / TRY_CAST"),
 }
 
 # The base features a site's naming or habits could bend, and how each is decided instead.
