@@ -181,9 +181,10 @@ def choose_threshold(
     resolvable = needed is not None and heavy >= needed
     if policy == "confident_recall":
         if resolvable:
-            bounds = _bounds(curve, heavy, level=level)
-            confident = np.flatnonzero(bounds >= min_recall)
-            at = max(best, int(confident[0])) if confident.size else len(curve.threshold) - 1
+            # resolvable: catching every heavy query (the lowest threshold) meets the bound,
+            # so some threshold always does
+            confident = np.flatnonzero(_bounds(curve, heavy, level=level) >= min_recall)
+            at = max(best, int(confident[0]))
         elif meeting.size:
             at = int(meeting[0])
     caught = int(curve.tp[at])
