@@ -218,7 +218,11 @@ class Supervisor:
         env[MULTIPROC_ENV] = self.metrics_dir
         env[WORKER_ENV] = json.dumps({**asdict(self.settings), "fd": self.sock.fileno()})
         command = [sys.executable, "-m", "query_predictor.service.server"]
-        return subprocess.Popen(command, env=env, pass_fds=(self.sock.fileno(),))
+        # The worker starts with SIGHUP ignored (kept across exec): a reload asked for while
+        # it is still importing must not end it. It takes the signal once it serves.
+        return subprocess.Popen(
+            command, env=env, pass_fds=(self.sock.fileno(),), preexec_fn=ignore_sighup_until_served
+        )
 
     def _forward(self, signum: int, _frame: Any = None) -> None:
         if signum != signal.SIGHUP:
@@ -242,7 +246,7 @@ class Supervisor:
                             worker.returncode,
                             RESTART_DELAY_SECONDS,
                         )
-                        _mark_dead(worker.pid)
+                        _mark_dead(worker.pid, self.metrics_dir)
                         time.sleep(RESTART_DELAY_SECONDS)  # a bundle that fails: no busy loop
                         self.workers[i] = self._start()
             deadline = time.monotonic() + self.settings.graceful_seconds + 5
@@ -259,10 +263,11 @@ class Supervisor:
             self.sock.close()
 
 
-def _mark_dead(pid: int) -> None:
+def _mark_dead(pid: int, metrics_dir: str) -> None:
+    """Drop a dead worker's live gauges (the supervisor itself has no PROMETHEUS_MULTIPROC_DIR)."""
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(pid)
+    multiprocess.mark_process_dead(pid, metrics_dir)
 
 
 def _worker_main() -> None:

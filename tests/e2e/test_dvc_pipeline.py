@@ -62,12 +62,16 @@ def test_repro_runs_once_then_only_what_changed(first_run: FirstRun, project: Pa
         "val.parquet",
         "test.parquet",
     }
+    # A no-op repro costs what checking the status costs (timed side by side: the machine is
+    # shared, so an absolute bound would measure the neighbours).
+    started = time.perf_counter()
+    status = run(["dvc", "status"], project)
+    checked = time.perf_counter() - started
+    assert "up to date" in status.stdout
     started = time.perf_counter()
     second = run(["dvc", "repro"], project)
-    assert time.perf_counter() - started < 5.0
+    assert time.perf_counter() - started < 2 * checked + 1.0
     assert "Running stage" not in second.stdout
-    status = run(["dvc", "status"], project)
-    assert "up to date" in status.stdout
 
     set_param(project, "data_loading", "cpu_threshold_seconds", 60)
     third = run(["dvc", "repro"], project)
