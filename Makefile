@@ -38,8 +38,10 @@ PIPELINE_TARGETS := check_params evaluate replay
 pipeline: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro $(PIPELINE_TARGETS)
 
+# Two pytest-xdist workers (one per core here); the tests on the e2e first run share one.
+TEST_WORKERS ?= 2
 test: setup $(CORPUS)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 lint: setup
 	$(BIN)/ruff check .
