@@ -39,7 +39,7 @@ from typing import Any
 
 from query_predictor.service.app import ACCESS_LOG, MAX_BODY_BYTES, ServiceApp
 from query_predictor.service.metrics import MULTIPROC_ENV
-from query_predictor.service.predictor import Predictor
+from query_predictor.service.predictor import STATEMENT_CACHE, Predictor
 from query_predictor.service.routing import Router
 
 TOKEN_ENV = "QUERY_PREDICTOR_TOKEN"
@@ -70,12 +70,15 @@ class ServeSettings:
     token_file: str | None = None  # bearer token in this file; else $QUERY_PREDICTOR_TOKEN
     resource_estimate: bool = False
     access_log: bool = False
+    statement_cache: int = STATEMENT_CACHE  # per worker; 0: none
 
     def check(self) -> None:
         for name in ("workers", "max_connections", "keep_alive_seconds", "max_body_bytes"):
             if getattr(self, name) < 1:
                 option = "--" + name.replace("_", "-")
                 raise SettingsError(f"{option}={getattr(self, name)} must be >= 1")
+        if self.statement_cache < 0:
+            raise SettingsError(f"--statement-cache={self.statement_cache} must be >= 0")
         if not 0 <= self.port <= 65535:
             raise SettingsError(f"--port={self.port} must be 0 (any free port) to 65535")
         if self.heavy_group == self.light_group:
@@ -102,7 +105,9 @@ class ServeSettings:
 def build_app(settings: ServeSettings, predictor: Predictor | None = None) -> ServiceApp:
     """The app for ``settings``, on ``predictor`` or the bundle it loads."""
     started = time.perf_counter()
-    predictor = predictor or Predictor.from_bundle(settings.models)
+    predictor = predictor or Predictor.from_bundle(
+        settings.models, statement_cache=settings.statement_cache
+    )
     router = Router(
         predictor,
         settings.heavy_group,

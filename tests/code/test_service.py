@@ -870,3 +870,8 @@ def test_a_reload_under_load_fails_no_request(served: Served, tmp_path: Path) ->
     assert set(statuses) == {200}
     sha = served.predictor.version.split("@")[1]
     assert versions == {served.predictor.version, f"next-classifier@{sha}"}
+    # the new bundle's predictor keeps its own texts, from none, as many as the old one may
+    reloaded = running.app.router.predictor
+    assert reloaded.cache is not served.predictor.cache
+    assert reloaded.statement_cache == served.predictor.statement_cache
+    assert reloaded.cache.hits + reloaded.cache.misses < sum(n for n, _, _ in results)
