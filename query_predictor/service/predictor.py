@@ -90,6 +90,9 @@ class _Known:
     category: str
     stage: str
     prepared: PreparedText | None  # for the model stage only
+    # the TF-IDF vector where it goes in the model's row (after the dense features)
+    columns: np.ndarray | None = None  # int64
+    weights: np.ndarray | None = None  # float32
 
 
 class TextCache:
@@ -189,15 +192,23 @@ class Predictor:
         if known is None:
             category = self.classifier.classify(text)
             stage = self._stage(text, category)
-            prepared = self.featurizer.prepare(text) if stage == MODEL else None
-            known = _Known(category, stage, prepared)
+            known = _Known(category, stage, None)
+            if stage == MODEL:
+                prepared = self.featurizer.prepare(text)
+                index, value = prepared.vector
+                columns = np.asarray(index, dtype=np.int64) + len(FEATURE_NAMES)
+                weights = np.asarray(value, dtype=np.float32)
+                known = _Known(category, stage, prepared, columns, weights)
             self.cache.put(text, known)
         if known.prepared is None:
             return Prediction(
                 False, 0.0, known.stage, self.model.threshold, self.version, known.category
             )
         row = self.featurizer.complete(known.prepared, context)
-        probability, heavy = self.model.predict_row(self._matrix([row]))
+        matrix = np.zeros((1, self.model.width), dtype=np.float32)
+        matrix[0, : len(row.dense)] = row.dense
+        matrix[0, known.columns] = known.weights  # what _matrix does, from the kept arrays
+        probability, heavy = self.model.predict_row(matrix)
         bands = resource_bands(
             self.featurizer.history, user=context.user, template=row.template, tables=row.tables
         )

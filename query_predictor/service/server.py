@@ -127,9 +127,11 @@ def uvicorn_server(app: ServiceApp, settings: ServeSettings) -> Any:
     """A ``uvicorn.Server`` for ``app``; ``.run(sockets=[sock])`` serves until stopped."""
     import uvicorn
 
+    from query_predictor.service.protocol import CoalescingProtocol
+
     config = uvicorn.Config(
         app,
-        http="httptools",
+        http=CoalescingProtocol,  # httptools, each answer in one write
         loop="uvloop",
         lifespan="on",
         interface="asgi3",
