@@ -875,3 +875,45 @@ def test_a_reload_under_load_fails_no_request(served: Served, tmp_path: Path) ->
     assert reloaded.cache is not served.predictor.cache
     assert reloaded.statement_cache == served.predictor.statement_cache
     assert reloaded.cache.hits + reloaded.cache.misses < sum(n for n, _, _ in results)
+
+
+def test_an_answer_leaves_in_one_write() -> None:
+    """The writes of one event-loop turn (uvicorn's head, then body) reach the socket as one
+    ``write``, in order; a close passes on what was gathered first."""
+    import asyncio
+
+    from query_predictor.service.protocol import CoalescingTransport
+
+    class Recording(asyncio.Transport):
+        def __init__(self) -> None:
+            super().__init__()
+            self.writes: list[bytes] = []
+            self.closed = False
+
+        def write(self, data: bytes) -> None:
+            self.writes.append(bytes(data))
+
+        def close(self) -> None:
+            self.closed = True
+
+        def is_closing(self) -> bool:
+            return self.closed
+
+        def get_extra_info(self, name: str, default: Any = None) -> Any:
+            return f"info {name}"
+
+    async def exchange() -> Recording:
+        real = Recording()
+        transport = CoalescingTransport(real, asyncio.get_running_loop())
+        transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        transport.write(b"{}")
+        assert real.writes == []  # not before the end of this turn
+        await asyncio.sleep(0)
+        assert real.writes == [b"HTTP/1.1 200 OK\r\n\r\n{}"]
+        transport.write(b"HTTP/1.1 413 \r\n\r\n")
+        transport.close()
+        assert transport.get_extra_info("peername") == "info peername"
+        return real
+
+    real = asyncio.run(exchange())
+    assert real.writes[1:] == [b"HTTP/1.1 413 \r\n\r\n"] and real.closed
