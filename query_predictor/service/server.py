@@ -138,6 +138,9 @@ def uvicorn_server(app: ServiceApp, settings: ServeSettings) -> Any:
         log_config=None,  # the entry point configures logging
         access_log=False,  # the app writes its own, structured
         server_header=False,
+        # the gateway calls the service directly: no X-Forwarded-For to trust, and one ASGI
+        # layer less per request
+        proxy_headers=False,
         limit_concurrency=settings.max_connections,
         timeout_keep_alive=settings.keep_alive_seconds,
         timeout_graceful_shutdown=settings.graceful_seconds,
