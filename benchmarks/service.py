@@ -37,6 +37,7 @@ import json
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -329,8 +330,7 @@ def bench(
             print(f"{name}: pid {server.pid}, model {model}", file=sys.stderr)
             asyncio.run(load(address, requests[:WARM_UP], 1000.0, args.connections, Run("", 0)))
         order = list(started)
-        for rate in [*rates, args.saturation_rate]:
-            saturation = rate == args.saturation_rate
+        for rate, saturation in [*((r, False) for r in rates), (args.saturation_rate, True)]:
             # saturation: half as long (a slow server takes far longer than the due times)
             n = int(rate * args.seconds / (2 if saturation else 1))
             chunk = slice(offset, offset + n)
@@ -417,6 +417,8 @@ def main() -> None:
     )
     parser.add_argument("--no-baseline", action="store_true", help="without the old server")
     args = parser.parse_args()
+    # stopped (SIGTERM): the servers are stopped too, as on Ctrl-C
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))
     uvloop.install()
     rates = [float(r) for r in args.rates.split(",")]
     size = WARM_UP + int(sum(rates) * args.seconds + args.saturation_rate * args.seconds / 2)
