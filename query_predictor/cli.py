@@ -292,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--statement-cache",
         type=int,
         help="per worker: statement texts whose analysis is kept for when they come again "
-        "(0: none; default 8192; emptied by a reload)",
+        "(0: none; default 4096; emptied by a reload)",
     )
     serve.set_defaults(run=_run_serve)
 
