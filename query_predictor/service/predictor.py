@@ -185,8 +185,12 @@ class Predictor:
     def version(self) -> str:
         return self.metadata.version
 
-    def predict(self, sql: str | bytes | None, context: QueryContext | None = None) -> Prediction:
-        """The routing decision for one statement and what the router knows of it."""
+    def predict(
+        self, sql: str | bytes | None, context: QueryContext | None = None, *, bands: bool = True
+    ) -> Prediction:
+        """The routing decision for one statement and what the router knows of it;
+        ``bands=False``: without :attr:`Prediction.bands` (None), for a caller that does not
+        use them."""
         context = context or QueryContext()
         text = readable(sql)  # the classifier sees the whole text, as in training
         known = self.cache.get(text)
@@ -210,11 +214,14 @@ class Predictor:
         matrix[0, : len(row.dense)] = row.dense
         matrix[0, known.columns] = known.weights  # what _matrix does, from the kept arrays
         probability, heavy = self.model.predict_row(matrix)
-        bands = resource_bands(
-            self.featurizer.history, user=context.user, template=row.template, tables=row.tables
-        )
+        expected = None
+        if bands:
+            history = self.featurizer.history
+            expected = resource_bands(
+                history, user=context.user, template=row.template, tables=row.tables
+            )
         return Prediction(
-            heavy, probability, MODEL, self.model.threshold, self.version, known.category, bands
+            heavy, probability, MODEL, self.model.threshold, self.version, known.category, expected
         )
 
     def predict_many(

@@ -128,7 +128,7 @@ class Router:
             message = _field(query, "errorMessage", str, where="trinoQueryProperties.")
             detail = f": {readable(message)[:200]}" if message else ""
             return self._without_model(predictor, UNPARSED_STAGE, UNPARSED.format(detail=detail))
-        prediction = predictor.predict(sql, context)
+        prediction = predictor.predict(sql, context, bands=self.resource_estimate)
         if prediction.stage == NO_SQL_STAGE:
             return self._without_model(predictor, NO_SQL_STAGE, EMPTY_SQL)
         external = decision_headers(prediction)

@@ -392,9 +392,13 @@ def test_the_statement_cache_changes_no_answer(
     others = [*rows[1:], rows[0]]  # each text again, in the context of another row
     for row, other in [*zip(rows, rows, strict=True), *zip(rows, others, strict=True)]:
         context = context_of(other)
-        assert cached.predict(row["query"], context) == uncached.predict(row["query"], context)
+        expected = uncached.predict(row["query"], context)
+        assert cached.predict(row["query"], context) == expected
+        # without the bands (a router that sends no resource estimate): the rest the same
+        without = cached.predict(row["query"], context, bands=False)
+        assert without == dataclasses.replace(expected, bands=None)
     distinct = len({readable(r["query"]) for r in rows})
-    assert len(cached.cache) == distinct and cached.cache.hits == 2 * len(rows) - distinct
+    assert len(cached.cache) == distinct and cached.cache.hits == 4 * len(rows) - distinct
     assert len(uncached.cache) == 0 and uncached.cache.hits == 0
 
 
