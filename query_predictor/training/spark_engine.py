@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -159,9 +159,11 @@ class SparkEngine:
         classifier: QueryClassifier,
         *,
         columns: Sequence[str] | None = None,
+        compact: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
     ) -> pl.DataFrame:
         """:func:`categorize` of the labeled rows in ``window``, in the order the polars
-        engine reads them (create_time, query_id)."""
+        engine reads them (create_time, query_id); ``compact`` runs in the tasks, so the
+        driver receives only what it keeps."""
         from pyspark.sql.types import StringType, StructField, StructType
 
         from .zero_cost import categorize
@@ -170,11 +172,17 @@ class SparkEngine:
         if columns is not None:
             rows = rows.select(*columns)
         schema = StructType([*rows.schema.fields, StructField("category", StringType())])
+        if compact is not None:  # the schema of a compacted empty batch
+            kept = compact(pl.from_arrow(_arrow_schema(schema).empty_table()))  # type: ignore[arg-type]
+            schema = StructType([f for f in schema.fields if f.name in kept.columns])
         target = _arrow_schema(schema)
 
         def task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
             for batch in batches:
-                yield from to_batches(categorize(_from_arrow(batch), classifier), target)
+                done = categorize(_from_arrow(batch), classifier)
+                if compact is not None:
+                    done = compact(done)
+                yield from to_batches(done.select(target.names), target)
 
         out = _collect(rows.mapInArrow(task, schema), _labeled_schema(labeled_dir))
         return out.sort("create_time", "query_id")

@@ -322,7 +322,8 @@ def test_validated_categories_are_removed_and_counted(
     _, result = done
     assert result.metrics["zero_cost_removed"] == {"train": 16, "val": 8, "test": 8}
     assert result.metrics["zero_cost_categories"] == ["SHOW"]
-    for frame in [*result.frames.values(), result.before_sampling]:
+    assert "SHOW" not in set(result.before_sampling["category"])
+    for frame in result.frames.values():
         assert "SHOW" not in set(frame["category"])
         assert not frame["query"].str.starts_with("SHOW").any()
 
