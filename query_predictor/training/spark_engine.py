@@ -13,15 +13,18 @@ engines give the same rows and the same bytes.
   store polars reads, without Spark's S3A connector) and writes the day to the checkpoint
   folder, which the driver assembles into the stage's outputs.
 * ``zero_cost`` and ``split``: Spark reads the labeled parquet and every partition gets its
-  statement category from :func:`~query_predictor.training.zero_cost.categorize`.
-* ``featurize``: every partition goes through the compiled featurizer
-  (:func:`~query_predictor.training.featurize.analyze_chunk`: base features, tables,
-  template and TF-IDF terms).
+  statement category from :func:`~query_predictor.training.zero_cost.categorize`, then the
+  stage's ``compact`` (the SQL text dropped, or kept only where the stage reports it).
+* ``featurize``: each labeled day is a job whose partitions go through the compiled
+  featurizer (:func:`~query_predictor.training.featurize.analyze_chunk`: base features,
+  tables, template and TF-IDF terms); the driver reduces each day before the next.
 * replay's reading is the load on the replay window.
 
 The driver keeps what is small or global: per-day counts, the zero-cost verdicts, the
-boundary-sampling rate, history sums, the vocabulary and the training split (training stays
-on one machine: after sampling the training split is about 6x the heavy count).
+boundary-sampling rate, per-day history sums, the vocabulary and the training split
+(training stays on one machine: after sampling the training split is about 6x the heavy
+count). Results it needs whole come back through parquet files when the executors share its
+file system (:func:`_collect`), not through the JVM's heap.
 """
 
 from __future__ import annotations
