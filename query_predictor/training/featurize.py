@@ -265,11 +265,18 @@ def with_conventions(rows: pl.DataFrame, conventions: Conventions) -> pl.DataFra
 
 
 def history_block(
+    rows: pl.DataFrame, history: pl.DataFrame, *, weight: float, until: dt.date | None = None
+) -> np.ndarray:
+    """17 history features per row, point in time against ``history`` (which ends on
+    ``until``; None: complete up to the day before each row)."""
+    return history_block_of_sums(rows, daily_sums(history), weight=weight, until=until)
+
+
+def history_block_of_sums(
     rows: pl.DataFrame, sums: pl.DataFrame, *, weight: float, until: dt.date | None = None
 ) -> np.ndarray:
-    """17 history features per row, point in time against the history's
-    :func:`~query_predictor.training.history.daily_sums` ``sums`` (which end on ``until``;
-    None: complete up to the day before each row)."""
+    """:func:`history_block` from the history's
+    :func:`~query_predictor.training.history.daily_sums` ``sums``."""
     stats = point_in_time_of_sums(rows, sums, until=until)
     out = np.empty((rows.height, 17), dtype=np.float64)
     for i, (user, template, tables, prior) in enumerate(stats):
@@ -518,7 +525,7 @@ def featurize(
     checked = 0
     for name in lazy:
         rows = ready.pop(name) if name in ready else rows_of(name)
-        block = history_block(rows, sums, weight=prior_weight, until=train_end)
+        block = history_block_of_sums(rows, sums, weight=prior_weight, until=train_end)
         matrix = build_matrix(rows, block, vectors)
         if name in PARITY_SPLITS:
             checked += check_split_parity(
