@@ -184,7 +184,9 @@ def analyze_frame(
     for this call); each returns compact frames, so memory stays near the size of the result."""
     flags = full if full is not None else pl.Series("full", [True] * frame.height)
     source = frame.select(*CONTEXT_COLUMNS).with_columns(full=flags)
-    size = 20_000
+    # chunks of at most 20,000 rows, and at least one per worker (a day of the default log
+    # is one chunk of 20,000)
+    size = max(1, min(20_000, -(-source.height // max(workers, 1))))
     chunks = [source.slice(i, size) for i in range(0, source.height, size)] or [source]
     if pool is not None and len(chunks) > 1:
         parts = list(_progress(pool.map(analyze_chunk, chunks), len(chunks)))
