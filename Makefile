@@ -80,10 +80,12 @@ bench-pipeline: setup
 	$(BIN)/python benchmarks/pipeline.py
 
 # load, zero_cost, split, featurize with polars and Spark (local mode) at 1x and 10x the
-# default log: long (10x is about two million queries); SCALES="--scale 1 --scale 3" for less.
+# default log: long (10x is about 11.5 M raw queries and an hour of CPU to generate);
+# SCALES="--scale 1 --scale 3" for less.
+# SCALE_WORK=/some/dir keeps the generated logs there and reuses them on the next run.
 SCALES ?= --scale 1 --scale 10
 bench-scale: setup
-	$(BIN)/python benchmarks/scale.py $(SCALES)
+	$(BIN)/python benchmarks/scale.py $(SCALES) $(if $(SCALE_WORK),--work $(SCALE_WORK))
 
 # e.g. make bench-service BENCH_ARGS="--rates 500,1000 --workers 2"
 bench-featurize bench-predict bench-service: bench-%: setup

@@ -54,9 +54,14 @@ def _long(frame: pl.DataFrame) -> pl.DataFrame:
     return pl.concat(parts)
 
 
-def _cumulative(frame: pl.DataFrame) -> pl.DataFrame:
-    """Per key and day, the sums over every day up to and including that day."""
-    daily = (
+def daily_sums(frame: pl.DataFrame) -> pl.DataFrame:
+    """Per (kind, key, day) of ``frame``'s rows (event_date, user, is_heavy, cpu_time_millis,
+    peak_memory_bytes, template, tables): ``n`` and the sums of heavy, x, x², y, y².
+
+    The sums of disjoint parts of a log (e.g. one day each) concatenated stand for the whole
+    log wherever history is computed (:func:`snapshot_of_sums`, :func:`point_in_time_of_sums`):
+    the rows themselves need not be held together."""
+    return (
         _long(frame)
         .group_by("kind", "key", "day")
         .agg(
@@ -67,6 +72,14 @@ def _cumulative(frame: pl.DataFrame) -> pl.DataFrame:
             sy=pl.col("y").sum(),
             syy=(pl.col("y") ** 2).sum(),
         )
+    )
+
+
+def _cumulative(sums: pl.DataFrame) -> pl.DataFrame:
+    """Per key and day, the sums over every day up to and including that day."""
+    daily = (
+        sums.group_by("kind", "key", "day")  # a (kind, key, day) in several parts: one row
+        .agg(*(pl.col(c).sum() for c in _SUMS))
         .sort("kind", "key", "day")
     )
     return daily.with_columns(
@@ -92,7 +105,12 @@ def _stats_columns() -> list[pl.Expr]:
 
 def snapshot(frame: pl.DataFrame, *, until: dt.date) -> pl.DataFrame:
     """Statistics per (kind, key) over every row on or before ``until``."""
-    cum = _cumulative(frame.filter(pl.col("event_date") <= until))
+    return snapshot_of_sums(daily_sums(frame.filter(pl.col("event_date") <= until)), until=until)
+
+
+def snapshot_of_sums(sums: pl.DataFrame, *, until: dt.date) -> pl.DataFrame:
+    """:func:`snapshot` from the :func:`daily_sums` of the rows."""
+    cum = _cumulative(sums.filter(pl.col("day") <= _day(until)))
     latest = cum.group_by("kind", "key").agg(pl.all().sort_by("day").last())
     cutoff = pl.when(pl.col("kind") == GLOBAL).then(float(_day(until)))
     return (
@@ -105,13 +123,21 @@ def snapshot(frame: pl.DataFrame, *, until: dt.date) -> pl.DataFrame:
 def point_in_time(
     rows: pl.DataFrame, history: pl.DataFrame, *, until: dt.date | None = None
 ) -> list[tuple]:
+    """:func:`point_in_time_of_sums` of ``history``'s rows."""
+    return point_in_time_of_sums(rows, daily_sums(history), until=until)
+
+
+def point_in_time_of_sums(
+    rows: pl.DataFrame, history: pl.DataFrame, *, until: dt.date | None = None
+) -> list[tuple]:
     """For each of ``rows`` (event_date, user, template, tables): (user, template,
     [tables...], global prior) Stats from ``history`` strictly before the row's day. The prior
     is point in time too: a label on day D must not move any feature on a day <= D.
 
     ``until`` is the last day ``history`` holds (validation and test rows see the training
     window only); None: the history is complete up to the day before each row. The prior's
-    ``last_day`` is the row's cutoff, the earlier of the two."""
+    ``last_day`` is the row's cutoff, the earlier of the two. ``history`` is the
+    :func:`daily_sums` of the history's rows."""
     cum = (
         _cumulative(history)
         .with_columns(_stats_columns())

@@ -34,7 +34,7 @@ from query_predictor.training.featurize import (
     tfidf_vectors,
     with_tfidf,
 )
-from query_predictor.training.history import snapshot
+from query_predictor.training.history import daily_sums, snapshot, snapshot_of_sums
 
 from .rawlog import raw_frame, raw_row
 
@@ -602,3 +602,47 @@ def test_the_vocabulary_counts_every_row_as_a_document(labeled: pl.DataFrame) ->
         assert weighted.terms == plain.terms
         assert weighted.idf == plain.idf
         assert weighted.settings == plain.settings
+
+
+# --------------------------------------------------------------------------- day by day
+
+
+def test_history_from_the_sums_of_parts_is_the_whole_history(labeled: pl.DataFrame) -> None:
+    rows = analyze_frame(labeled, workers=1).rows
+    parts = rows.partition_by("event_date", maintain_order=True)
+    assert len(parts) == 8
+    sums = pl.concat([daily_sums(p) for p in parts])
+    assert snapshot_of_sums(sums, until=TRAIN_END).equals(snapshot(rows, until=TRAIN_END))
+    # a day cut in two parts still counts once
+    halves = [daily_sums(rows.head(7)), daily_sums(rows.slice(7))]
+    assert snapshot_of_sums(pl.concat(halves), until=TRAIN_END).equals(
+        snapshot(rows, until=TRAIN_END)
+    )
+
+
+def test_featurize_day_by_day_into_a_sink_gives_the_same_result(
+    result: FeatureSet, labeled: pl.DataFrame, splits: dict[str, pl.DataFrame]
+) -> None:
+    sunk: dict[str, pl.DataFrame] = {}
+    again = featurize(
+        labeled.partition_by("event_date", maintain_order=True),
+        {name: frame.lazy() for name, frame in splits.items()},
+        train_end=TRAIN_END,
+        vocab_size=50,
+        prior_weight=WEIGHT,
+        parity_sample=200,
+        seed=1,
+        conventions=CONVENTIONS,
+        workers=1,
+        sink=sunk.__setitem__,
+    )
+    assert again.matrices == {}
+    assert list(sunk) == ["train", "val", "test"]
+    for name, matrix in sunk.items():
+        assert matrix.equals(result.matrices[name])
+        assert again.rows[name] == matrix.height
+    assert again.vocabulary == result.vocabulary
+    assert again.history.equals(result.history)
+    assert again.conventions.to_payload() == result.conventions.to_payload()
+    assert again.parity == result.parity
+    assert again.context_absent == result.context_absent
