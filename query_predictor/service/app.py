@@ -35,6 +35,7 @@ from typing import Any
 
 import orjson
 
+from query_predictor.core.bundle import METADATA, BundleError, BundleMetadata
 from query_predictor.core.onnx_model import ModelError
 from query_predictor.service.metrics import CONTENT_TYPE, Metrics
 from query_predictor.service.predictor import Predictor
@@ -107,6 +108,9 @@ class ServiceApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self._catch_sighup()
+                if self._bundle_changed_since_loaded():
+                    logger.warning("the bundle changed while it first loaded: reloading")
+                    self._start_reload()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
@@ -119,6 +123,18 @@ class ServiceApp:
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._start_reload)
         except (RuntimeError, ValueError):  # not the main thread: reload through reload()
             logger.debug("SIGHUP not caught outside the main thread")
+
+    def _bundle_changed_since_loaded(self) -> bool:
+        """A worker ignores SIGHUP until it serves (see ``server.ignore_sighup_until_served``):
+        a reload asked for meanwhile is caught up here, by comparing the bundle on disk (its
+        metadata, written last on export) with the one served."""
+        if self.models is None:
+            return False
+        try:
+            on_disk = BundleMetadata.read(Path(self.models) / METADATA)
+        except BundleError:  # being written, or broken: a reload would fail the same way
+            return False
+        return on_disk != self.router.predictor.metadata
 
     def _start_reload(self) -> None:
         if self._reloading is not None and not self._reloading.done():

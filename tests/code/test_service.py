@@ -877,6 +877,33 @@ def test_a_reload_under_load_fails_no_request(served: Served, tmp_path: Path) ->
     assert reloaded.cache.hits + reloaded.cache.misses < sum(n for n, _, _ in results)
 
 
+def test_a_bundle_changed_while_the_first_load_ran_is_served_once_serving(
+    served: Served, tmp_path: Path
+) -> None:
+    """A worker ignores SIGHUP until it serves; the reload it missed happens at startup."""
+    import shutil
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(served.bundle, bundle)
+    metadata = json.loads((bundle / "metadata.json").read_text())
+    (bundle / "metadata.json").write_text(json.dumps(metadata | {"name": "next-classifier"}))
+    running = serve_app(served.predictor, bundle)  # loaded before the change
+    try:
+        sha = served.predictor.version.split("@")[1]
+        deadline = time.monotonic() + 30
+        while running.app.router.predictor.version != f"next-classifier@{sha}":
+            assert time.monotonic() < deadline, "the missed reload did not happen"
+            time.sleep(0.05)
+    finally:
+        running.stop()
+    unchanged = serve_app(served.predictor, served.bundle)  # same bundle: nothing to reload
+    try:
+        time.sleep(0.3)
+        assert unchanged.app._reloading is None
+    finally:
+        unchanged.stop()
+
+
 def test_an_answer_leaves_in_one_write() -> None:
     """The writes of one event-loop turn (uvicorn's head, then body) reach the socket as one
     ``write``, in order; a close passes on what was gathered first."""
