@@ -93,8 +93,9 @@ def _online_line(online: dict, simulated: dict[str, int]) -> str:
     agreement = online["agreement"]
     shown = "n/a (no row of this version)" if agreement is None else f"{agreement:.4f}"
     source = f", {simulated['joined']:,} tags simulated" if simulated["joined"] else ""
+    recall = "n/a" if online["recall"] is None else f"{online['recall']:.4f}"
     return (
-        f"{online['tags']['tagged']:,} tagged rows{source}; recall {online['recall']}, "
+        f"{online['tags']['tagged']:,} tagged rows{source}; recall {recall}, "
         f"routed {online['routed_share']:.4f}; agreement {shown}, "
         f"{online['disagreeing']} disagreeing (plots/replay/online_disagreements.csv)"
     )
