@@ -26,6 +26,7 @@ import polars as pl
 
 from query_predictor.core.client_tags import Decision as TagDecision
 from query_predictor.core.client_tags import TagStatus, find_decision, format_tag
+from query_predictor.core.features import QueryContext
 from query_predictor.service.predictor import Predictions, Predictor
 from query_predictor.training.featurize import contexts_of
 from query_predictor.training.hashing import keep_fraction
@@ -80,13 +81,10 @@ def simulate_tags(
 def _answer(
     predictor: Predictor,
     statements: Sequence[str],
-    contexts: Sequence[object],
+    contexts: Sequence[QueryContext],
     rows: np.ndarray,
 ) -> Predictions:
-    return predictor.predict_many(
-        [statements[i] for i in rows],
-        [contexts[i] for i in rows],  # type: ignore[misc]
-    )
+    return predictor.predict_many([statements[i] for i in rows], [contexts[i] for i in rows])
 
 
 def _decision(answers: Predictions, k: int, version: str) -> TagDecision:
