@@ -286,6 +286,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="also send X-Trino-Resource-Estimate (the template's p90 CPU and memory)",
     )
     serve.add_argument(
+        "--no-decision-tag",
+        dest="decision_tag",
+        action="store_false",
+        default=None,
+        help="do not append the decision's client tag (qp=heavy;p=...;v=...) to "
+        "X-Trino-Client-Tags; on by default (docs/serving.md)",
+    )
+    serve.add_argument(
         "--access-log", action="store_true", help="log every request as one JSON line to stderr"
     )
     serve.add_argument(

@@ -183,6 +183,8 @@ class ServiceApp:
                 payload = routed.payload
                 stage, group = routed.stage, payload["routingGroup"]
                 self.metrics.decided(group, stage)
+                if routed.tagged is not None:
+                    self.metrics.tagged(routed.tagged)
             elif path == "/v1/predict":
                 payload = self.router.predict(await self._read_json(receive, headers))
                 stage = payload["stage"]

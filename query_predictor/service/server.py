@@ -69,6 +69,7 @@ class ServeSettings:
     backlog: int = 2048
     token_file: str | None = None  # bearer token in this file; else $QUERY_PREDICTOR_TOKEN
     resource_estimate: bool = False
+    decision_tag: bool = True  # the decision as a client tag (core.client_tags)
     access_log: bool = False
     statement_cache: int = STATEMENT_CACHE  # per worker; 0: none
 
@@ -113,6 +114,7 @@ def build_app(settings: ServeSettings, predictor: Predictor | None = None) -> Se
         settings.heavy_group,
         settings.light_group,
         resource_estimate=settings.resource_estimate,
+        decision_tag=settings.decision_tag,
     )
     return ServiceApp(
         router,

@@ -22,7 +22,8 @@ import polars as pl
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from query_predictor.cli import main
+from query_predictor.cli import build_parser, main
+from query_predictor.core.client_tags import CLIENT_TAGS_HEADER, Decision, find_decision, format_tag
 from query_predictor.core.features import QueryContext
 from query_predictor.core.history import resource_bands
 from query_predictor.service.app import ACCESS_LOG, MAX_BODY_BYTES, ServiceApp
@@ -147,6 +148,14 @@ def expected_route(served: Served, sql: str, context: QueryContext) -> dict[str,
             f"{HEADER_PREFIX}Stage": prediction.stage,
             f"{HEADER_PREFIX}Category": prediction.category,
             f"{HEADER_PREFIX}Model-Version": prediction.model_version,
+            CLIENT_TAGS_HEADER: format_tag(
+                Decision(
+                    prediction.heavy,
+                    prediction.probability,
+                    prediction.model_version,
+                    prediction.stage,
+                )
+            ),
         },
     }
 
@@ -266,6 +275,7 @@ def without_model(served: Served, stage: str, reason: str) -> dict[str, Any]:
             f"{HEADER_PREFIX}Heavy": "false",
             f"{HEADER_PREFIX}Stage": stage,
             f"{HEADER_PREFIX}Model-Version": served.predictor.version,
+            CLIENT_TAGS_HEADER: format_tag(Decision(False, 0.0, served.predictor.version, stage)),
         },
     }
 
@@ -686,6 +696,9 @@ def test_metrics_count_requests_decisions_errors_and_the_model(served: Served) -
         ]
         == 1
     )
+    tags = "query_predictor_decision_tags_total"
+    assert samples[tags, (("client_tags", "alone"),)] == 4  # every decision, none of the 400
+    assert samples[tags, (("client_tags", "appended"),)] == 0
     assert samples["query_predictor_errors_total", (("kind", "bad_request"),)] == 1
     assert samples["query_predictor_errors_total", (("kind", "not_found"),)] == 1
     assert samples["query_predictor_model_info", (("version", served.predictor.version),)] == 1
@@ -944,3 +957,47 @@ def test_an_answer_leaves_in_one_write() -> None:
 
     real = asyncio.run(exchange())
     assert real.writes[1:] == [b"HTTP/1.1 413 \r\n\r\n"] and real.closed
+
+
+def test_the_decision_tag_is_appended_to_the_clients_tags_or_off(served: Served) -> None:
+    """The gateway forwards the client's X-Trino-Client-Tags; the answer sets it to those
+    tags, unchanged and in order, then the decision's tag. Off, no X-Trino-Client-Tags at
+    all (the client's header then reaches Trino as the client sent it)."""
+    off = serve_app(served.predictor, router={"decision_tag": False})
+    on = serve_app(served.predictor)
+    try:
+        for row in served.test_rows.head(20).iter_rows(named=True):
+            own = ["team:growth", "dashboard=7;x"]
+            route = gateway_request(row["query"], context_of(row), own)
+            assert route[1][CLIENT_TAGS_HEADER] == "team:growth,dashboard=7;x"
+            connection = on.connect()
+            status, answer, _ = call(connection, "POST", "/v1/route", *route)
+            connection.close()
+            assert status == 200
+            expected = expected_route(served, row["query"], context_of(row))
+            tag = expected["externalHeaders"][CLIENT_TAGS_HEADER]
+            tags = answer["externalHeaders"][CLIENT_TAGS_HEADER]
+            assert tags == f"team:growth,dashboard=7;x,{tag}"
+            decision, status = find_decision(tags.split(","))
+            assert status == "tagged" and decision is not None
+            heavy = answer["routingGroup"] == HEAVY
+            assert (decision.heavy, decision.version) == (heavy, served.predictor.version)
+            connection = off.connect()
+            _, plain, _ = call(connection, "POST", "/v1/route", *route)
+            connection.close()
+            assert CLIENT_TAGS_HEADER not in plain["externalHeaders"]
+            assert plain["routingGroup"] == answer["routingGroup"]
+        samples, quiet = scrape(on), scrape(off)
+    finally:
+        on.stop()
+        off.stop()
+    assert samples["query_predictor_decision_tags_total", (("client_tags", "appended"),)] == 20
+    assert quiet["query_predictor_decision_tags_total", (("client_tags", "appended"),)] == 0
+    assert quiet["query_predictor_decision_tags_total", (("client_tags", "alone"),)] == 0
+
+
+@pytest.mark.parametrize(("flags", "tagged"), [([], True), (["--no-decision-tag"], False)])
+def test_serve_tags_by_default_and_the_flag_turns_it_off(flags: list[str], tagged: bool) -> None:
+    args = build_parser().parse_args(["serve", "--models", "m", *flags])
+    given = {k: v for k, v in vars(args).items() if v is not None}
+    assert given.get("decision_tag", ServeSettings().decision_tag) is tagged

@@ -26,6 +26,7 @@ STAGES = (
     "train",
     "export",
     "evaluate",
+    "simulate_online",
     "replay",
 )
 HEADLINE = (
@@ -129,7 +130,7 @@ def test_model_change_reruns_training_only_and_shows_in_metrics_diff(project: Pa
 
     set_param(project, "model", "n_estimators", 5)
     rerun = run(["dvc", "repro"], project)
-    for stage in ("train", "export", "evaluate", "replay"):
+    for stage in ("train", "export", "evaluate", "simulate_online", "replay"):
         assert f"Running stage '{stage}'" in rerun.stdout
     for upstream in ("generate", "load", "zero_cost", "split", "featurize"):
         assert f"Running stage '{upstream}'" not in rerun.stdout
