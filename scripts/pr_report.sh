@@ -74,7 +74,7 @@ if online:
         print(
             f"Agreement with this replay ({online['current_version']}, {online['compared']:,}"
             f" rows): {agreement:.2%}; {online['disagreeing']} disagree"
-            " (plots/replay/online_disagreements.csv)."
+            " (data/replay/online_disagreements.parquet)."
         )
     print("\n| model version | rows | recall | FNR | routed | expected cost |")
     print("|---|---|---|---|---|---|")

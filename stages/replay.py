@@ -2,7 +2,8 @@
 
     python stages/replay.py --models models --features data/features \
         --online-tags data/online/client_tags.parquet \
-        --metrics metrics/replay.json --plots plots/replay
+        --metrics metrics/replay.json --plots plots/replay \
+        --disagreements data/replay/online_disagreements.parquet
 
 ``--online-tags`` is the simulate_online stage's output: decision tags of the synthetic log's
 replay window (empty on your own log, whose client_tags column is read as it is).
@@ -29,7 +30,8 @@ from query_predictor.training.replay import Reference, load_window, replay
 
 def main() -> None:
     args, params = start_stage(
-        __doc__, ("--models", "--features", "--online-tags", "--metrics", "--plots")
+        __doc__,
+        ("--models", "--features", "--online-tags", "--metrics", "--plots", "--disagreements"),
     )
     started = time.perf_counter()
     predictor = Predictor.from_bundle(args.models)
@@ -67,7 +69,9 @@ def main() -> None:
     with atomic_dir(args.plots) as tmp:
         pl.DataFrame(result.daily).write_csv(Path(tmp) / "daily.csv")
         pl.DataFrame(result.features).write_csv(Path(tmp) / "feature_psi.csv")
-        result.online.disagreements.write_csv(Path(tmp) / "online_disagreements.csv")
+    # every disagreeing row, for inspection: data (DVC's cache), not a plot in git
+    Path(args.disagreements).parent.mkdir(parents=True, exist_ok=True)
+    result.online.disagreements.write_parquet(args.disagreements)
     metrics, drift = result.metrics, result.metrics["drift"]
     online = metrics.get("online")
     print_summary(
@@ -83,13 +87,17 @@ def main() -> None:
             "bundle": metrics["bundle"],
             "score PSI": round(drift["score_psi"], 4),
             "drift": drift["reasons"] or "none",
-            "online": _online_line(online, simulated) if online else result.online.reason,
+            "online": (
+                _online_line(online, simulated, args.disagreements)
+                if online
+                else result.online.reason
+            ),
             "seconds": round(time.perf_counter() - started, 1),
         },
     )
 
 
-def _online_line(online: dict, simulated: dict[str, int]) -> str:
+def _online_line(online: dict, simulated: dict[str, int], written: str) -> str:
     agreement = online["agreement"]
     shown = "n/a (no row of this version)" if agreement is None else f"{agreement:.4f}"
     source = f", {simulated['joined']:,} tags simulated" if simulated["joined"] else ""
@@ -97,7 +105,7 @@ def _online_line(online: dict, simulated: dict[str, int]) -> str:
     return (
         f"{online['tags']['tagged']:,} tagged rows{source}; recall {recall}, "
         f"routed {online['routed_share']:.4f}; agreement {shown}, "
-        f"{online['disagreeing']} disagreeing (plots/replay/online_disagreements.csv)"
+        f"{online['disagreeing']} disagreeing ({written})"
     )
 
 
