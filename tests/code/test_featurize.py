@@ -7,6 +7,7 @@ import math
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -131,7 +132,8 @@ CONVENTIONS = {
 }
 
 
-def run(labeled: pl.DataFrame, splits: dict[str, pl.DataFrame]) -> FeatureSet:
+def run(labeled: Any, splits: dict[str, Any], **options: Any) -> FeatureSet:
+    """featurize with this module's settings; ``options`` add to them (e.g. a sink)."""
     return featurize(
         labeled,
         splits,
@@ -142,6 +144,7 @@ def run(labeled: pl.DataFrame, splits: dict[str, pl.DataFrame]) -> FeatureSet:
         seed=1,
         conventions=CONVENTIONS,
         workers=1,
+        **options,
     )
 
 
@@ -624,16 +627,9 @@ def test_featurize_day_by_day_into_a_sink_gives_the_same_result(
     result: FeatureSet, labeled: pl.DataFrame, splits: dict[str, pl.DataFrame]
 ) -> None:
     sunk: dict[str, pl.DataFrame] = {}
-    again = featurize(
+    again = run(
         labeled.partition_by("event_date", maintain_order=True),
         {name: frame.lazy() for name, frame in splits.items()},
-        train_end=TRAIN_END,
-        vocab_size=50,
-        prior_weight=WEIGHT,
-        parity_sample=200,
-        seed=1,
-        conventions=CONVENTIONS,
-        workers=1,
         sink=sunk.__setitem__,
     )
     assert again.matrices == {}
