@@ -74,7 +74,7 @@ def main() -> None:
         "featurize",
         {
             "rows": {n: m.height for n, m in result.matrices.items()},
-            "features": f"78 base + 17 history + {len(result.vocabulary)} TF-IDF terms",
+            "features": f"78 base + 23 history + {len(result.vocabulary)} TF-IDF terms",
             "conventions": result.conventions.stats,
             "context without values": ", ".join(absent) or "none",
             "parity": result.parity,
