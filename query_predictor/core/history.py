@@ -28,7 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -211,8 +211,8 @@ class HistoryLookup:
     tables: dict[str, Stats]
     prior: Stats
     weight: float
-    sources: dict[str, Stats]
-    modes: dict[str, Stats]  # by table_mode_key
+    sources: dict[str, Stats] = field(default_factory=dict)
+    modes: dict[str, Stats] = field(default_factory=dict)  # by table_mode_key
 
     @classmethod
     def from_frame(cls, frame: pl.DataFrame, *, weight: float) -> HistoryLookup:
