@@ -38,8 +38,10 @@ PIPELINE_TARGETS := check_params evaluate replay
 pipeline: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro $(PIPELINE_TARGETS)
 
+# Two pytest-xdist workers (one per core here); the tests on the e2e first run share one.
+TEST_WORKERS ?= 2
 test: setup $(CORPUS)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 lint: setup
 	$(BIN)/ruff check .
@@ -78,10 +80,12 @@ bench-pipeline: setup
 	$(BIN)/python benchmarks/pipeline.py
 
 # load, zero_cost, split, featurize with polars and Spark (local mode) at 1x and 10x the
-# default log: long (10x is about two million queries); SCALES="--scale 1 --scale 3" for less.
+# default log: long (10x is about 11.5 M raw queries and an hour of CPU to generate);
+# SCALES="--scale 1 --scale 3" for less.
+# SCALE_WORK=/some/dir keeps the generated logs there and reuses them on the next run.
 SCALES ?= --scale 1 --scale 10
 bench-scale: setup
-	$(BIN)/python benchmarks/scale.py $(SCALES)
+	$(BIN)/python benchmarks/scale.py $(SCALES) $(if $(SCALE_WORK),--work $(SCALE_WORK))
 
 # e.g. make bench-service BENCH_ARGS="--rates 500,1000 --workers 2"
 bench-featurize bench-predict bench-service: bench-%: setup

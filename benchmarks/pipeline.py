@@ -34,16 +34,27 @@ def stage_commands() -> dict[str, str]:
     return {name: " ".join(stage["cmd"].split()) for name, stage in stages.items()}
 
 
-def _tree_rss(proc: psutil.Process) -> int:
+def _tree_rss(proc: psutil.Process, cpu: dict[int, float] | None = None) -> int:
+    """Summed RSS of ``proc`` and its descendants; records each one's CPU seconds in ``cpu``."""
     total = 0
     for p in [proc, *proc.children(recursive=True)]:
         with contextlib.suppress(psutil.Error):
             total += p.memory_info().rss
+            if cpu is not None:
+                times = p.cpu_times()
+                cpu[p.pid] = times.user + times.system
     return total
 
 
 def run_stage(command: str, cwd: Path) -> tuple[float, int, int]:
     """Run one stage command; return (seconds, peak tree RSS in bytes, rows it reported)."""
+    seconds, peak, rows, _ = run_stage_cpu(command, cwd)
+    return seconds, peak, rows
+
+
+def run_stage_cpu(command: str, cwd: Path) -> tuple[float, int, int, float]:
+    """:func:`run_stage` and the CPU seconds of the stage's process tree (user + system, each
+    process's last sample every 50 ms: a shared machine's wall time says little alone)."""
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     started = time.perf_counter()
     child = subprocess.Popen(
@@ -51,13 +62,14 @@ def run_stage(command: str, cwd: Path) -> tuple[float, int, int]:
     )
     proc = psutil.Process(child.pid)
     peak = 0
+    cpu: dict[int, float] = {}
     done = threading.Event()
 
     def sample() -> None:
         nonlocal peak
         while not done.is_set():
             try:
-                peak = max(peak, _tree_rss(proc))
+                peak = max(peak, _tree_rss(proc, cpu))
             except psutil.Error:
                 return
             time.sleep(0.05)
@@ -77,7 +89,7 @@ def run_stage(command: str, cwd: Path) -> tuple[float, int, int]:
             # a count, or a JSON object of counts (featurize: rows per split)
             count = sum(json.loads(value).values()) if value.startswith("{") else int(value)
             rows = max(rows, count)
-    return time.perf_counter() - started, peak, rows
+    return time.perf_counter() - started, peak, rows, sum(cpu.values())
 
 
 def main() -> None:

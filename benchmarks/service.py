@@ -1,23 +1,30 @@
-"""Latency and throughput of ``query-predictor serve`` on loopback, open loop, against the
-hand-written ``http.server`` it replaced, in the same run.
+"""Latency, throughput and CPU per request of ``query-predictor serve`` on loopback, open loop,
+against the hand-written ``http.server`` it replaced, in the same run.
 
     python benchmarks/service.py [--rates 500,1000,2000,2500] [--seconds 10] [--workers 2]
+        [--checkout before=/path/to/another/checkout] [--no-baseline]
 
 Each server runs as a subprocess on 127.0.0.1 (a free port) with the bundle in ``--models``;
 ``POST /v1/route`` requests carry statements of the test split with their context, as Trino
-Gateway sends them. The load is open loop, as a gateway in front of many users makes it:
+Gateway sends them, in a shuffled order; every rate sends the next requests of that pool (the
+same to every server), so a statement comes again only as often as the split repeats it (the
+table gives the share). The load is open loop, as a gateway in front of many users makes it:
 request ``i`` is due at ``start + i / rate`` whatever happened to the ones before; it goes
 out on a free keep-alive connection of a pool (``--connections``) or waits for one, and its
 latency counts from when it was due, so a server that falls behind is charged for the queue
 it causes. "saturation" offers far more than a server can answer (``--saturation-rate``) and
-reports what it did answer per second. The two servers run side by side and take turns at each
+reports what it did answer per second. The servers run side by side and take turns at each
 rate, so that the machine's other load, when it changes from one minute to the next, falls on
-both. The client is one asyncio process (uvloop) sharing the machine's cores with the server;
-the table gives the CPU each used.
+all. The client is one asyncio process (uvloop, a protocol per connection rather than
+streams, so that it costs a fraction of what the server does) sharing the machine's cores
+with the servers; the table gives the CPU each used, and the server's CPU per answered
+request, the figure that holds best when other work crowds the machine.
 
 The baseline is the old server's own source, taken from git history (:data:`BASELINE_REV`,
 the last commit that had it) into a temporary directory: the benchmark measures exactly what
 shipped, and the package carries no dead server. It needs this checkout's git history.
+``--checkout LABEL=PATH`` adds the server of another checkout (a worktree of an earlier
+commit, its compiled core built) with the same options: a before/after in one run.
 """
 
 from __future__ import annotations
@@ -30,10 +37,12 @@ import json
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,6 +70,7 @@ print(f"listening on http://{host}:{port} (model {predictor.version})", file=sys
 serve_until_stopped(server)
 """
 WARM_UP = 2000
+CONTENT_LENGTH = re.compile(rb"(?i)\r\ncontent-length: *(\d+)")
 
 
 @dataclass
@@ -74,6 +84,8 @@ class Run:
     elapsed: float = 0.0
     cpu: float = 0.0  # server CPU seconds (all its processes)
     client_cpu: float = 0.0
+    load: float = 0.0  # the machine's 1-minute load average at the end
+    seen: float = 0.0  # share of the statements sent before in this benchmark
 
     @property
     def achieved(self) -> float:
@@ -90,17 +102,35 @@ class Run:
             f"{p99:.2f}",
             f"{ms.max():.1f}",
             f"{len(self.errors)}{kinds}",
+            f"{self.cpu_per_request * 1e6:.0f}",
             f"{self.cpu / self.elapsed:.0%}",
             f"{self.client_cpu / self.elapsed:.0%}",
-            f"{self.per_cpu_second:,.0f}",
+            f"{self.seen:.0%}",
+            f"{self.load:.1f}",
         ]
 
     @property
-    def per_cpu_second(self) -> float:
-        """Requests answered per second of server CPU: what the server would answer on one
-        core of its own. Unlike latency, it holds when other work on the machine takes the
-        cores (a server with fewer threads gets a smaller share of a crowded machine)."""
-        return len(self.latency) / self.cpu if self.cpu else 0.0
+    def cpu_per_request(self) -> float:
+        """Server CPU seconds (all its processes) per answered request: what the server
+        costs. Unlike latency, it holds when other work on the machine takes the cores (a
+        server with fewer threads gets a smaller share of a crowded machine)."""
+        return self.cpu / len(self.latency) if self.latency else 0.0
+
+
+HEADER = [
+    "server",
+    "load",
+    "answered/s",
+    "p50 ms",
+    "p99 ms",
+    "max ms",
+    "errors",
+    "server CPU µs/request",
+    "server CPU",
+    "client CPU",
+    "statements seen before",
+    "machine load avg",
+]
 
 
 def route_requests(frame: pl.DataFrame, host: str) -> list[bytes]:
@@ -120,54 +150,122 @@ def route_requests(frame: pl.DataFrame, host: str) -> list[bytes]:
     return requests
 
 
-async def exchange(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
-) -> str:
-    """One request on an open connection; '' when answered 200 with a routing group."""
-    writer.write(request)
-    head = await reader.readuntil(b"\r\n\r\n")
-    found = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
-    body = await reader.readexactly(int(found[1])) if found else b""
-    status = head[9:12].decode()
-    if status != "200":
-        return f"HTTP {status}"
-    return "" if b'"routingGroup"' in body else "no routing group"
+class Connection(asyncio.Protocol):
+    """One keep-alive connection of the client's pool, one request at a time (as Trino
+    Gateway's HTTP client sends them: no pipelining). A protocol rather than a stream: the
+    client's own CPU per request is a fraction of the server's, so the client is not what
+    caps the rate (its CPU is in the table)."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.due = 0.0
+        self.busy = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.pool.idle(self)
+
+    def send(self, due: float, request: bytes) -> None:
+        self.due, self.busy = due, True
+        self.transport.write(request)  # type: ignore[union-attr]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = self.buffer[: end + 4]
+        found = CONTENT_LENGTH.search(head)
+        size = end + 4 + (int(found[1]) if found else 0)
+        if len(self.buffer) < size:
+            return
+        body, self.buffer = self.buffer[end + 4 : size], self.buffer[size:]
+        error = ""
+        if head[9:12] != b"200":
+            error = f"HTTP {head[9:12].decode()}"
+        elif b'"routingGroup"' not in body:
+            error = "no routing group"
+        self.busy = False
+        self.pool.answered(self, error)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.busy:
+            self.busy = False
+            self.pool.answered(self, type(exc).__name__ if exc else "connection closed")
+        self.pool.lost(self)
+
+
+class Pool:
+    """Requests due at fixed times, each sent on an idle connection or queued for one."""
+
+    def __init__(self, address: tuple[str, int], size: int, run: Run) -> None:
+        self.address, self.size, self.run = address, size, run
+        self.waiting: deque[tuple[float, bytes]] = deque()
+        self.free: list[Connection] = []
+        self.open = 0
+        self.outstanding = 0
+        self.done = asyncio.get_running_loop().create_future()
+
+    async def connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(self.size - self.open):
+            self.open += 1
+            await loop.create_connection(lambda: Connection(self), *self.address)
+
+    def submit(self, due: float, request: bytes) -> None:
+        self.outstanding += 1
+        if self.free:
+            self.free.pop().send(due, request)
+        else:
+            self.waiting.append((due, request))
+
+    def idle(self, connection: Connection) -> None:
+        if self.waiting:
+            connection.send(*self.waiting.popleft())
+        else:
+            self.free.append(connection)
+
+    def answered(self, connection: Connection, error: str) -> None:
+        self.run.latency.append(time.perf_counter() - connection.due)
+        if error:
+            self.run.errors.append(error)
+        self.outstanding -= 1
+        if self.outstanding == 0 and self.closing and not self.done.done():
+            self.done.set_result(None)
+        if not connection.transport.is_closing():  # type: ignore[union-attr]
+            self.idle(connection)
+
+    def lost(self, connection: Connection) -> None:
+        if connection in self.free:
+            self.free.remove(connection)
+        self.open -= 1
+        if not self.closing:  # the server closed it (a 413, a restart): another one
+            asyncio.get_running_loop().create_task(self.connect())
+
+    closing = False
 
 
 async def load(
     address: tuple[str, int], requests: list[bytes], rate: float, connections: int, run: Run
 ) -> None:
     """Send ``requests`` open loop at ``rate`` over a pool of ``connections``."""
-    queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
-
-    async def connection() -> None:
-        reader, writer = await asyncio.open_connection(*address)
-        while (item := await queue.get()) is not None:
-            due, request = item
-            try:
-                error = await exchange(reader, writer, request)
-            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
-                error = type(exc).__name__
-                writer.close()
-                reader, writer = await asyncio.open_connection(*address)
-            run.latency.append(time.perf_counter() - due)
-            if error:
-                run.errors.append(error)
-        writer.close()
-
-    pool = [asyncio.create_task(connection()) for _ in range(connections)]
-    await asyncio.sleep(0.2)  # connected
+    pool = Pool(address, connections, run)
+    await pool.connect()
     start = time.perf_counter()
     for i, request in enumerate(requests):
         due = start + i / rate
         wait = due - time.perf_counter()
         if wait > 0.0005:
             await asyncio.sleep(wait)
-        queue.put_nowait((due, request))
-    for _ in pool:
-        queue.put_nowait(None)
-    await asyncio.gather(*pool)
+        pool.submit(due, request)
+    pool.closing = True
+    if pool.outstanding:
+        await pool.done
     run.elapsed = time.perf_counter() - start
+    for connection in list(pool.free):
+        connection.transport.close()  # type: ignore[union-attr]
 
 
 def start(command: list[str]) -> tuple[subprocess.Popen[str], tuple[str, int], str]:
@@ -213,32 +311,43 @@ def server_cpu(process: psutil.Process) -> float:
 
 def bench(
     commands: dict[str, list[str]],
+    texts: list[str],
     requests: list[bytes],
     rates: list[float],
     args: argparse.Namespace,
 ) -> dict[str, list[Run]]:
     """Each load on each server, the servers taking turns at every rate (the order flips
     from one rate to the next), so that a change in the machine's other load between two
-    minutes falls on both."""
+    minutes falls on both. Every rate sends the next requests of the pool (the same to every
+    server), so a server's caches see a statement again only as often as the log repeats it
+    (``seen``: the share already sent at an earlier rate or earlier in this one)."""
     started = {name: start(command) for name, command in commands.items()}
     runs: dict[str, list[Run]] = {name: [] for name in commands}
+    offset = WARM_UP
+    sent: set[str] = set(texts[:WARM_UP])
     try:
         for name, (server, address, model) in started.items():
             print(f"{name}: pid {server.pid}, model {model}", file=sys.stderr)
             asyncio.run(load(address, requests[:WARM_UP], 1000.0, args.connections, Run("", 0)))
         order = list(started)
-        for rate in [*rates, args.saturation_rate]:
-            saturation = rate == args.saturation_rate
+        for rate, saturation in [*((r, False) for r in rates), (args.saturation_rate, True)]:
             # saturation: half as long (a slow server takes far longer than the due times)
             n = int(rate * args.seconds / (2 if saturation else 1))
+            chunk = slice(offset, offset + n)
+            offset += n
+            seen = 0
+            for text in texts[chunk]:
+                seen += text in sent
+                sent.add(text)
             for name in order:
                 server, address, _ = started[name]
                 process = psutil.Process(server.pid)
-                run = Run("saturation" if saturation else f"{rate:,.0f}/s", rate)
+                run = Run("saturation" if saturation else f"{rate:,.0f}/s", rate, seen=seen / n)
                 before, client = server_cpu(process), time.process_time()
-                asyncio.run(load(address, requests[:n], rate, args.connections, run))
+                asyncio.run(load(address, requests[chunk], rate, args.connections, run))
                 run.cpu = server_cpu(process) - before
                 run.client_cpu = time.process_time() - client
+                run.load = os.getloadavg()[0]
                 runs[name].append(run)
                 print(f"  {name} | {' | '.join(run.row())}", file=sys.stderr)
                 time.sleep(1.0)
@@ -263,6 +372,32 @@ def baseline_command(directory: Path, models: Path) -> list[str]:
     return [sys.executable, "-c", BASELINE_MAIN, str(directory), str(models)]
 
 
+def checkout_command(path: Path, args: argparse.Namespace) -> list[str]:
+    """``serve`` of the package in another checkout (its compiled core built in place, e.g.
+    by ``make setup`` there), with this one's interpreter and arguments."""
+    if not (path / "query_predictor" / "cli.py").is_file():
+        raise SystemExit(f"--checkout {path}: no query_predictor/cli.py there")
+    python = [sys.executable, "-m", "query_predictor.cli"]
+    return ["env", f"PYTHONPATH={path.resolve()}", *python, *serve_arguments(args)]
+
+
+def serve_arguments(args: argparse.Namespace) -> list[str]:
+    return [
+        "serve", "--port", "0", "--models", str(args.models), "--workers", str(args.workers),
+    ]  # fmt: skip
+
+
+def pool(split: Path, size: int) -> pl.DataFrame:
+    """``size`` statements of ``split`` with their contexts, in a shuffled order (seeded); a
+    split of fewer rows is taken again, in another order, as often as needed."""
+    frame = pl.read_parquet(split)
+    rounds = [
+        frame.sample(fraction=1.0, shuffle=True, seed=7 + i)
+        for i in range(-(-size // frame.height))
+    ]
+    return pl.concat(rounds).head(size)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rates", default="500,1000,2000,2500", help="requests per second")
@@ -272,57 +407,59 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="of the new server")
     parser.add_argument("--models", type=Path, default=REPO / "models")
     parser.add_argument("--split", type=Path, default=REPO / "data" / "splits" / "test.parquet")
+    parser.add_argument(
+        "--checkout",
+        action="append",
+        default=[],
+        metavar="LABEL=PATH",
+        help="also the server of another checkout of this repository (e.g. a git worktree "
+        "of main), same options; repeatable",
+    )
+    parser.add_argument("--no-baseline", action="store_true", help="without the old server")
     args = parser.parse_args()
+    # stopped (SIGTERM): the servers are stopped too, as on Ctrl-C
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))
     uvloop.install()
     rates = [float(r) for r in args.rates.split(",")]
-    total = int(args.saturation_rate * args.seconds)
-    frame = pl.read_parquet(args.split)
-    frame = frame.sample(n=total, with_replacement=frame.height < total, seed=7)
+    size = WARM_UP + int(sum(rates) * args.seconds + args.saturation_rate * args.seconds / 2)
+    frame = pool(args.split, size)
+    texts = frame["query"].to_list()
     requests = route_requests(frame, "127.0.0.1")
-    new = [
-        sys.executable, "-m", "query_predictor.cli", "serve", "--port", "0",
-        "--models", str(args.models), "--workers", str(args.workers),
-    ]  # fmt: skip
+    new = [sys.executable, "-m", "query_predictor.cli", *serve_arguments(args)]
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as scratch:
-        commands = {
-            "old: http.server": baseline_command(Path(scratch), args.models),
-            f"new: uvicorn, {args.workers} workers": new,
-        }
-        servers = bench(commands, requests, rates, args)
+        commands = {}
+        if not args.no_baseline:
+            commands["old: http.server"] = baseline_command(Path(scratch), args.models)
+        for given in args.checkout:
+            label, _, path = given.partition("=")
+            commands[f"{label}: {args.workers} workers"] = checkout_command(Path(path), args)
+        commands[f"new: uvicorn, {args.workers} workers"] = new
+        servers = bench(commands, texts, requests, rates, args)
     print(
-        f"\n{len(requests):,}-request pool of POST /v1/route from {args.split.name}, open loop, "
-        f"{args.seconds:g} s per rate, {args.connections} keep-alive connections; "
+        f"\n{len(requests):,} POST /v1/route requests from {args.split.name} "
+        f"({len(set(texts)):,} distinct statements), open loop, {args.seconds:g} s per rate, "
+        f"{args.connections} keep-alive connections; "
         f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores "
         "shared by client and server; load average "
         f"{load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after\n"
     )
-    header = [
-        "server",
-        "load",
-        "answered/s",
-        "p50 ms",
-        "p99 ms",
-        "max ms",
-        "errors",
-        "server CPU",
-        "client CPU",
-        "answered per server CPU-s",
-    ]
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
+    print("| " + " | ".join(HEADER) + " |")
+    print("|" + "---|" * len(HEADER))
     for name, runs in servers.items():
         for run in runs:
             print(f"| {name} | " + " | ".join(run.row()) + " |")
-    old, new_runs = servers.values()
-    print("\nnew / old:")
-    for o, n in zip(old, new_runs, strict=True):
-        p99 = np.percentile(n.latency, 99) / np.percentile(o.latency, 99)
-        print(
-            f"  {o.label:>10}: p99 x{p99:.3f}, answered/s x{n.achieved / o.achieved:.2f}, "
-            f"answered per server CPU-second x{n.per_cpu_second / o.per_cpu_second:.2f}"
-        )
+    names = list(servers)
+    newest = servers[names[-1]]
+    for name in names[:-1]:
+        print(f"\nnew / {name.split(':')[0]}:")
+        for o, n in zip(servers[name], newest, strict=True):
+            p99 = np.percentile(n.latency, 99) / np.percentile(o.latency, 99)
+            print(
+                f"  {o.label:>10}: p99 x{p99:.3f}, answered/s x{n.achieved / o.achieved:.2f}, "
+                f"server CPU per request x{n.cpu_per_request / o.cpu_per_request:.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -42,13 +42,13 @@ def _run_ingest(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _load_predictor(args: argparse.Namespace) -> Predictor | None:
+def _load_predictor(args: argparse.Namespace, **options: int) -> Predictor | None:
     """The bundle in ``--models``; None, after a one-line error, when it does not load."""
     from query_predictor.core.onnx_model import ModelError
     from query_predictor.service.predictor import Predictor
 
     try:
-        return Predictor.from_bundle(args.models)
+        return Predictor.from_bundle(args.models, **options)
     except ModelError as exc:
         print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
         return None
@@ -97,7 +97,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         print(f"{PROG} serve: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     ignore_sighup_until_served()
-    predictor = _load_predictor(args)
+    predictor = _load_predictor(args, statement_cache=settings.statement_cache)
     if predictor is None:
         return EXIT_USAGE
     if args.access_log:
@@ -286,7 +286,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="also send X-Trino-Resource-Estimate (the template's p90 CPU and memory)",
     )
     serve.add_argument(
+        "--no-decision-tag",
+        dest="decision_tag",
+        action="store_false",
+        default=None,
+        help="do not append the decision's client tag (qp=heavy;p=...;v=...) to "
+        "X-Trino-Client-Tags; on by default (docs/serving.md)",
+    )
+    serve.add_argument(
         "--access-log", action="store_true", help="log every request as one JSON line to stderr"
+    )
+    serve.add_argument(
+        "--statement-cache",
+        type=int,
+        help="per worker: statement texts whose analysis is kept for when they come again "
+        "(0: none; default 4096; emptied by a reload)",
     )
     serve.set_defaults(run=_run_serve)
 

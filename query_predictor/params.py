@@ -266,6 +266,21 @@ class Spark(_Section):
     )
 
 
+class SimulateOnline(_Section):
+    """Stage ``simulate_online``: the replay window of the synthetic log as if a deployed
+    service had routed it, so that replay's online section has tags to read."""
+
+    enabled: bool = True  # false: no simulated tags; replay reads the log's own client_tags
+    skew_share: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="share of queries routed by a service whose history snapshot lost its "
+        "per-key statistics (planted train/serve skew)",
+    )
+    seed: int = Field(13, ge=0, lt=2**63, description="picks the skewed queries (by hash)")
+
+
 class Params(_Section):
     synth: Synth = Synth()
     data_loading: DataLoading = DataLoading()
@@ -277,6 +292,7 @@ class Params(_Section):
     model: Model = Model()
     prd: Prd = Prd()
     replay: Replay = Replay()
+    simulate_online: SimulateOnline = SimulateOnline()
     engine: Engine = Engine()
     spark: Spark = Spark()
     analysis: Analysis = Analysis()

@@ -54,6 +54,36 @@ print(
 )
 reasons = "; ".join(drift["reasons"]) if drift["detected"] else "none"
 print(f"Drift (score PSI {drift['score_psi']:.3f} against the test split): {reasons}.\n")
+online = m.get("online")
+if online:
+    def rate(value):
+        return "n/a" if value is None else f"{value:.4f}"
+
+    tags = online["tags"]
+    agreement = online["agreement"]
+    print(
+        f"Online (decision tags in client_tags): {tags['tagged']:,} of {online['rows']:,} queries"
+        f" tagged ({tags['malformed']} malformed, {tags['conflicting']} conflicting);"
+        f" the decisions taken: recall {rate(online['recall'])}, FNR {rate(online['fnr'])},"
+        f" {online['routed_share']:.2%} routed, expected cost {online['expected_cost']:.3f}"
+        " per query."
+    )
+    if agreement is None:
+        print(f"No row was tagged by {online['current_version']}: agreement not measured.")
+    else:
+        print(
+            f"Agreement with this replay ({online['current_version']}, {online['compared']:,}"
+            f" rows): {agreement:.2%}; {online['disagreeing']} disagree"
+            " (plots/replay/online_disagreements.csv)."
+        )
+    print("\n| model version | rows | recall | FNR | routed | expected cost |")
+    print("|---|---|---|---|---|---|")
+    for version, v in online["versions"].items():
+        print(
+            f"| {version} | {v['rows']:,} | {rate(v['recall'])} | {rate(v['fnr'])} |"
+            f" {v['routed_share']:.2%} | {v['expected_cost']:.3f} |"
+        )
+    print()
 PY
 fi
 echo "### Every metric that changed"

@@ -12,16 +12,16 @@ from pathlib import Path
 import polars as pl
 
 from query_predictor.core.featurizer import FEATURE_NAMES
+from query_predictor.core.history import HISTORY_NAMES
 from query_predictor.storage import atomic_dir, write_json, write_parquet
 from query_predictor.summary import print_summary, run_stage, start_stage
 from query_predictor.training.engines import open_engine
 from query_predictor.training.featurize import (
-    CONTEXT_COLUMNS,
     LABELED_COLUMNS,
     convention_options,
     featurize,
 )
-from query_predictor.training.windows import SPLITS, Window, read_labeled, windows_for
+from query_predictor.training.windows import SPLITS, Window, labeled_parts, windows_for
 
 
 def main() -> None:
@@ -30,12 +30,11 @@ def main() -> None:
     windows = windows_for(params)
     started = time.perf_counter()
     span = Window("all", data.start_date, windows["test"].end)
-    labeled = read_labeled(args.labeled, span, columns=LABELED_COLUMNS)
-    frames = {name: pl.read_parquet(Path(args.splits) / f"{name}.parquet") for name in SPLITS}
-    with open_engine(params) as engine:
+    splits = {name: pl.scan_parquet(Path(args.splits) / f"{name}.parquet") for name in SPLITS}
+    with atomic_dir(args.out) as tmp, open_engine(params) as engine:
         result = featurize(
-            labeled,
-            frames,
+            labeled_parts(args.labeled, span, columns=LABELED_COLUMNS),  # a day at a time
+            splits,
             train_end=windows["train"].end,
             vocab_size=features.tfidf_vocab_size,
             prior_weight=features.history_prior_weight,
@@ -44,25 +43,22 @@ def main() -> None:
             conventions=convention_options(features),
             workers=params.engine.workers,
             analyze=engine.analyze,
+            sink=lambda name, matrix: write_parquet(matrix, tmp / f"{name}.parquet"),
         )
-    with atomic_dir(args.out) as tmp:
-        for name, matrix in result.matrices.items():
-            write_parquet(matrix, Path(tmp) / f"{name}.parquet")
     models = Path(args.models)
     result.vocabulary.to_json(models / "tfidf_vocab.json")
     write_parquet(result.history, models / "history_stats.parquet")
     result.conventions.to_json(models / "sql_conventions.json")
-    nnz = {n: float(m["tfidf_index"].list.len().mean() or 0) for n, m in result.matrices.items()}
-    # context the log does not have: the features it feeds are constant
-    absent = [c for c in CONTEXT_COLUMNS if labeled[c].null_count() == labeled.height]
+    nnz = result.tfidf_mean_nonzero
+    absent = result.context_absent  # context the log does not have: its features are constant
     write_json(
         args.metrics,
         {
-            "base_features": len(FEATURE_NAMES) - 17,
-            "historical_features": 17,
+            "base_features": len(FEATURE_NAMES) - len(HISTORY_NAMES),
+            "historical_features": len(HISTORY_NAMES),
             "tfidf_terms": len(result.vocabulary),
             "dense_features": len(FEATURE_NAMES),
-            "rows": {n: m.height for n, m in result.matrices.items()},
+            "rows": result.rows,
             "tfidf_mean_nonzero": {n: round(v, 3) for n, v in nnz.items()},
             "history_keys": result.history.group_by("kind").len().sort("kind").to_dicts(),
             "conventions": result.conventions.stats,
@@ -73,8 +69,9 @@ def main() -> None:
     print_summary(
         "featurize",
         {
-            "rows": {n: m.height for n, m in result.matrices.items()},
-            "features": f"78 base + 23 history + {len(result.vocabulary)} TF-IDF terms",
+            "rows": result.rows,
+            "features": f"{len(FEATURE_NAMES) - len(HISTORY_NAMES)} base + "
+            f"{len(HISTORY_NAMES)} history + {len(result.vocabulary)} TF-IDF terms",
             "conventions": result.conventions.stats,
             "context without values": ", ".join(absent) or "none",
             "parity": result.parity,

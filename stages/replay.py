@@ -1,7 +1,11 @@
 """Stage replay: the model bundle answers the days after the training data; metrics and drift.
 
     python stages/replay.py --models models --features data/features \
+        --online-tags data/online/client_tags.parquet \
         --metrics metrics/replay.json --plots plots/replay
+
+``--online-tags`` is the simulate_online stage's output: decision tags of the synthetic log's
+replay window (empty on your own log, whose client_tags column is read as it is).
 """
 
 from __future__ import annotations
@@ -19,11 +23,14 @@ from query_predictor.storage import atomic_dir, write_json
 from query_predictor.summary import print_summary, run_stage, start_stage
 from query_predictor.training.engines import open_engine
 from query_predictor.training.model import load_features
+from query_predictor.training.online import with_simulated_tags
 from query_predictor.training.replay import Reference, load_window, replay
 
 
 def main() -> None:
-    args, params = start_stage(__doc__, ("--models", "--features", "--metrics", "--plots"))
+    args, params = start_stage(
+        __doc__, ("--models", "--features", "--online-tags", "--metrics", "--plots")
+    )
     started = time.perf_counter()
     predictor = Predictor.from_bundle(args.models)
     rule = LabelRule.from_params(params.data_loading)
@@ -41,6 +48,7 @@ def main() -> None:
             end=params.replay.end_date,
             runner=engine.load_runner(),
         )
+    labeled, simulated = with_simulated_tags(labeled, pl.read_parquet(args.online_tags))
     result = replay(
         labeled,
         predictor,
@@ -59,7 +67,9 @@ def main() -> None:
     with atomic_dir(args.plots) as tmp:
         pl.DataFrame(result.daily).write_csv(Path(tmp) / "daily.csv")
         pl.DataFrame(result.features).write_csv(Path(tmp) / "feature_psi.csv")
+        result.online.disagreements.write_csv(Path(tmp) / "online_disagreements.csv")
     metrics, drift = result.metrics, result.metrics["drift"]
+    online = metrics.get("online")
     print_summary(
         "replay",
         {
@@ -73,8 +83,21 @@ def main() -> None:
             "bundle": metrics["bundle"],
             "score PSI": round(drift["score_psi"], 4),
             "drift": drift["reasons"] or "none",
+            "online": _online_line(online, simulated) if online else result.online.reason,
             "seconds": round(time.perf_counter() - started, 1),
         },
+    )
+
+
+def _online_line(online: dict, simulated: dict[str, int]) -> str:
+    agreement = online["agreement"]
+    shown = "n/a (no row of this version)" if agreement is None else f"{agreement:.4f}"
+    source = f", {simulated['joined']:,} tags simulated" if simulated["joined"] else ""
+    recall = "n/a" if online["recall"] is None else f"{online['recall']:.4f}"
+    return (
+        f"{online['tags']['tagged']:,} tagged rows{source}; recall {recall}, "
+        f"routed {online['routed_share']:.4f}; agreement {shown}, "
+        f"{online['disagreeing']} disagreeing (plots/replay/online_disagreements.csv)"
     )
 
 

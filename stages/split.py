@@ -25,8 +25,8 @@ def main() -> None:
     with open_engine(params) as engine:
         result = run_split(args.labeled, args.zero_cost, params, categorized=engine.categorized)
     with atomic_dir(args.out) as tmp:
-        for name, frame in result.frames.items():
-            write_parquet(frame, Path(tmp) / f"{name}.parquet")
+        for name in result.decided:  # one split's full rows in memory at a time
+            write_parquet(result.rows(name), Path(tmp) / f"{name}.parquet")
     with atomic_dir(args.plots) as tmp:
         pl.DataFrame(result.curve).write_csv(Path(tmp) / "sampling_curve.csv")
         pl.DataFrame(result.buckets).write_csv(Path(tmp) / "kept_by_distance.csv")
@@ -35,7 +35,7 @@ def main() -> None:
         write_json(Path(tmp) / "analysis.json", {"enabled": params.analysis.enabled})
         if params.analysis.enabled:
             top = params.analysis.top_users
-            before, after = result.before_sampling, result.frames["train"]
+            before, after = result.before_sampling, result.decided["train"]
             write_tables(distributions(before, top_users=top), tmp, prefix="train_before_")
             write_tables(distributions(after, top_users=top), tmp, prefix="train_after_")
     splits = result.metrics["splits"]

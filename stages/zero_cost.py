@@ -20,7 +20,9 @@ def main() -> None:
     train = windows_for(params)["train"]
     with open_engine(params) as engine:
         classifier = QueryClassifier(small_limit=rules.small_limit)
-        frame = engine.categorized(args.labeled, train, classifier, columns=zero_cost.COLUMNS)
+        frame = engine.categorized(
+            args.labeled, train, classifier, columns=zero_cost.COLUMNS, compact=zero_cost.compact
+        )
     verdicts = zero_cost.decide(zero_cost.category_table(frame), rules)
     validated = [c for c, v in verdicts.items() if v["validated"]]
     heavy = zero_cost.heavy_in_candidates(frame, rules)

@@ -249,6 +249,15 @@ class FeatureExtractor:
         """
         return self._with_context(self._statement(sql), context)
 
+    def statement(self, sql: str | bytes | None) -> _Statement:
+        """What :meth:`analyze` takes from the text alone: the same for every query with that
+        text (and read-only), so a caller may keep it and finish it with :meth:`complete`."""
+        return self._statement(sql)
+
+    def complete(self, statement: _Statement, context: QueryContext) -> Analysis:
+        """:meth:`analyze` of the text ``statement`` came from, in ``context``."""
+        return self._with_context(statement, context)
+
     def analyze_many(
         self, statements: Iterable[str | bytes | None], contexts: Iterable[QueryContext]
     ) -> Iterator[Analysis]:

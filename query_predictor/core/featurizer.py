@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .conventions import Conventions
 from .features import BASE_NAMES, Analysis, FeatureExtractor, QueryContext
@@ -31,6 +32,14 @@ class FeatureRow:
     tfidf_value: list[float]
     template: str
     tables: list[str]
+
+
+@dataclass(frozen=True)
+class PreparedText:
+    """The context-free part of a row (:meth:`QueryFeaturizer.prepare`); read-only."""
+
+    statement: Any  # the extractor's analysis of the text alone
+    vector: tuple[list[int], list[float]]  # TF-IDF (column indices, weights)
 
 
 @dataclass
@@ -51,6 +60,17 @@ class QueryFeaturizer:
     def featurize(self, sql: str | bytes | None, context: QueryContext) -> FeatureRow:
         analysis = self.extractor.analyze(sql, context)
         return self._row(analysis, context, self.vocabulary.transform(analysis.terms))
+
+    def prepare(self, sql: str | bytes | None) -> PreparedText:
+        """What :meth:`featurize` takes from the text alone (analysis and TF-IDF vector), for
+        a caller that keeps it for texts that come again; :meth:`complete` finishes a row."""
+        statement = self.extractor.statement(sql)
+        return PreparedText(statement, self.vocabulary.transform(statement.terms))
+
+    def complete(self, prepared: PreparedText, context: QueryContext) -> FeatureRow:
+        """:meth:`featurize` of the text ``prepared`` came from, in ``context``."""
+        analysis = self.extractor.complete(prepared.statement, context)
+        return self._row(analysis, context, prepared.vector)
 
     def featurize_many(
         self, statements: Sequence[str | bytes | None], contexts: Sequence[QueryContext]

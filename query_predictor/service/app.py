@@ -33,6 +33,9 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
+import orjson
+
+from query_predictor.core.bundle import METADATA, BundleError, BundleMetadata
 from query_predictor.core.onnx_model import ModelError
 from query_predictor.service.metrics import CONTENT_TYPE, Metrics
 from query_predictor.service.predictor import Predictor
@@ -45,6 +48,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 # 1 MiB of SQL (Trino Gateway passes up to 1,000,000 characters) plus the rest of the envelope
 MAX_BODY_BYTES = (1 << 20) + (64 << 10)
 VERSION_HEADER = f"{HEADER_PREFIX}Model-Version"
+_VERSION_HEADER = VERSION_HEADER.encode()
 # path -> method
 ENDPOINTS = {"/v1/route": "POST", "/v1/predict": "POST", "/healthz": "GET", "/metrics": "GET"}
 OPEN_PATHS = frozenset({"/healthz"})  # answered without a token when auth is on
@@ -104,6 +108,9 @@ class ServiceApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self._catch_sighup()
+                if self._bundle_changed_since_loaded():
+                    logger.warning("the bundle changed while it first loaded: reloading")
+                    self._start_reload()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
@@ -116,6 +123,18 @@ class ServiceApp:
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._start_reload)
         except (RuntimeError, ValueError):  # not the main thread: reload through reload()
             logger.debug("SIGHUP not caught outside the main thread")
+
+    def _bundle_changed_since_loaded(self) -> bool:
+        """A worker ignores SIGHUP until it serves (see ``server.ignore_sighup_until_served``):
+        a reload asked for meanwhile is caught up here, by comparing the bundle on disk (its
+        metadata, written last on export) with the one served."""
+        if self.models is None:
+            return False
+        try:
+            on_disk = BundleMetadata.read(Path(self.models) / METADATA)
+        except BundleError:  # being written, or broken: a reload would fail the same way
+            return False
+        return on_disk != self.router.predictor.metadata
 
     def _start_reload(self) -> None:
         if self._reloading is not None and not self._reloading.done():
@@ -130,7 +149,11 @@ class ServiceApp:
             raise ValueError("this app was made without a bundle directory to reload")
         started = time.perf_counter()
         try:
-            predictor = await asyncio.to_thread(Predictor.from_bundle, self.models)
+            predictor = await asyncio.to_thread(
+                Predictor.from_bundle,
+                self.models,
+                statement_cache=self.router.predictor.statement_cache,
+            )
         except ModelError as exc:  # the bundle's own fault, named by the message
             self.metrics.errors.labels("reload_failed").inc()
             logger.error("reload failed, still serving %s: %s", self.router.predictor.version, exc)
@@ -160,6 +183,8 @@ class ServiceApp:
                 payload = routed.payload
                 stage, group = routed.stage, payload["routingGroup"]
                 self.metrics.decided(group, stage)
+                if routed.tagged is not None:
+                    self.metrics.tagged(routed.tagged)
             elif path == "/v1/predict":
                 payload = self.router.predict(await self._read_json(receive, headers))
                 stage = payload["stage"]
@@ -184,15 +209,15 @@ class ServiceApp:
             payload = {"errors": ["internal error; the service's log has the details"]}
         if kind is not None:
             self.metrics.errors.labels(kind).inc()
-        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        body = payload if isinstance(payload, bytes) else _dumps(payload)
         await send(
             {
                 "type": "http.response.start",
                 "status": status,
                 "headers": [
                     (b"content-type", content_type),
-                    (b"content-length", str(len(body)).encode()),
-                    (VERSION_HEADER.encode(), self.router.predictor.version.encode()),
+                    (b"content-length", b"%d" % len(body)),
+                    (_VERSION_HEADER, self.router.predictor.version.encode()),
                     *extra,
                 ],
             }
@@ -231,6 +256,10 @@ class ServiceApp:
 
     async def _read_json(self, receive: Receive, headers: dict[str, list[str]]) -> Any:
         data = await self._read_body(receive, headers)
+        try:  # the fast parser; what it refuses, the standard one parses or explains
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
         if not data.strip():
             raise RequestError(HTTPStatus.BAD_REQUEST, "the body is empty; send a JSON object")
         try:
@@ -273,6 +302,15 @@ class ServiceApp:
 
 class _Disconnected(Exception):
     """The client went away before its body arrived: nobody to answer."""
+
+
+def _dumps(payload: Any) -> bytes:
+    """``payload`` as JSON (UTF-8); orjson, or the standard encoder for what orjson does not
+    take (a float subclass such as numpy's)."""
+    try:
+        return orjson.dumps(payload)
+    except TypeError:
+        return json.dumps(payload).encode()
 
 
 def _headers(raw: list[tuple[bytes, bytes]]) -> dict[str, list[str]]:

@@ -6,6 +6,7 @@ metric                                              type       labels
 ``query_predictor_requests_total``                  counter    ``endpoint``, ``status``
 ``query_predictor_request_duration_seconds``        histogram  ``endpoint``
 ``query_predictor_decisions_total``                 counter    ``routing_group``, ``stage``
+``query_predictor_decision_tags_total``             counter    ``client_tags``
 ``query_predictor_errors_total``                    counter    ``kind``
 ``query_predictor_model_info``                      gauge      ``version`` (1: serving, 0: was)
 ``query_predictor_model_load_seconds``              gauge      (time the last load took)
@@ -13,10 +14,12 @@ metric                                              type       labels
 ==================================================  =========  ===============================
 
 ``endpoint`` is the path of a known endpoint or ``other``, so a scan of random paths cannot
-grow the label set. With several workers (``serve --workers N``) every worker writes its
-values to the directory named by ``PROMETHEUS_MULTIPROC_DIR`` (set by the supervisor before
-the workers start) and ``/metrics`` adds them up, whichever worker answers; the gauges then
-carry a ``pid`` label, one sample per live worker.
+grow the label set. ``decision_tags_total`` counts the decisions sent back as a client tag:
+``client_tags="appended"`` after tags the client sent, ``"alone"`` when it sent none (zero
+for both when ``serve --no-decision-tag``). With several workers (``serve --workers N``)
+every worker writes its values to the directory named by ``PROMETHEUS_MULTIPROC_DIR`` (set
+by the supervisor before the workers start) and ``/metrics`` adds them up, whichever worker
+answers; the gauges then carry a ``pid`` label, one sample per live worker.
 """
 
 from __future__ import annotations
@@ -68,6 +71,12 @@ class Metrics:
             ["routing_group", "stage"],
             registry=registry,
         )
+        self.decision_tags = Counter(
+            "query_predictor_decision_tags",
+            "Decisions sent back as a client tag, by whether the client sent tags of its own",
+            ["client_tags"],
+            registry=registry,
+        )
         self.errors = Counter(
             "query_predictor_errors",
             "Requests answered with an error, and failed bundle reloads, by kind",
@@ -98,6 +107,8 @@ class Metrics:
         self._requests: dict[tuple[str, int], Counter] = {}
         self._latency: dict[str, Histogram] = {}
         self._decisions: dict[tuple[str, str], Counter] = {}
+        self._tags = {True: self.decision_tags.labels("appended")}
+        self._tags[False] = self.decision_tags.labels("alone")
 
     def observe(self, endpoint: str, status: int, seconds: float) -> None:
         """One answered request: its endpoint (bounded set), status and duration."""
@@ -118,6 +129,10 @@ class Metrics:
         if decisions is None:
             decisions = self._decisions[key] = self.decisions.labels(group, stage)
         decisions.inc()
+
+    def tagged(self, appended: bool) -> None:
+        """One decision tag sent; ``appended``: after the client's own tags."""
+        self._tags[appended].inc()
 
     def model_loaded(self, version: str, seconds: float) -> None:
         """Record that ``version`` is now served; it took ``seconds`` to load."""

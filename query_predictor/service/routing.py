@@ -15,17 +15,24 @@ without the model:
 Each goes to the light group with the reason in ``errors`` (which the gateway logs, or turns
 into the user's error when its ``propagateErrors`` is on). A request whose JSON does not have
 the contract's shape is a :class:`RequestError` (400) naming the field.
+
+Every decision, with or without the model, also rides along with the query as a client tag
+(:mod:`query_predictor.core.client_tags`): ``externalHeaders`` sets ``X-Trino-Client-Tags``
+to the tags the client sent (the gateway forwards the client's headers to this service)
+followed by the decision's tag, so Trino logs it in ``client_tags`` and replay can compare
+the decisions taken online with what the pipeline says they should have been.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote, unquote
 
+from query_predictor.core.client_tags import CLIENT_TAGS_HEADER, Decision, append_tag, format_tag
 from query_predictor.core.features import QueryContext
 from query_predictor.core.history import TABLE, TEMPLATE
 from query_predictor.service.predictor import NO_SQL_STAGE, Prediction, Predictor, readable
@@ -75,6 +82,9 @@ class Routed:
 
     payload: dict[str, Any]
     stage: str  # zero_cost, model, no_sql, unparsed
+    # the decision tag was appended to tags the client sent (True), sent alone (False), or
+    # not sent at all (None: tagging is off)
+    tagged: bool | None = None
 
 
 class Router:
@@ -89,6 +99,9 @@ class Router:
     resource_estimate : bool, default False
         Also send ``X-Trino-Resource-Estimate`` (CPU_TIME, PEAK_MEMORY: the p90 of the
         statement's resource bands in the bundle's history) in ``externalHeaders``.
+    decision_tag : bool, default True
+        Append the decision's client tag to ``X-Trino-Client-Tags`` in ``externalHeaders``;
+        False sends no ``X-Trino-Client-Tags`` at all (the client's own tags go on as sent).
     """
 
     def __init__(
@@ -98,6 +111,7 @@ class Router:
         light_group: str = "adhoc",
         *,
         resource_estimate: bool = False,
+        decision_tag: bool = True,
     ) -> None:
         if heavy_group == light_group:
             raise ValueError(
@@ -108,6 +122,7 @@ class Router:
         self.heavy_group = heavy_group
         self.light_group = light_group
         self.resource_estimate = resource_estimate
+        self.decision_tag = decision_tag
 
     def reload(self, predictor: Predictor) -> None:
         """Answer with ``predictor`` from the next request on (one attribute store: a request
@@ -123,30 +138,56 @@ class Router:
         sql = _field(query, "body", str, where="trinoQueryProperties.")
         context = _route_context(request, query, headers)
         if not sql:
-            return self._without_model(predictor, NO_SQL_STAGE, NO_SQL)
+            return self._without_model(predictor, NO_SQL_STAGE, NO_SQL, headers)
         if query.get("isQueryParsingSuccessful") is False:
             message = _field(query, "errorMessage", str, where="trinoQueryProperties.")
             detail = f": {readable(message)[:200]}" if message else ""
-            return self._without_model(predictor, UNPARSED_STAGE, UNPARSED.format(detail=detail))
-        prediction = predictor.predict(sql, context)
+            return self._without_model(
+                predictor, UNPARSED_STAGE, UNPARSED.format(detail=detail), headers
+            )
+        prediction = predictor.predict(sql, context, bands=self.resource_estimate)
         if prediction.stage == NO_SQL_STAGE:
-            return self._without_model(predictor, NO_SQL_STAGE, EMPTY_SQL)
+            return self._without_model(predictor, NO_SQL_STAGE, EMPTY_SQL, headers)
         external = decision_headers(prediction)
         if self.resource_estimate and (estimate := resource_estimate(prediction)):
             external[RESOURCE_ESTIMATE] = estimate
+        decision = Decision(
+            prediction.heavy, prediction.probability, prediction.model_version, prediction.stage
+        )
+        tagged = self._tag(external, decision, headers)
         group = self.heavy_group if prediction.heavy else self.light_group
         return Routed(
-            {"routingGroup": group, "errors": [], "externalHeaders": external}, prediction.stage
+            {"routingGroup": group, "errors": [], "externalHeaders": external},
+            prediction.stage,
+            tagged,
         )
 
-    def _without_model(self, predictor: Predictor, stage: str, reason: str) -> Routed:
-        headers = {
+    def _without_model(
+        self, predictor: Predictor, stage: str, reason: str, headers: Mapping[str, list[str]]
+    ) -> Routed:
+        external = {
             f"{HEADER_PREFIX}Heavy": "false",
             f"{HEADER_PREFIX}Stage": stage,
             f"{HEADER_PREFIX}Model-Version": predictor.version,
         }
-        payload = {"routingGroup": self.light_group, "errors": [reason], "externalHeaders": headers}
-        return Routed(payload, stage)
+        tagged = self._tag(external, Decision(False, 0.0, predictor.version, stage), headers)
+        payload = {
+            "routingGroup": self.light_group,
+            "errors": [reason],
+            "externalHeaders": external,
+        }
+        return Routed(payload, stage, tagged)
+
+    def _tag(
+        self, external: dict[str, str], decision: Decision, headers: Mapping[str, list[str]]
+    ) -> bool | None:
+        """Set the client tags with the decision's tag in ``external`` (when tagging is on);
+        whether the client had tags of its own."""
+        if not self.decision_tag:
+            return None
+        own = headers.get(CLIENT_TAGS_HEADER.lower(), [])
+        external[CLIENT_TAGS_HEADER] = append_tag(own, format_tag(decision))
+        return any(value.strip(" ,") for value in own)
 
     def predict(self, body: Any) -> dict[str, Any]:
         """The prediction for ``{"query": ..., "user": ..., ...}``, as the CLI prints it."""
@@ -228,10 +269,13 @@ def _first(headers: Mapping[str, list[str]], name: str) -> str | None:
     return values[0] if values else None
 
 
-def gateway_request(sql: str, context: QueryContext) -> tuple[dict[str, Any], dict[str, str]]:
+def gateway_request(
+    sql: str, context: QueryContext, client_tags: Sequence[str] = ()
+) -> tuple[dict[str, Any], dict[str, str]]:
     """The body and headers Trino Gateway (``analyzeRequest`` on) posts to ``/v1/route`` for
-    ``sql`` sent in ``context``: what the service reads back, for tests, benchmarks and clients
-    that stand in for the gateway. The time is not sent: the service takes its own."""
+    ``sql`` sent in ``context`` by a client with ``client_tags``: what the service reads back,
+    for tests, benchmarks and clients that stand in for the gateway. The time is not sent:
+    the service takes its own."""
     body = {
         "trinoQueryProperties": {
             "body": sql,
@@ -248,7 +292,11 @@ def gateway_request(sql: str, context: QueryContext) -> tuple[dict[str, Any], di
         "requestURI": "/v1/statement",
     }
     session = ",".join(f"{k}={quote(v)}" for k, v in context.session_properties.items())
-    headers = {"X-Trino-Source": context.source, "X-Trino-Session": session}
+    headers = {
+        "X-Trino-Source": context.source,
+        "X-Trino-Session": session,
+        CLIENT_TAGS_HEADER: ",".join(client_tags),
+    }
     return body, {name: value for name, value in headers.items() if value}
 
 

@@ -39,7 +39,7 @@ from typing import Any
 
 from query_predictor.service.app import ACCESS_LOG, MAX_BODY_BYTES, ServiceApp
 from query_predictor.service.metrics import MULTIPROC_ENV
-from query_predictor.service.predictor import Predictor
+from query_predictor.service.predictor import STATEMENT_CACHE, Predictor
 from query_predictor.service.routing import Router
 
 TOKEN_ENV = "QUERY_PREDICTOR_TOKEN"
@@ -69,13 +69,17 @@ class ServeSettings:
     backlog: int = 2048
     token_file: str | None = None  # bearer token in this file; else $QUERY_PREDICTOR_TOKEN
     resource_estimate: bool = False
+    decision_tag: bool = True  # the decision as a client tag (core.client_tags)
     access_log: bool = False
+    statement_cache: int = STATEMENT_CACHE  # per worker; 0: none
 
     def check(self) -> None:
         for name in ("workers", "max_connections", "keep_alive_seconds", "max_body_bytes"):
             if getattr(self, name) < 1:
                 option = "--" + name.replace("_", "-")
                 raise SettingsError(f"{option}={getattr(self, name)} must be >= 1")
+        if self.statement_cache < 0:
+            raise SettingsError(f"--statement-cache={self.statement_cache} must be >= 0")
         if not 0 <= self.port <= 65535:
             raise SettingsError(f"--port={self.port} must be 0 (any free port) to 65535")
         if self.heavy_group == self.light_group:
@@ -102,12 +106,15 @@ class ServeSettings:
 def build_app(settings: ServeSettings, predictor: Predictor | None = None) -> ServiceApp:
     """The app for ``settings``, on ``predictor`` or the bundle it loads."""
     started = time.perf_counter()
-    predictor = predictor or Predictor.from_bundle(settings.models)
+    predictor = predictor or Predictor.from_bundle(
+        settings.models, statement_cache=settings.statement_cache
+    )
     router = Router(
         predictor,
         settings.heavy_group,
         settings.light_group,
         resource_estimate=settings.resource_estimate,
+        decision_tag=settings.decision_tag,
     )
     return ServiceApp(
         router,
@@ -122,15 +129,20 @@ def uvicorn_server(app: ServiceApp, settings: ServeSettings) -> Any:
     """A ``uvicorn.Server`` for ``app``; ``.run(sockets=[sock])`` serves until stopped."""
     import uvicorn
 
+    from query_predictor.service.protocol import CoalescingProtocol
+
     config = uvicorn.Config(
         app,
-        http="httptools",
+        http=CoalescingProtocol,  # httptools, each answer in one write
         loop="uvloop",
         lifespan="on",
         interface="asgi3",
         log_config=None,  # the entry point configures logging
         access_log=False,  # the app writes its own, structured
         server_header=False,
+        # the gateway calls the service directly: no X-Forwarded-For to trust, and one ASGI
+        # layer less per request
+        proxy_headers=False,
         limit_concurrency=settings.max_connections,
         timeout_keep_alive=settings.keep_alive_seconds,
         timeout_graceful_shutdown=settings.graceful_seconds,
@@ -218,7 +230,11 @@ class Supervisor:
         env[MULTIPROC_ENV] = self.metrics_dir
         env[WORKER_ENV] = json.dumps({**asdict(self.settings), "fd": self.sock.fileno()})
         command = [sys.executable, "-m", "query_predictor.service.server"]
-        return subprocess.Popen(command, env=env, pass_fds=(self.sock.fileno(),))
+        # The worker starts with SIGHUP ignored (kept across exec): a reload asked for while
+        # it is still importing must not end it. It takes the signal once it serves.
+        return subprocess.Popen(
+            command, env=env, pass_fds=(self.sock.fileno(),), preexec_fn=ignore_sighup_until_served
+        )
 
     def _forward(self, signum: int, _frame: Any = None) -> None:
         if signum != signal.SIGHUP:
@@ -242,7 +258,7 @@ class Supervisor:
                             worker.returncode,
                             RESTART_DELAY_SECONDS,
                         )
-                        _mark_dead(worker.pid)
+                        _mark_dead(worker.pid, self.metrics_dir)
                         time.sleep(RESTART_DELAY_SECONDS)  # a bundle that fails: no busy loop
                         self.workers[i] = self._start()
             deadline = time.monotonic() + self.settings.graceful_seconds + 5
@@ -259,10 +275,11 @@ class Supervisor:
             self.sock.close()
 
 
-def _mark_dead(pid: int) -> None:
+def _mark_dead(pid: int, metrics_dir: str) -> None:
+    """Drop a dead worker's live gauges (the supervisor itself has no PROMETHEUS_MULTIPROC_DIR)."""
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(pid)
+    multiprocess.mark_process_dead(pid, metrics_dir)
 
 
 def _worker_main() -> None:

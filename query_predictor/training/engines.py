@@ -4,8 +4,10 @@ Both expose the same three data-parallel steps, and both call the same library f
 for them, so a stage does not know which one ran:
 
 * ``load_runner()``: who processes the load's day partitions (:mod:`.partitions`);
-* ``categorized(labeled_dir, window, classifier)``: labeled rows of a window with their
-  statement category (stages zero_cost and split);
+* ``categorized(labeled_dir, window, classifier, compact=...)``: labeled rows of a window
+  with their statement category (stages zero_cost and split); ``compact`` (a module-level
+  function of a frame) trims each batch once categorized, e.g. drops the SQL text, so only
+  what the stage uses is ever held for the whole window;
 * ``analyze(frame, full=..., workers=...)``: base features, tables, template and TF-IDF terms
   of every row (stage featurize).
 """
@@ -13,7 +15,7 @@ for them, so a stage does not know which one ran:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -23,6 +25,8 @@ from query_predictor.params import Params
 
 # Imported where used, so that a stage depends only on the steps it runs (dvc.yaml deps).
 if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
+
     from query_predictor.core.classifier import QueryClassifier
 
     from .featurize import Analyzed
@@ -42,6 +46,7 @@ class Engine(Protocol):
         classifier: QueryClassifier,
         *,
         columns: Sequence[str] | None = None,
+        compact: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
     ) -> pl.DataFrame: ...
 
     def analyze(self, frame: pl.DataFrame, *, full: pl.Series, workers: int) -> Analyzed: ...
@@ -64,19 +69,33 @@ class PolarsEngine:
         classifier: QueryClassifier,
         *,
         columns: Sequence[str] | None = None,
+        compact: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
     ) -> pl.DataFrame:
-        from .windows import read_labeled
+        from .windows import labeled_parts
         from .zero_cost import categorize
 
-        return categorize(read_labeled(labeled_dir, window, columns=columns), classifier)
+        parts = []
+        for part in labeled_parts(labeled_dir, window, columns=columns):
+            done = categorize(part, classifier)
+            parts.append(compact(done) if compact is not None else done)
+        return pl.concat(parts)
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
 
     def analyze(self, frame: pl.DataFrame, *, full: pl.Series, workers: int) -> Analyzed:
-        from .featurize import analyze_frame
+        """:func:`analyze_frame`; the worker processes are started once and serve every call
+        (featurize calls once a day)."""
+        from .featurize import analyze_frame, worker_pool
 
-        return analyze_frame(frame, workers=workers, full=full)
+        if workers > 1 and self._pool is None:
+            self._pool = worker_pool(workers)
+        return analyze_frame(frame, workers=workers, full=full, pool=self._pool)
 
     def close(self) -> None:
-        pass
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
 
 @contextlib.contextmanager

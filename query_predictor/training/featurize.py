@@ -26,7 +26,7 @@ import json
 import math
 import multiprocessing
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import chain, starmap
@@ -45,7 +45,7 @@ from query_predictor.core.tfidf import TfidfVocabulary, fit_vocabulary
 from query_predictor.params import Features
 
 from .hashing import unit_hashes
-from .history import HISTORY_COLUMNS, point_in_time, snapshot
+from .history import daily_sums, point_in_time_of_sums, resolve_partitions, snapshot_of_sums
 
 T = TypeVar("T")
 CONTEXT_COLUMNS = (
@@ -167,19 +167,33 @@ def _progress(items: Iterable[T], total: int) -> Iterable[T]:
     return tqdm(items, total=total, desc="featurize", unit="chunk", disable=None)
 
 
-def analyze_frame(frame: pl.DataFrame, *, workers: int, full: pl.Series | None = None) -> Analyzed:
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """The processes :func:`analyze_frame` sends chunks to (spawned: no forked polars state)."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def analyze_frame(
+    frame: pl.DataFrame,
+    *,
+    workers: int,
+    full: pl.Series | None = None,
+    pool: ProcessPoolExecutor | None = None,
+) -> Analyzed:
     """``frame`` with base features, ``tables`` and ``template`` added (base features only
     where ``full``, default every row; NaN elsewhere), and the terms of the distinct texts of
-    the full rows. Chunks go to ``workers`` processes; each returns compact frames, so memory
-    stays near the size of the result."""
+    the full rows. Chunks go to ``workers`` processes (``pool``, kept across calls, or one
+    for this call); each returns compact frames, so memory stays near the size of the result."""
     flags = full if full is not None else pl.Series("full", [True] * frame.height)
     source = frame.select(*CONTEXT_COLUMNS).with_columns(full=flags)
-    size = 20_000
+    # chunks of at most 20,000 rows, and at least one per worker (a day of the default log
+    # is one chunk of 20,000)
+    size = max(1, min(20_000, -(-source.height // max(workers, 1))))
     chunks = [source.slice(i, size) for i in range(0, source.height, size)] or [source]
-    if workers > 1 and len(chunks) > 1:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            parts = list(_progress(pool.map(analyze_chunk, chunks), len(chunks)))
+    if pool is not None and len(chunks) > 1:
+        parts = list(_progress(pool.map(analyze_chunk, chunks), len(chunks)))
+    elif workers > 1 and len(chunks) > 1:
+        with worker_pool(workers) as own:
+            parts = list(_progress(own.map(analyze_chunk, chunks), len(chunks)))
     else:
         parts = [analyze_chunk(c) for c in _progress(chunks, len(chunks))]
     rows = frame.hstack(pl.concat([r for r, _ in parts]))
@@ -232,11 +246,14 @@ def fit_on(rows: pl.DataFrame, terms: pl.DataFrame, *, size: int) -> TfidfVocabu
 
 @dataclass
 class FeatureSet:
-    matrices: dict[str, pl.DataFrame]
+    matrices: dict[str, pl.DataFrame]  # empty when featurize had a sink
     vocabulary: TfidfVocabulary
     history: pl.DataFrame
     conventions: Conventions
     parity: dict[str, object]
+    rows: dict[str, int]  # per split
+    tfidf_mean_nonzero: dict[str, float]  # per split
+    context_absent: list[str]  # context columns without a value in the labeled rows
 
 
 def with_conventions(rows: pl.DataFrame, conventions: Conventions) -> pl.DataFrame:
@@ -254,11 +271,19 @@ def history_block(
     rows: pl.DataFrame, history: pl.DataFrame, *, weight: float, until: dt.date | None = None
 ) -> np.ndarray:
     """The history features per row (:data:`HISTORY_NAMES`), point in time against
-    ``history`` (which ends on ``until``; None: complete up to the day before each row).
-    ``rows`` carry ``has_partition_predicate`` where known (else: no partition filter)."""
+    ``history`` (which ends on ``until``; None: complete up to the day before each row)."""
+    return history_block_of_sums(rows, daily_sums(history), weight=weight, until=until)
+
+
+def history_block_of_sums(
+    rows: pl.DataFrame, sums: pl.DataFrame, *, weight: float, until: dt.date | None = None
+) -> np.ndarray:
+    """:func:`history_block` from the history's
+    :func:`~query_predictor.training.history.daily_sums` ``sums``. ``rows`` carry
+    ``has_partition_predicate`` where known (else: no partition filter)."""
     if "has_partition_predicate" in rows.columns:
         rows = rows.with_columns(partition=pl.col("has_partition_predicate"))
-    stats = point_in_time(rows, history, until=until)
+    stats = point_in_time_of_sums(rows, sums, until=until)
     out = np.empty((rows.height, len(HISTORY_NAMES)), dtype=np.float64)
     for i, (user, template, tables, prior, modes, source) in enumerate(stats):
         out[i] = history_features(
@@ -322,8 +347,8 @@ def build_matrix(rows: pl.DataFrame, block: np.ndarray, vectors: pl.DataFrame) -
 
 
 def check_parity(
-    matrices: dict[str, pl.DataFrame],
-    splits: dict[str, pl.DataFrame],
+    matrices: Mapping[str, pl.DataFrame],
+    splits: Mapping[str, pl.DataFrame],
     featurizer: QueryFeaturizer,
     *,
     sample: int,
@@ -331,31 +356,17 @@ def check_parity(
 ) -> dict[str, object]:
     """Featurize a sample of validation and test rows one by one through the serving path and
     compare with the batch rows; raise ParityError naming the first differing row and feature."""
-    checked = 0
-    for name in ("val", "test"):
-        rows, matrix = splits[name], matrices[name]
-        u = unit_hashes(rows["query_id"], seed)
-        take = np.argsort(u, kind="stable")[: max(1, sample // 2)]
-        for i in sorted(take.tolist()):
-            row = rows.row(i, named=True)
-            single = featurizer.featurize(row["query"], context_of(row))
-            batch = matrix.row(i, named=True)
-            want = np.asarray(single.dense, dtype=np.float32)
-            for j, feature in enumerate(FEATURE_NAMES):
-                if want[j] != np.float32(batch[feature]):
-                    raise ParityError(
-                        f"parity: {name} row {row['query_id']}: feature {feature} is "
-                        f"{batch[feature]!r} in batch but {float(want[j])!r} in serving"
-                    )
-            if single.tfidf_index != batch["tfidf_index"] or not np.array_equal(
-                np.asarray(single.tfidf_value, dtype=np.float32),
-                np.asarray(batch["tfidf_value"], dtype=np.float32),
-            ):
-                raise ParityError(
-                    f"parity: {name} row {row['query_id']}: TF-IDF vectors differ between the "
-                    "batch and the serving featurizer"
-                )
-            checked += 1
+    checked = sum(
+        check_split_parity(name, matrices[name], splits[name], featurizer, sample=sample, seed=seed)
+        for name in PARITY_SPLITS
+    )
+    return parity_summary(checked)
+
+
+PARITY_SPLITS = ("val", "test")
+
+
+def parity_summary(checked: int) -> dict[str, object]:
     return {
         "rows_checked": checked,
         "features_checked": len(FEATURE_NAMES) + 1,
@@ -364,9 +375,90 @@ def check_parity(
     }
 
 
+def check_split_parity(
+    name: str,
+    matrix: pl.DataFrame,
+    rows: pl.DataFrame,
+    featurizer: QueryFeaturizer,
+    *,
+    sample: int,
+    seed: int,
+) -> int:
+    """:func:`check_parity` of one split (``sample // 2`` hash-chosen rows); rows checked."""
+    u = unit_hashes(rows["query_id"], seed)
+    take = np.argsort(u, kind="stable")[: max(1, sample // 2)]
+    checked = 0
+    for i in sorted(take.tolist()):
+        row = rows.row(i, named=True)
+        single = featurizer.featurize(row["query"], context_of(row))
+        batch = matrix.row(i, named=True)
+        want = np.asarray(single.dense, dtype=np.float32)
+        for j, feature in enumerate(FEATURE_NAMES):
+            if want[j] != np.float32(batch[feature]):
+                raise ParityError(
+                    f"parity: {name} row {row['query_id']}: feature {feature} is "
+                    f"{batch[feature]!r} in batch but {float(want[j])!r} in serving"
+                )
+        if single.tfidf_index != batch["tfidf_index"] or not np.array_equal(
+            np.asarray(single.tfidf_value, dtype=np.float32),
+            np.asarray(batch["tfidf_value"], dtype=np.float32),
+        ):
+            raise ParityError(
+                f"parity: {name} row {row['query_id']}: TF-IDF vectors differ between the "
+                "batch and the serving featurizer"
+            )
+        checked += 1
+    return checked
+
+
+@dataclass
+class _Gathered:
+    """What featurize keeps of the labeled rows, gathered day by day (no SQL text but the
+    distinct texts' terms): history sums, the conventions' inputs, the split rows' features."""
+
+    sums: list[pl.DataFrame]
+    convention_rows: list[pl.DataFrame]
+    keyed: list[pl.DataFrame]
+    terms: list[pl.DataFrame]
+    rows: int = 0
+    nulls: dict[str, int] | None = None
+
+
+def _gather(
+    labeled: Iterable[pl.DataFrame],
+    ids: pl.Series,
+    *,
+    train_end: dt.date,
+    workers: int,
+    analyze: Callable[..., Analyzed],
+) -> _Gathered:
+    out = _Gathered([], [], [], [])
+    nulls = dict.fromkeys(CONTEXT_COLUMNS, 0)
+    wanted = ids.implode()
+    for part in labeled:
+        out.rows += part.height
+        for c in CONTEXT_COLUMNS:
+            nulls[c] += part[c].null_count()
+        full = part["query_id"].is_in(wanted)
+        analyzed = analyze(part, workers=workers, full=full)
+        rows = analyzed.rows
+        history = rows.filter(pl.col("event_date") <= train_end)
+        if history.height:
+            out.sums.append(daily_sums(history))
+            out.convention_rows.append(history.select("user", "template", "dated"))
+        out.keyed.append(
+            rows.filter(full).select(
+                "query_id", "user", "compared", *BASE_NAMES, "tables", "template"
+            )
+        )
+        out.terms.append(analyzed.terms)
+    out.nulls = nulls
+    return out
+
+
 def featurize(
-    labeled: pl.DataFrame,
-    splits: dict[str, pl.DataFrame],
+    labeled: pl.DataFrame | Iterable[pl.DataFrame],
+    splits: Mapping[str, pl.DataFrame | pl.LazyFrame],
     *,
     train_end: dt.date,
     vocab_size: int,
@@ -376,43 +468,59 @@ def featurize(
     conventions: dict[str, object],
     workers: int = 0,
     analyze: Callable[..., Analyzed] = analyze_frame,
+    sink: Callable[[str, pl.DataFrame], None] | None = None,
 ) -> FeatureSet:
     """Run steps 1-4 of the module docstring; ``conventions`` are the keyword arguments of
     :func:`~query_predictor.core.conventions.fit_conventions` but the rows; ``analyze`` runs
     step 1 (:func:`analyze_frame`, or an engine's version calling :func:`analyze_chunk` on its
-    own partitions)."""
+    own partitions).
+
+    ``labeled`` may come in parts (one day each, in order: the stage reads it so): each part
+    is analysed and reduced to what later steps use (history :func:`daily_sums`, the split
+    rows' features, the distinct texts' terms) before the next is read. ``splits`` may be lazy
+    (read one at a time); ``sink`` receives each split's matrix as soon as it is built
+    (default: kept in :attr:`FeatureSet.matrices`), so one matrix is in memory at a time."""
     workers = workers or os.cpu_count() or 1
-    in_splits = pl.concat([s.select("query_id") for s in splits.values()])["query_id"]
-    analyzed = analyze(
-        labeled, workers=workers, full=labeled["query_id"].is_in(in_splits.implode())
+    parts = [labeled] if isinstance(labeled, pl.DataFrame) else labeled
+    lazy = {n: s.lazy() for n, s in splits.items()}
+    split_ids = {n: s.select("query_id").collect()["query_id"] for n, s in lazy.items()}
+    gathered = _gather(
+        parts,
+        pl.concat(list(split_ids.values())),
+        train_end=train_end,
+        workers=workers,
+        analyze=analyze,
     )
+    sums = pl.concat(gathered.sums) if gathered.sums else daily_sums(_EMPTY_HISTORY)
     learned = fit_conventions(
-        analyzed.rows.filter(pl.col("event_date") <= train_end), **conventions
+        _concat(gathered.convention_rows, ("user", "template", "dated")), **conventions
     )
-    conventional = with_conventions(analyzed.rows, learned)
-    history = (
-        conventional.filter(pl.col("event_date") <= train_end)
-        .with_columns(partition=pl.col("has_partition_predicate"))
-        .select(*(c for c in HISTORY_COLUMNS if c in conventional.columns or c == "partition"))
+    # the tables' reads with / without a partition filter, as the learned conventions say
+    sums = resolve_partitions(sums, learned.partition_predicate)
+    keyed = with_conventions(pl.concat(gathered.keyed), learned).select(
+        "query_id", *BASE_NAMES, "tables", "template"
     )
-    keyed = conventional.select("query_id", *BASE_NAMES, "tables", "template")
-    rows = {
-        n: s.join(keyed, on="query_id", how="left", maintain_order="left")
-        for n, s in splits.items()
+    gathered.keyed.clear()
+    missing = {
+        n: int((~ids.is_in(keyed["query_id"].implode())).sum()) for n, ids in split_ids.items()
     }
-    missing = {n: r["template"].null_count() for n, r in rows.items()}
     if any(missing.values()):
         raise DataError(
             f"split rows missing from the labeled data: {missing}; data/splits and data/labeled "
             "come from different runs: rerun `dvc repro split`"
         )
-    vocab = fit_on(rows["train"], analyzed.terms, size=vocab_size)
-    vectors = tfidf_vectors(analyzed.terms, vocab)
-    matrices = {
-        n: build_matrix(r, history_block(r, history, weight=prior_weight, until=train_end), vectors)
-        for n, r in rows.items()
-    }
-    snap = snapshot(history, until=train_end)
+    terms = pl.concat(gathered.terms).unique("query", keep="first", maintain_order=True)
+    gathered.terms.clear()
+
+    def rows_of(name: str) -> pl.DataFrame:
+        split = lazy[name].select(LABELED_COLUMNS).collect()
+        return split.join(keyed, on="query_id", how="left", maintain_order="left")
+
+    ready = {"train": rows_of("train")}
+    vocab = fit_on(ready["train"], terms, size=vocab_size)
+    vectors = tfidf_vectors(terms, vocab)
+    del terms
+    snap = snapshot_of_sums(sums, until=train_end)
     # the serving side reads the bundle from files: check parity against what they hold
     served_vocab = TfidfVocabulary.from_payload(json.loads(json.dumps(vocab.to_payload())))
     served_conventions = Conventions.from_payload(json.loads(json.dumps(learned.to_payload())))
@@ -421,5 +529,43 @@ def featurize(
         served_vocab,
         HistoryLookup.from_frame(snap, weight=prior_weight),
     )
-    parity = check_parity(matrices, rows, featurizer, sample=parity_sample, seed=seed)
-    return FeatureSet(matrices, vocab, snap, learned, parity)
+    matrices: dict[str, pl.DataFrame] = {}
+    heights: dict[str, int] = {}
+    nonzero: dict[str, float] = {}
+    checked = 0
+    for name in lazy:
+        rows = ready.pop(name) if name in ready else rows_of(name)
+        block = history_block_of_sums(rows, sums, weight=prior_weight, until=train_end)
+        matrix = build_matrix(rows, block, vectors)
+        if name in PARITY_SPLITS:
+            checked += check_split_parity(
+                name, matrix, rows, featurizer, sample=parity_sample, seed=seed
+            )
+        heights[name] = matrix.height
+        nonzero[name] = float(matrix["tfidf_index"].list.len().mean() or 0)
+        if sink is None:
+            matrices[name] = matrix
+        else:
+            sink(name, matrix)
+        del rows, block, matrix
+    absent = [c for c, n in (gathered.nulls or {}).items() if n == gathered.rows]
+    return FeatureSet(
+        matrices, vocab, snap, learned, parity_summary(checked), heights, nonzero, absent
+    )
+
+
+_EMPTY_HISTORY = pl.DataFrame(
+    schema={
+        "event_date": pl.Date,
+        "user": pl.String,
+        "is_heavy": pl.Boolean,
+        "cpu_time_millis": pl.Int64,
+        "peak_memory_bytes": pl.Int64,
+        "template": pl.String,
+        "tables": pl.List(pl.String),
+    }
+)
+
+
+def _concat(frames: list[pl.DataFrame], columns: Sequence[str]) -> pl.DataFrame:
+    return pl.concat(frames) if frames else pl.DataFrame(schema=dict.fromkeys(columns, pl.String))

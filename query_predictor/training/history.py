@@ -13,6 +13,7 @@ otherwise), even when no query ran on that day: features count back from it.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Sequence
 
 import polars as pl
 
@@ -33,6 +34,9 @@ from query_predictor.core.history import (
 )
 
 _SUMS = ("n", "heavy", "sx", "sxx", "sy", "syy", "sb")
+# daily_sums of rows with the columns each compares but no partition flag yet: the reads of
+# a table keyed "<table>\t<columns joined by _COLUMNS>" (see resolve_partitions)
+_TABLE_COMPARED, _COLUMNS = "table_compared", "\x1f"
 # the columns of a history frame; ``partition`` (has_partition_predicate), ``source`` and
 # ``physical_input_bytes`` may be absent (then: no predicate, no client, no bytes known)
 HISTORY_COLUMNS = (
@@ -49,6 +53,15 @@ HISTORY_COLUMNS = (
 )
 
 
+def _mode(partition: pl.Expr) -> pl.Expr:
+    """The :func:`table_mode_key` suffix of a row whose partition flag is ``partition``."""
+    return (
+        pl.when(partition.cast(pl.Float64).fill_null(0.0) > 0)
+        .then(pl.lit(table_mode_key("", True)))
+        .otherwise(pl.lit(table_mode_key("", False)))
+    )
+
+
 def _long(frame: pl.DataFrame) -> pl.DataFrame:
     """One row per (query, key): kind, key, day, heavy, x = log1p(CPU s), y = log1p(GiB
     peak memory), b = log1p(GiB scanned)."""
@@ -57,6 +70,13 @@ def _long(frame: pl.DataFrame) -> pl.DataFrame:
     def column(name: str, default: object) -> pl.Expr:
         return pl.col(name) if name in present else pl.lit(default)
 
+    if "partition" not in present and "compared" in present:
+        # the partition flag needs conventions not learned yet: key the table's reads by
+        # the columns compared, for :func:`resolve_partitions` to fold into the two modes
+        mode_kind = _TABLE_COMPARED
+        mode = pl.lit("\t") + pl.col("compared").list.sort().list.join(_COLUMNS).fill_null("")
+    else:
+        mode_kind, mode = TABLE_MODE, _mode(column("partition", 0.0))
     base = frame.select(
         day=(pl.col("event_date") - pl.lit(EPOCH)).dt.total_days().cast(pl.Int32),
         heavy=pl.col("is_heavy").cast(pl.Int64),
@@ -69,9 +89,7 @@ def _long(frame: pl.DataFrame) -> pl.DataFrame:
         source=column("source", None).cast(pl.String).fill_null(""),
         template=pl.col("template"),
         tables=pl.col("tables"),
-        mode=pl.when(column("partition", 0.0).cast(pl.Float64).fill_null(0.0) > 0)
-        .then(pl.lit(table_mode_key("", True)))
-        .otherwise(pl.lit(table_mode_key("", False))),
+        mode=mode,
     )
     values = ["day", "heavy", "x", "y", "b"]
     tables = base.explode("tables").drop_nulls("tables")
@@ -80,15 +98,22 @@ def _long(frame: pl.DataFrame) -> pl.DataFrame:
         base.select(*values, kind=pl.lit(SOURCE), key=pl.col("source")),
         base.select(*values, kind=pl.lit(TEMPLATE), key=pl.col("template")),
         tables.select(*values, kind=pl.lit(TABLE), key=pl.col("tables")),
-        tables.select(*values, kind=pl.lit(TABLE_MODE), key=pl.col("tables") + pl.col("mode")),
+        tables.select(*values, kind=pl.lit(mode_kind), key=pl.col("tables") + pl.col("mode")),
         base.select(*values, kind=pl.lit(GLOBAL), key=pl.lit("*")),
     ]
     return pl.concat(parts)
 
 
-def _cumulative(frame: pl.DataFrame) -> pl.DataFrame:
-    """Per key and day, the sums over every day up to and including that day."""
-    daily = (
+def daily_sums(frame: pl.DataFrame) -> pl.DataFrame:
+    """Per (kind, key, day) of ``frame``'s rows (event_date, user, is_heavy, cpu_time_millis,
+    peak_memory_bytes, template, tables; source, physical_input_bytes and partition, or
+    compared, where known: :data:`HISTORY_COLUMNS`): ``n`` and the sums of heavy, x, x², y,
+    y², b. Rows with ``compared`` but no ``partition`` give sums to :func:`resolve_partitions`.
+
+    The sums of disjoint parts of a log (e.g. one day each) concatenated stand for the whole
+    log wherever history is computed (:func:`snapshot_of_sums`, :func:`point_in_time_of_sums`):
+    the rows themselves need not be held together."""
+    return (
         _long(frame)
         .group_by("kind", "key", "day")
         .agg(
@@ -100,6 +125,42 @@ def _cumulative(frame: pl.DataFrame) -> pl.DataFrame:
             syy=(pl.col("y") ** 2).sum(),
             sb=pl.col("b").sum(),
         )
+    )
+
+
+def resolve_partitions(
+    sums: pl.DataFrame, partition_predicate: Callable[[Sequence[str]], float]
+) -> pl.DataFrame:
+    """``sums`` (:func:`daily_sums` of rows with ``compared`` but no ``partition``) with each
+    table's reads folded into its two :func:`table_mode_key` modes by ``partition_predicate``
+    of the columns compared (the learned conventions', which serving calls)."""
+    pending = sums.filter(pl.col("kind") == _TABLE_COMPARED)
+    keys = pending["key"].unique().to_list()
+    modes = []
+    for key in keys:
+        table, _, columns = key.rpartition("\t")
+        compared = columns.split(_COLUMNS) if columns else []
+        modes.append(table_mode_key(table, partition_predicate(compared) > 0))
+    mapping = pl.DataFrame(
+        {"key": keys, "mode": modes}, schema={"key": pl.String, "mode": pl.String}
+    )
+    resolved = (
+        pending.join(mapping, on="key", how="left")
+        .with_columns(kind=pl.lit(TABLE_MODE), key=pl.col("mode"))
+        .select(sums.columns)
+    )
+    return pl.concat([sums.filter(pl.col("kind") != _TABLE_COMPARED), resolved])
+
+
+def _cumulative(sums: pl.DataFrame) -> pl.DataFrame:
+    """Per key and day, the sums over every day up to and including that day."""
+    if (sums["kind"] == _TABLE_COMPARED).any():
+        raise ValueError(
+            "history sums key tables by the columns compared: resolve_partitions first"
+        )
+    daily = (
+        sums.group_by("kind", "key", "day")  # a (kind, key, day) in several parts: one row
+        .agg(*(pl.col(c).sum() for c in _SUMS))
         .sort("kind", "key", "day")
     )
     return daily.with_columns(
@@ -141,7 +202,12 @@ def _old(cum: pl.DataFrame) -> pl.DataFrame:
 
 def snapshot(frame: pl.DataFrame, *, until: dt.date) -> pl.DataFrame:
     """Statistics per (kind, key) over every row on or before ``until``."""
-    cum = _cumulative(frame.filter(pl.col("event_date") <= until))
+    return snapshot_of_sums(daily_sums(frame.filter(pl.col("event_date") <= until)), until=until)
+
+
+def snapshot_of_sums(sums: pl.DataFrame, *, until: dt.date) -> pl.DataFrame:
+    """:func:`snapshot` from the :func:`daily_sums` of the rows."""
+    cum = _cumulative(sums.filter(pl.col("day") <= _day(until)))
     latest = cum.group_by("kind", "key").agg(pl.all().sort_by("day").last())
     old = (
         _old(cum.filter(pl.col("day") <= _day(until) - RECENT_DAYS))
@@ -163,6 +229,13 @@ def snapshot(frame: pl.DataFrame, *, until: dt.date) -> pl.DataFrame:
 def point_in_time(
     rows: pl.DataFrame, history: pl.DataFrame, *, until: dt.date | None = None
 ) -> list[tuple]:
+    """:func:`point_in_time_of_sums` of ``history``'s rows."""
+    return point_in_time_of_sums(rows, daily_sums(history), until=until)
+
+
+def point_in_time_of_sums(
+    rows: pl.DataFrame, history: pl.DataFrame, *, until: dt.date | None = None
+) -> list[tuple]:
     """For each of ``rows`` (event_date, user, template, tables; source and partition when
     present): (user, template, [tables...], global prior, [table modes...], source) Stats from
     ``history`` strictly before the row's day. The prior is point in time too: a label on day
@@ -171,7 +244,8 @@ def point_in_time(
     ``until`` is the last day ``history`` holds (validation and test rows see the training
     window only); None: the history is complete up to the day before each row. The prior's
     ``last_day`` is the row's cutoff, the earlier of the two; "recent" statistics are of the
-    RECENT_DAYS days up to that cutoff."""
+    RECENT_DAYS days up to that cutoff. ``history`` is the :func:`daily_sums` of the
+    history's rows."""
     cum = (
         _cumulative(history)
         .with_columns(_stats_columns())
@@ -189,14 +263,7 @@ def point_in_time(
         .fill_null(""),
         template=pl.col("template"),
         tables=pl.col("tables"),
-        mode=pl.when(
-            (pl.col("partition") if "partition" in present else pl.lit(0.0))
-            .cast(pl.Float64)
-            .fill_null(0.0)
-            > 0
-        )
-        .then(pl.lit(table_mode_key("", True)))
-        .otherwise(pl.lit(table_mode_key("", False))),
+        mode=_mode(pl.col("partition") if "partition" in present else pl.lit(0.0)),
     ).with_columns(
         old=pl.min_horizontal("before", pl.lit(_day(until))).cast(pl.Int32) - RECENT_DAYS
         if until is not None

@@ -28,6 +28,11 @@ with bins at the reference's quantiles (a feature with few values uses each valu
 Drift is reported when the window's or a day's score PSI or a feature's PSI exceeds
 ``replay.psi_alert``, or a workload change passes its alert. Days whose recall misses the
 PRD are listed apart (``days_below_min_recall``): that judges the model, not the workload.
+
+When the log's ``client_tags`` carry the decisions the deployed service took
+(:mod:`query_predictor.core.client_tags`), the metrics gain an ``online`` section: those
+decisions judged against what the queries cost, and their agreement with this replay
+(:mod:`.online`).
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from .drift import workload_changes
 from .evaluate import headline, routing_rates
 from .featurize import contexts_of
 from .loading import run_load
+from .online import OnlineResult, online_metrics
 from .partitions import Runner
 
 EPSILON = 1e-4  # share given to an empty bin, so that the logarithm stays finite
@@ -114,6 +120,7 @@ class ReplayResult:
     metrics: dict[str, object]
     daily: list[dict[str, object]]
     features: list[dict[str, object]]
+    online: OnlineResult
 
 
 def replay(
@@ -194,6 +201,15 @@ def replay(
     reasons = _drift_reasons(score_psi, daily, features, psi_alert=psi_alert)
     reasons += changes.pop("reasons")
     missed_zero_cost = int((labels & ~scored).sum())
+    online = online_metrics(
+        labeled,
+        answers,
+        version=predictor.version,
+        cost_fn=cost_fn,
+        cost_fp=cost_fp,
+        min_recall=min_recall,
+        max_fnr=max_fnr,
+    )
     metrics = {
         **{k: v for k, v in overall.items() if k not in ("prd", "cost")},
         "window": {"start": daily[0]["date"], "end": daily[-1]["date"], "days": len(daily)},
@@ -224,7 +240,9 @@ def replay(
             "psi_alert": psi_alert,
         },
     }
-    return ReplayResult(metrics, daily, features[:TOP_FEATURES])
+    if online.section is not None:
+        metrics["online"] = online.section
+    return ReplayResult(metrics, daily, features[:TOP_FEATURES], online)
 
 
 def _answered(labeled: pl.DataFrame, answers: Predictions, scored: np.ndarray) -> pl.DataFrame:

@@ -13,23 +13,28 @@ engines give the same rows and the same bytes.
   store polars reads, without Spark's S3A connector) and writes the day to the checkpoint
   folder, which the driver assembles into the stage's outputs.
 * ``zero_cost`` and ``split``: Spark reads the labeled parquet and every partition gets its
-  statement category from :func:`~query_predictor.training.zero_cost.categorize`.
-* ``featurize``: every partition goes through the compiled featurizer
-  (:func:`~query_predictor.training.featurize.analyze_chunk`: base features, tables,
-  template and TF-IDF terms).
+  statement category from :func:`~query_predictor.training.zero_cost.categorize`, then the
+  stage's ``compact`` (the SQL text dropped, or kept only where the stage reports it).
+* ``featurize``: each labeled day is a job whose partitions go through the compiled
+  featurizer (:func:`~query_predictor.training.featurize.analyze_chunk`: base features,
+  tables, template and TF-IDF terms); the driver reduces each day before the next.
 * replay's reading is the load on the replay window.
 
 The driver keeps what is small or global: per-day counts, the zero-cost verdicts, the
-boundary-sampling rate, history sums, the vocabulary and the training split (training stays
-on one machine: after sampling the training split is about 6x the heavy count).
+boundary-sampling rate, per-day history sums, the vocabulary and the training split
+(training stays on one machine: after sampling the training split is about 6x the heavy
+count). Results it needs whole come back through parquet files when the executors share its
+file system (:func:`_collect`), not through the JVM's heap.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,8 +69,9 @@ def spark_session(settings: Spark) -> SparkSession:
         .config("spark.sql.shuffle.partitions", str(settings.shuffle_partitions))
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
     )
-    if settings.master.startswith(("local", "spark://127.0.0.1", "spark://localhost")):
+    if same_machine(settings.master):
         builder = builder.config("spark.pyspark.python", sys.executable)
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     for key, value in settings.conf.items():
@@ -86,10 +92,34 @@ def to_batches(frame: pl.DataFrame, target: pa.Schema) -> list[pa.RecordBatch]:
     return frame.to_arrow().cast(target).to_batches()
 
 
-def _collect(frame: DataFrame, like: pl.Schema | None = None) -> pl.DataFrame:
-    """A Spark result on the driver as polars, cast back to ``like`` where given."""
-    out = pl.from_arrow(frame.toArrow())
-    assert isinstance(out, pl.DataFrame)
+def same_machine(master: str) -> bool:
+    """Whether the executors share this machine's file system (local mode, or a standalone
+    master on this host)."""
+    return master.startswith(("local", "spark://127.0.0.1", "spark://localhost"))
+
+
+def _collect(
+    frame: DataFrame, like: pl.Schema | None = None, *, spill: Path | None = None
+) -> pl.DataFrame:
+    """A Spark result on the driver as polars, cast back to ``like`` where given.
+
+    With ``spill`` (a folder the executors can write to), the executors write the result as
+    parquet there and polars reads it: no row passes through the driver's JVM, whose heap
+    would otherwise hold the whole result at once (``toArrow``)."""
+    if spill is None:
+        out = pl.from_arrow(frame.toArrow())
+        assert isinstance(out, pl.DataFrame)
+    else:
+        target = Path(tempfile.mkdtemp(prefix="collect-", dir=spill))
+        try:
+            frame.write.mode("overwrite").parquet(str(target))
+            files = sorted(target.glob("part-*.parquet"))
+            empty = pl.from_arrow(_arrow_schema(frame.schema).empty_table())
+            assert isinstance(empty, pl.DataFrame)
+            out = pl.read_parquet(files) if files else empty
+            out = out.cast({k: v for k, v in empty.schema.items() if k in out.columns})
+        finally:
+            shutil.rmtree(target, ignore_errors=True)
     if like is not None:
         out = out.cast({k: v for k, v in like.items() if k in out.columns})
     return out
@@ -140,6 +170,13 @@ class SparkEngine:
 
     def __init__(self, settings: Spark) -> None:
         self.session = spark_session(settings)
+        # results the driver needs whole come back through files when the executors can
+        # write where it reads (:func:`_collect`)
+        self._spill = (
+            Path(tempfile.mkdtemp(prefix="spark-results-"))
+            if same_machine(settings.master)
+            else None
+        )
 
     def load_runner(self) -> SparkRunner:
         return SparkRunner(self.session)
@@ -159,9 +196,11 @@ class SparkEngine:
         classifier: QueryClassifier,
         *,
         columns: Sequence[str] | None = None,
+        compact: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
     ) -> pl.DataFrame:
         """:func:`categorize` of the labeled rows in ``window``, in the order the polars
-        engine reads them (create_time, query_id)."""
+        engine reads them (create_time, query_id); ``compact`` runs in the tasks, so the
+        driver receives only what it keeps."""
         from pyspark.sql.types import StringType, StructField, StructType
 
         from .zero_cost import categorize
@@ -170,13 +209,21 @@ class SparkEngine:
         if columns is not None:
             rows = rows.select(*columns)
         schema = StructType([*rows.schema.fields, StructField("category", StringType())])
+        if compact is not None:  # the schema of a compacted empty batch
+            kept = compact(pl.from_arrow(_arrow_schema(schema).empty_table()))  # type: ignore[arg-type]
+            schema = StructType([f for f in schema.fields if f.name in kept.columns])
         target = _arrow_schema(schema)
 
         def task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
             for batch in batches:
-                yield from to_batches(categorize(_from_arrow(batch), classifier), target)
+                done = categorize(_from_arrow(batch), classifier)
+                if compact is not None:
+                    done = compact(done)
+                yield from to_batches(done.select(target.names), target)
 
-        out = _collect(rows.mapInArrow(task, schema), _labeled_schema(labeled_dir))
+        out = _collect(
+            rows.mapInArrow(task, schema), _labeled_schema(labeled_dir), spill=self._spill
+        )
         return out.sort("create_time", "query_id")
 
     def analyze(self, frame: pl.DataFrame, *, full: pl.Series, workers: int) -> Analyzed:
@@ -214,7 +261,7 @@ class SparkEngine:
                 )
                 yield from to_batches(joined.select(target.names), target)
 
-        out = _collect(rows.mapInArrow(task, combined))
+        out = _collect(rows.mapInArrow(task, combined), spill=self._spill)
         texts = (
             out.filter(pl.col("term_keys").is_not_null())
             .select("query", "term_keys", "term_counts")
@@ -229,6 +276,8 @@ class SparkEngine:
 
     def close(self) -> None:
         self.session.stop()
+        if self._spill is not None:
+            shutil.rmtree(self._spill, ignore_errors=True)
 
 
 def _from_arrow(batch: Any) -> pl.DataFrame:

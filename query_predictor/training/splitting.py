@@ -18,18 +18,32 @@ from query_predictor.core.label import LabelRule
 from query_predictor.params import Params
 
 from .analysis import ANALYSIS_COLUMNS
+from .engines import PolarsEngine
 from .sampling import boundary_sample, curve, kept_by_bucket
-from .windows import SPLITS, Window, read_labeled, windows_for
-from .zero_cost import categorize
+from .windows import SPLITS, Window, windows_for
 
 
 @dataclass
 class SplitResult:
-    frames: dict[str, pl.DataFrame]
+    """The rows of each split as decided (:data:`DECIDE_COLUMNS` but the SQL text, and
+    ``category``); :meth:`rows` reads a split's full rows, one split at a time."""
+
+    decided: dict[str, pl.DataFrame]
     metrics: dict[str, object]
     curve: list[dict[str, float]]
     buckets: list[dict[str, object]]
     before_sampling: pl.DataFrame  # the training window before sampling (for analysis)
+    labeled_dir: Path
+    windows: dict[str, Window]
+
+    def rows(self, name: str) -> pl.DataFrame:
+        """Every labeled column of split ``name``'s rows, plus ``category``."""
+        return full_rows(self.labeled_dir, self.windows[name], self.decided[name])
+
+    @property
+    def frames(self) -> dict[str, pl.DataFrame]:
+        """:meth:`rows` of every split (all in memory: for small logs and tests)."""
+        return {name: self.rows(name) for name in self.decided}
 
 
 def load_zero_cost(path: str | Path) -> tuple[list[str], int]:
@@ -45,7 +59,8 @@ def load_zero_cost(path: str | Path) -> tuple[list[str], int]:
         ) from None
 
 
-# what the split decisions and the analysis tables read; the outputs get every column
+# what the split decisions and the analysis tables read (the SQL text only to categorize:
+# dropped batch by batch, see :func:`without_text`); the outputs get every column
 DECIDE_COLUMNS = tuple(
     dict.fromkeys(
         (
@@ -60,6 +75,11 @@ DECIDE_COLUMNS = tuple(
         )
     )
 )
+
+
+def without_text(frame: pl.DataFrame) -> pl.DataFrame:
+    """A categorized batch without its SQL text (the decisions need only the category)."""
+    return frame.drop("query")
 
 
 def full_rows(labeled_dir: str | Path, window: Window, decided: pl.DataFrame) -> pl.DataFrame:
@@ -90,17 +110,17 @@ def run_split(
     engine's :meth:`categorized`; default: polars in this process).
 
     Windows, zero-cost removal and sampling are decided on the few columns they need
-    (:data:`DECIDE_COLUMNS`); the full rows of the kept ids are read at the end, so memory
-    follows the size of the output, not of the labeled log."""
+    (:data:`DECIDE_COLUMNS`, the SQL text dropped once categorized); the full rows of the
+    kept ids are read by :meth:`SplitResult.rows`, one split at a time, so memory follows
+    the largest split, not the labeled log."""
     validated, small_limit = load_zero_cost(zero_cost_path)
     sampling = params.boundary_sampling
     windows = windows_for(params)
     span = Window("all", windows["train"].start, windows["test"].end)
     classifier = QueryClassifier(small_limit=small_limit)
     if categorized is None:
-        frame = categorize(read_labeled(labeled_dir, span, columns=DECIDE_COLUMNS), classifier)
-    else:
-        frame = categorized(labeled_dir, span, classifier, columns=DECIDE_COLUMNS)
+        categorized = PolarsEngine().categorized
+    frame = categorized(labeled_dir, span, classifier, columns=DECIDE_COLUMNS, compact=without_text)
     frames: dict[str, pl.DataFrame] = {}
     split_metrics: dict[str, dict[str, object]] = {}
     removed: dict[str, int] = {}
@@ -135,7 +155,6 @@ def run_split(
     )
     buckets = kept_by_bucket(result, train["is_heavy"].to_numpy())
     frames["train"] = train.filter(result.keep)
-    frames = {n: full_rows(labeled_dir, windows[n], f) for n, f in frames.items()}
     split_metrics["train"].update(
         rows_before_sampling=train.height,
         heavy_share_before_sampling=split_metrics["train"]["heavy_share"],
@@ -160,4 +179,4 @@ def run_split(
         min_multiplier=sampling.min_multiplier,
         max_boost=sampling.max_boost,
     )
-    return SplitResult(frames, metrics, grid, buckets, train)
+    return SplitResult(frames, metrics, grid, buckets, train, Path(labeled_dir), windows)

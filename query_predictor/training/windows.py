@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,12 +82,34 @@ def read_labeled(
     files = sorted(Path(path).rglob("*.parquet"))
     if not files:
         raise MissingInputError(f"no labeled data under {path}; run `dvc repro load` first")
+    return _scan(files, window, columns).collect()
+
+
+def labeled_parts(
+    path: str | Path, window: Window, *, columns: Sequence[str] | None = None
+) -> Iterator[pl.DataFrame]:
+    """:func:`read_labeled`'s rows one file (one day of the load's layout) at a time, in the
+    same order: memory follows a day, not the window. At least one frame, maybe empty."""
+    files = sorted(Path(path).rglob("*.parquet"))
+    if not files:
+        raise MissingInputError(f"no labeled data under {path}; run `dvc repro load` first")
+    yielded = False
+    for file in files:
+        part = _scan([file], window, columns).collect()
+        if part.height:
+            yielded = True
+            yield part
+    if not yielded:
+        yield _scan(files[:1], window, columns).collect()
+
+
+def _scan(files: list[Path], window: Window | None, columns: Sequence[str] | None) -> pl.LazyFrame:
     lazy = pl.scan_parquet(files, hive_partitioning=False)
     if window is not None:
         lazy = lazy.filter(window.contains())
     if columns is not None:
         lazy = lazy.select(columns)
-    return lazy.collect()
+    return lazy
 
 
 @dataclass(frozen=True)

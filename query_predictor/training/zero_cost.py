@@ -38,6 +38,16 @@ def categorize(frame: pl.DataFrame, classifier: QueryClassifier) -> pl.DataFrame
     return frame.with_columns(category=pl.Series(categories, dtype=pl.String))
 
 
+QUERY_START = 300  # characters of a statement heavy_in_candidates reports
+
+
+def compact(frame: pl.DataFrame) -> pl.DataFrame:
+    """What this stage keeps of a categorized batch: the SQL text's start, and only for heavy
+    rows (the ones :func:`heavy_in_candidates` reports), so the window's texts never pile up."""
+    start = pl.col("query").str.slice(0, QUERY_START)
+    return frame.with_columns(query=pl.when(pl.col("is_heavy")).then(start))
+
+
 def category_table(frame: pl.DataFrame) -> pl.DataFrame:
     """Per category: ``count``, ``heavy`` and ``heavy_rate``, most frequent first."""
     return (
@@ -86,7 +96,7 @@ def heavy_in_candidates(frame: pl.DataFrame, rules: ZeroCost) -> pl.DataFrame:
             (pl.col("cpu_time_millis") / 1000).alias("cpu_seconds"),
             (pl.col("peak_memory_bytes") / 2**30).alias("peak_memory_gib"),
             "error_code",
-            pl.col("query").str.slice(0, 300).alias("query_start"),
+            pl.col("query").str.slice(0, QUERY_START).alias("query_start"),
         )
         .sort("category", "query_id")
     )

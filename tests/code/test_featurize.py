@@ -5,12 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from query_predictor.core.errors import ParityError
 from query_predictor.core.features import BASE_NAMES, FeatureExtractor, QueryContext
@@ -32,9 +35,15 @@ from query_predictor.training.featurize import (
     fit_on,
     list_series,
     tfidf_vectors,
+    with_conventions,
     with_tfidf,
 )
-from query_predictor.training.history import snapshot
+from query_predictor.training.history import (
+    daily_sums,
+    resolve_partitions,
+    snapshot,
+    snapshot_of_sums,
+)
 
 from .rawlog import raw_frame, raw_row
 
@@ -131,7 +140,7 @@ CONVENTIONS = {
 }
 
 
-def run(labeled: pl.DataFrame, splits: dict[str, pl.DataFrame]) -> FeatureSet:
+def run(labeled: Any, splits: Mapping[str, Any], **options: Any) -> FeatureSet:
     return featurize(
         labeled,
         splits,
@@ -142,6 +151,7 @@ def run(labeled: pl.DataFrame, splits: dict[str, pl.DataFrame]) -> FeatureSet:
         seed=1,
         conventions=CONVENTIONS,
         workers=1,
+        **options,
     )
 
 
@@ -254,10 +264,14 @@ def test_history_is_the_training_window_snapshot(result: FeatureSet, labeled: pl
     assert prior["n"].to_list() == [float(labeled.filter(pl.col("event_date") <= TRAIN_END).height)]
     assert prior["last_day"].to_list() == [float((TRAIN_END - EPOCH).days)]  # the cutoff
     assert prior["first_day"].to_list() == [float((labeled["event_date"].min() - EPOCH).days)]
-    assert set(history["kind"]) == {"user", "template", "table", "global"}
+    kinds = {"user", "source", "template", "table", "table_mode", "global"}
+    assert set(history["kind"]) == kinds
     assert "" in set(history.filter(pl.col("kind") == "user")["key"])  # the null user
-    analyzed = analyze_frame(labeled, workers=1).rows
-    expected = snapshot(analyzed.filter(pl.col("event_date") <= TRAIN_END), until=TRAIN_END)
+    # day by day, the tables' reads are keyed by the columns compared until the conventions
+    # are learned: the same as the whole window's rows with the learned partition flag
+    analyzed = with_conventions(analyze_frame(labeled, workers=1).rows, result.conventions)
+    flagged = analyzed.with_columns(partition=pl.col("has_partition_predicate"))
+    expected = snapshot(flagged.filter(pl.col("event_date") <= TRAIN_END), until=TRAIN_END)
     assert history.equals(expected)
 
 
@@ -602,3 +616,52 @@ def test_the_vocabulary_counts_every_row_as_a_document(labeled: pl.DataFrame) ->
         assert weighted.terms == plain.terms
         assert weighted.idf == plain.idf
         assert weighted.settings == plain.settings
+
+
+# --------------------------------------------------------------------------- day by day
+
+
+def test_history_from_the_sums_of_parts_is_the_whole_history(
+    result: FeatureSet, labeled: pl.DataFrame
+) -> None:
+    """Day by day, a table's reads are summed per set of columns compared (the partition
+    columns are learned only at the end); folded by the learned conventions they give the
+    history of the whole window's rows with their partition flag."""
+    rows = with_conventions(analyze_frame(labeled, workers=1).rows, result.conventions)
+    whole = snapshot(
+        rows.with_columns(partition=pl.col("has_partition_predicate")), until=TRAIN_END
+    )
+    modes = whole.filter(pl.col("kind") == "table_mode")["key"].str.slice(-1)
+    assert set(modes) == {"p", "f"}  # both ways of reading a table occur
+    predicate = result.conventions.partition_predicate
+    parts = rows.partition_by("event_date", maintain_order=True)
+    assert len(parts) == 8
+    sums = resolve_partitions(pl.concat([daily_sums(p) for p in parts]), predicate)
+    assert snapshot_of_sums(sums, until=TRAIN_END).equals(whole)
+    # a day cut in two parts still counts once (its sums added in another order: to rounding)
+    halves = [daily_sums(rows.head(7)), daily_sums(rows.slice(7))]
+    got = snapshot_of_sums(resolve_partitions(pl.concat(halves), predicate), until=TRAIN_END)
+    assert_frame_equal(got, whole, check_exact=False, rel_tol=1e-12)
+    with pytest.raises(ValueError, match="resolve_partitions"):
+        snapshot(rows, until=TRAIN_END)  # reads not folded yet: refused, never mixed up
+
+
+def test_featurize_day_by_day_into_a_sink_gives_the_same_result(
+    result: FeatureSet, labeled: pl.DataFrame, splits: dict[str, pl.DataFrame]
+) -> None:
+    sunk: dict[str, pl.DataFrame] = {}
+    again = run(
+        labeled.partition_by("event_date", maintain_order=True),
+        {name: frame.lazy() for name, frame in splits.items()},
+        sink=sunk.__setitem__,
+    )
+    assert again.matrices == {}
+    assert list(sunk) == ["train", "val", "test"]
+    for name, matrix in sunk.items():
+        assert matrix.equals(result.matrices[name])
+        assert again.rows[name] == matrix.height
+    assert again.vocabulary == result.vocabulary
+    assert again.history.equals(result.history)
+    assert again.conventions.to_payload() == result.conventions.to_payload()
+    assert again.parity == result.parity
+    assert again.context_absent == result.context_absent

@@ -22,7 +22,8 @@ import polars as pl
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from query_predictor.cli import main
+from query_predictor.cli import build_parser, main
+from query_predictor.core.client_tags import CLIENT_TAGS_HEADER, Decision, find_decision, format_tag
 from query_predictor.core.features import QueryContext
 from query_predictor.core.history import resource_bands
 from query_predictor.service.app import ACCESS_LOG, MAX_BODY_BYTES, ServiceApp
@@ -147,6 +148,14 @@ def expected_route(served: Served, sql: str, context: QueryContext) -> dict[str,
             f"{HEADER_PREFIX}Stage": prediction.stage,
             f"{HEADER_PREFIX}Category": prediction.category,
             f"{HEADER_PREFIX}Model-Version": prediction.model_version,
+            CLIENT_TAGS_HEADER: format_tag(
+                Decision(
+                    prediction.heavy,
+                    prediction.probability,
+                    prediction.model_version,
+                    prediction.stage,
+                )
+            ),
         },
     }
 
@@ -266,6 +275,7 @@ def without_model(served: Served, stage: str, reason: str) -> dict[str, Any]:
             f"{HEADER_PREFIX}Heavy": "false",
             f"{HEADER_PREFIX}Stage": stage,
             f"{HEADER_PREFIX}Model-Version": served.predictor.version,
+            CLIENT_TAGS_HEADER: format_tag(Decision(False, 0.0, served.predictor.version, stage)),
         },
     }
 
@@ -686,6 +696,9 @@ def test_metrics_count_requests_decisions_errors_and_the_model(served: Served) -
         ]
         == 1
     )
+    tags = "query_predictor_decision_tags_total"
+    assert samples[tags, (("client_tags", "alone"),)] == 4  # every decision, none of the 400
+    assert samples[tags, (("client_tags", "appended"),)] == 0
     assert samples["query_predictor_errors_total", (("kind", "bad_request"),)] == 1
     assert samples["query_predictor_errors_total", (("kind", "not_found"),)] == 1
     assert samples["query_predictor_model_info", (("version", served.predictor.version),)] == 1
@@ -870,3 +883,121 @@ def test_a_reload_under_load_fails_no_request(served: Served, tmp_path: Path) ->
     assert set(statuses) == {200}
     sha = served.predictor.version.split("@")[1]
     assert versions == {served.predictor.version, f"next-classifier@{sha}"}
+    # the new bundle's predictor keeps its own texts, from none, as many as the old one may
+    reloaded = running.app.router.predictor
+    assert reloaded.cache is not served.predictor.cache
+    assert reloaded.statement_cache == served.predictor.statement_cache
+    assert reloaded.cache.hits + reloaded.cache.misses < sum(n for n, _, _ in results)
+
+
+def test_a_bundle_changed_while_the_first_load_ran_is_served_once_serving(
+    served: Served, tmp_path: Path
+) -> None:
+    """A worker ignores SIGHUP until it serves; the reload it missed happens at startup."""
+    import shutil
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(served.bundle, bundle)
+    metadata = json.loads((bundle / "metadata.json").read_text())
+    (bundle / "metadata.json").write_text(json.dumps(metadata | {"name": "next-classifier"}))
+    running = serve_app(served.predictor, bundle)  # loaded before the change
+    try:
+        sha = served.predictor.version.split("@")[1]
+        deadline = time.monotonic() + 30
+        while running.app.router.predictor.version != f"next-classifier@{sha}":
+            assert time.monotonic() < deadline, "the missed reload did not happen"
+            time.sleep(0.05)
+    finally:
+        running.stop()
+    unchanged = serve_app(served.predictor, served.bundle)  # same bundle: nothing to reload
+    try:
+        time.sleep(0.3)
+        assert unchanged.app._reloading is None
+    finally:
+        unchanged.stop()
+
+
+def test_an_answer_leaves_in_one_write() -> None:
+    """The writes of one event-loop turn (uvicorn's head, then body) reach the socket as one
+    ``write``, in order; a close passes on what was gathered first."""
+    import asyncio
+
+    from query_predictor.service.protocol import CoalescingTransport
+
+    class Recording(asyncio.Transport):
+        def __init__(self) -> None:
+            super().__init__()
+            self.writes: list[bytes] = []
+            self.closed = False
+
+        def write(self, data: bytes) -> None:
+            self.writes.append(bytes(data))
+
+        def close(self) -> None:
+            self.closed = True
+
+        def is_closing(self) -> bool:
+            return self.closed
+
+        def get_extra_info(self, name: str, default: Any = None) -> Any:
+            return f"info {name}"
+
+    async def exchange() -> Recording:
+        real = Recording()
+        transport = CoalescingTransport(real, asyncio.get_running_loop())
+        transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        transport.write(b"{}")
+        assert real.writes == []  # not before the end of this turn
+        await asyncio.sleep(0)
+        assert real.writes == [b"HTTP/1.1 200 OK\r\n\r\n{}"]
+        transport.write(b"HTTP/1.1 413 \r\n\r\n")
+        transport.close()
+        assert transport.get_extra_info("peername") == "info peername"
+        return real
+
+    real = asyncio.run(exchange())
+    assert real.writes[1:] == [b"HTTP/1.1 413 \r\n\r\n"] and real.closed
+
+
+def test_the_decision_tag_is_appended_to_the_clients_tags_or_off(served: Served) -> None:
+    """The gateway forwards the client's X-Trino-Client-Tags; the answer sets it to those
+    tags, unchanged and in order, then the decision's tag. Off, no X-Trino-Client-Tags at
+    all (the client's header then reaches Trino as the client sent it)."""
+    off = serve_app(served.predictor, router={"decision_tag": False})
+    on = serve_app(served.predictor)
+    try:
+        for row in served.test_rows.head(20).iter_rows(named=True):
+            own = ["team:growth", "dashboard=7;x"]
+            route = gateway_request(row["query"], context_of(row), own)
+            assert route[1][CLIENT_TAGS_HEADER] == "team:growth,dashboard=7;x"
+            connection = on.connect()
+            status, answer, _ = call(connection, "POST", "/v1/route", *route)
+            connection.close()
+            assert status == 200
+            expected = expected_route(served, row["query"], context_of(row))
+            tag = expected["externalHeaders"][CLIENT_TAGS_HEADER]
+            tags = answer["externalHeaders"][CLIENT_TAGS_HEADER]
+            assert tags == f"team:growth,dashboard=7;x,{tag}"
+            decision, status = find_decision(tags.split(","))
+            assert status == "tagged" and decision is not None
+            heavy = answer["routingGroup"] == HEAVY
+            assert (decision.heavy, decision.version) == (heavy, served.predictor.version)
+            connection = off.connect()
+            _, plain, _ = call(connection, "POST", "/v1/route", *route)
+            connection.close()
+            assert CLIENT_TAGS_HEADER not in plain["externalHeaders"]
+            assert plain["routingGroup"] == answer["routingGroup"]
+        samples, quiet = scrape(on), scrape(off)
+    finally:
+        on.stop()
+        off.stop()
+    assert samples["query_predictor_decision_tags_total", (("client_tags", "appended"),)] == 20
+    assert quiet["query_predictor_decision_tags_total", (("client_tags", "appended"),)] == 0
+    assert quiet["query_predictor_decision_tags_total", (("client_tags", "alone"),)] == 0
+
+
+@pytest.mark.parametrize(("flags", "tagged"), [([], True), (["--no-decision-tag"], False)])
+def test_serve_tags_by_default_and_the_flag_turns_it_off(flags: list[str], tagged: bool) -> None:
+    args = build_parser().parse_args(["serve", "--models", "m", *flags])
+    given = {k: v for k, v in vars(args).items() if v is not None}
+    assert given.get("decision_tag", ServeSettings().decision_tag) is tagged

@@ -179,6 +179,31 @@ def test_a_bundle_that_does_not_load_is_not_served_and_the_old_one_stays(
     assert service.process.returncode == 0
 
 
+def test_a_worker_that_dies_is_replaced_and_metrics_still_answer(bundle: tuple[Path, list]) -> None:
+    """A worker killed outright (or ended by a signal while it starts) is replaced; the
+    supervisor forgets its gauges and the others' /metrics keeps answering."""
+    service = Service(bundle[0], "--workers", "2")
+    try:
+        supervisor = psutil.Process(service.process.pid)
+        victim = supervisor.children()[0]
+        victim.kill()
+        deadline = time.monotonic() + 60
+        while {c.pid for c in supervisor.children()} & {victim.pid} or len(
+            supervisor.children()
+        ) < 2:
+            assert time.monotonic() < deadline, "the dead worker was not replaced"
+            time.sleep(0.2)
+        while len(scrape(service)["query_predictor_model_info"]) < 2:  # the new one has loaded
+            assert time.monotonic() < deadline, "the new worker did not load its bundle"
+            time.sleep(0.2)
+        pids = {labels["pid"] for labels, _ in scrape(service)["query_predictor_model_info"]}
+        assert str(victim.pid) not in pids
+    finally:
+        rest = service.stop()
+    assert service.process.returncode == 0, rest
+    assert "Traceback" not in rest
+
+
 def test_2000_idle_connections_do_not_exhaust_the_service(bundle: tuple[Path, list]) -> None:
     """Connections that send nothing, or half a request, hold no thread: the service still
     answers at once, with few more threads and little more memory."""

@@ -4,6 +4,7 @@ bundle is a one-line error."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -25,6 +26,9 @@ from query_predictor.service.predictor import (
     NO_SQL_STAGE,
     ZERO_COST,
     Predictor,
+    TextCache,
+    _Known,
+    readable,
 )
 from query_predictor.storage import write_json, write_parquet
 from query_predictor.training.featurize import context_of
@@ -373,3 +377,49 @@ def test_predict_many_is_predict_of_each_statement(
 def test_predict_many_needs_a_context_per_statement(predictor: Predictor) -> None:
     with pytest.raises(ValueError, match="2 statements but 1 contexts"):
         predictor.predict_many(["SELECT 1", "SELECT 2"], [QueryContext()])
+
+
+def test_the_statement_cache_changes_no_answer(
+    built: tuple[Path, dict[str, pl.DataFrame]], predictor: Predictor
+) -> None:
+    """A text that comes again is answered from its kept analysis: every answer, with any
+    context (another user, catalog, time), is the one without a cache; only texts are kept."""
+    _, splits = built
+    rows = list(splits["test"].head(60).iter_rows(named=True))
+    uncached = dataclasses.replace(predictor, statement_cache=0)
+    cached = dataclasses.replace(predictor)
+    assert len(cached.cache) == 0 and cached.cache is not predictor.cache
+    others = [*rows[1:], rows[0]]  # each text again, in the context of another row
+    for row, other in [*zip(rows, rows, strict=True), *zip(rows, others, strict=True)]:
+        context = context_of(other)
+        expected = uncached.predict(row["query"], context)
+        assert cached.predict(row["query"], context) == expected
+        # without the bands (a router that sends no resource estimate): the rest the same
+        without = cached.predict(row["query"], context, bands=False)
+        assert without == dataclasses.replace(expected, bands=None)
+    distinct = len({readable(r["query"]) for r in rows})
+    assert len(cached.cache) == distinct and cached.cache.hits == 4 * len(rows) - distinct
+    assert len(uncached.cache) == 0 and uncached.cache.hits == 0
+
+
+def test_the_statement_cache_is_bounded() -> None:
+    """Least recently used out first, past ``entries`` or ``chars``; a text longer than
+    ``chars // 64`` is never kept; ``entries=0`` keeps nothing."""
+    known = _Known("OTHER", MODEL, None)
+    cache = TextCache(entries=3, chars=6400)
+    for text in ["a", "b", "c"]:
+        cache.put(text, known)
+    assert cache.get("a") is known  # now the most recent
+    cache.put("d", known)
+    assert [cache.get(t) is not None for t in "abcd"] == [True, False, True, True]
+    cache.put("x" * 101, known)  # longer than 6400 // 64
+    assert cache.get("x" * 101) is None and len(cache) == 3
+    by_chars = TextCache(entries=100, chars=640)
+    texts = [f"{i:010d}" for i in range(70)]  # 700 characters in all
+    for text in texts:
+        by_chars.put(text, known)
+    assert len(by_chars) == 64
+    assert by_chars.get(texts[5]) is None and by_chars.get(texts[6]) is known
+    none = TextCache(entries=0)
+    none.put("a", known)
+    assert none.get("a") is None and len(none) == 0

@@ -17,8 +17,10 @@ from query_predictor.params import Params, ZeroCost, parse_params
 from query_predictor.storage import write_parquet
 from query_predictor.training.splitting import SplitResult, load_zero_cost, run_split
 from query_predictor.training.zero_cost import (
+    QUERY_START,
     categorize,
     category_table,
+    compact,
     decide,
     heavy_in_candidates,
 )
@@ -322,7 +324,8 @@ def test_validated_categories_are_removed_and_counted(
     _, result = done
     assert result.metrics["zero_cost_removed"] == {"train": 16, "val": 8, "test": 8}
     assert result.metrics["zero_cost_categories"] == ["SHOW"]
-    for frame in [*result.frames.values(), result.before_sampling]:
+    assert "SHOW" not in set(result.before_sampling["category"])
+    for frame in result.frames.values():
         assert "SHOW" not in set(frame["category"])
         assert not frame["query"].str.starts_with("SHOW").any()
 
@@ -443,3 +446,14 @@ def test_zero_cost_file_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"is not a zero-cost categories file"):
         load_zero_cost(bad)
     assert load_zero_cost(write_zero_cost(tmp_path, ["SHOW", "USE"], 50)) == (["SHOW", "USE"], 50)
+
+
+def test_compact_keeps_what_the_stage_reports() -> None:
+    long_show = raw_row(query="SHOW TABLES -- " + "x" * 1000, cpu_time_millis=300_000)
+    frame = pl.concat([queries(), categorize(labelled([long_show]), QueryClassifier())])
+    small = compact(frame)
+    assert small["query"].filter(~small["is_heavy"]).null_count() == (~frame["is_heavy"]).sum()
+    assert small["query"].str.len_chars().max() == QUERY_START
+    assert category_table(small).equals(category_table(frame))
+    for rules in (RULES, ZeroCost(candidates=("DDL",))):
+        assert heavy_in_candidates(small, rules).equals(heavy_in_candidates(frame, rules))

@@ -1,7 +1,9 @@
 """Fixtures of the end-to-end tests.
 
 The first ``dvc repro`` is the slow part, so it runs once per session (``first_run``); each
-test gets its own copy of that committed repository, cache included (``project``).
+test gets its own copy of that committed repository, cache included (``project``). Under
+pytest-xdist (``make test`` runs two workers) the tests that use it share one worker, so it
+still runs once.
 """
 
 from __future__ import annotations
@@ -16,6 +18,14 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from .project import make_project, run
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Before xdist reads the groups: every test on the first run's copy joins one group."""
+    for item in items:
+        if "first_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("first_run"))
 
 
 @dataclass(frozen=True)

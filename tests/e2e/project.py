@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -51,6 +55,35 @@ def run(
     if ok:
         assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
     return done
+
+
+LISTENING = (
+    r"query-predictor serve: listening on (http://127\.0\.0\.1:\d+) \(model (\S+), 1 worker\)\n"
+)
+
+
+@contextmanager
+def serving(project: Path, *flags: str) -> Iterator[tuple[str, str]]:
+    """The installed ``query-predictor serve`` on ``project``'s bundle, on a free port of
+    127.0.0.1: (its address, the model version it says it serves). SIGTERM stops it, and it
+    must then exit cleanly."""
+    server = subprocess.Popen(
+        ["query-predictor", "serve", "--port", "0", "--models", "models", *flags],
+        cwd=project,
+        env=environment(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = server.stderr.readline()  # type: ignore[union-attr]
+        found = re.fullmatch(LISTENING, line)
+        assert found, line
+        yield found[1], found[2]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, rest = server.communicate(timeout=10)
+    assert server.returncode == 0, rest
+    assert "Traceback" not in rest
 
 
 def metric_rows(markdown: str) -> set[tuple[str, str]]:

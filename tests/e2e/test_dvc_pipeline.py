@@ -26,6 +26,7 @@ STAGES = (
     "train",
     "export",
     "evaluate",
+    "simulate_online",
     "replay",
 )
 HEADLINE = (
@@ -62,12 +63,16 @@ def test_repro_runs_once_then_only_what_changed(first_run: FirstRun, project: Pa
         "val.parquet",
         "test.parquet",
     }
+    # A no-op repro costs what checking the status costs (timed side by side: the machine is
+    # shared, so an absolute bound would measure the neighbours).
+    started = time.perf_counter()
+    status = run(["dvc", "status"], project)
+    checked = time.perf_counter() - started
+    assert "up to date" in status.stdout
     started = time.perf_counter()
     second = run(["dvc", "repro"], project)
-    assert time.perf_counter() - started < 5.0
+    assert time.perf_counter() - started < 2 * checked + 1.0
     assert "Running stage" not in second.stdout
-    status = run(["dvc", "status"], project)
-    assert "up to date" in status.stdout
 
     set_param(project, "data_loading", "cpu_threshold_seconds", 60)
     third = run(["dvc", "repro"], project)
@@ -125,7 +130,7 @@ def test_model_change_reruns_training_only_and_shows_in_metrics_diff(project: Pa
 
     set_param(project, "model", "n_estimators", 5)
     rerun = run(["dvc", "repro"], project)
-    for stage in ("train", "export", "evaluate", "replay"):
+    for stage in ("train", "export", "evaluate", "simulate_online", "replay"):
         assert f"Running stage '{stage}'" in rerun.stdout
     for upstream in ("generate", "load", "zero_cost", "split", "featurize"):
         assert f"Running stage '{upstream}'" not in rerun.stdout

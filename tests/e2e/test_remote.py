@@ -106,6 +106,8 @@ def test_push_pull_and_check_out_a_past_model(
     assert "| metrics/evaluate.json | fnr" in report
     assert "### Replay: the router on 2025-06-06 .. 2025-06-06" in report
     assert "zero-cost answers included: recall" in report
+    assert "Online (decision tags in client_tags):" in report  # the simulated deployment
+    assert "| model version | rows | recall |" in report
     assert "model.n_estimators" in report  # the params that changed
 
 

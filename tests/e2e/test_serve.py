@@ -7,43 +7,27 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import re
-import signal
-import subprocess
 import urllib.request
 
 import polars as pl
 import pytest
 
+from query_predictor.core.client_tags import CLIENT_TAGS_HEADER, Decision, format_tag
 from query_predictor.service.predictor import Predictor
 from query_predictor.service.routing import decision_headers, gateway_request
 from query_predictor.training.featurize import context_of
 
 from .conftest import FirstRun
-from .project import environment
+from .project import serving
 
 pytestmark = pytest.mark.slow
-LISTENING = (
-    r"query-predictor serve: listening on (http://127\.0\.0\.1:\d+) \(model (\S+), 1 worker\)\n"
-)
 
 
 def test_serve_routes_and_stops_on_sigterm(first_run: FirstRun) -> None:
     row = pl.read_parquet(first_run.path / "data" / "splits" / "test.parquet").row(0, named=True)
     context = context_of(row)
     body, headers = gateway_request(row["query"], context)
-    server = subprocess.Popen(
-        ["query-predictor", "serve", "--port", "0", "--models", "models"],
-        cwd=first_run.path,
-        env=environment(),
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        line = server.stderr.readline()  # type: ignore[union-attr]
-        found = re.fullmatch(LISTENING, line)
-        assert found, line
-        address, version = found.groups()
+    with serving(first_run.path) as (address, version):
         request = urllib.request.Request(
             f"{address}/v1/route",
             data=json.dumps(body).encode(),
@@ -51,11 +35,6 @@ def test_serve_routes_and_stops_on_sigterm(first_run: FirstRun) -> None:
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             answer = json.loads(response.read())
-    finally:
-        server.send_signal(signal.SIGTERM)
-        _, rest = server.communicate(timeout=10)
-    assert server.returncode == 0, rest
-    assert "Traceback" not in rest
 
     predictor = Predictor.from_bundle(first_run.path / "models")
     now = dataclasses.replace(context, time=dt.datetime.now(dt.UTC))
@@ -64,6 +43,11 @@ def test_serve_routes_and_stops_on_sigterm(first_run: FirstRun) -> None:
     assert answer == {
         "routingGroup": "heavy" if expected.heavy else "adhoc",
         "errors": [],
-        "externalHeaders": decision_headers(expected),
+        "externalHeaders": decision_headers(expected)
+        | {
+            CLIENT_TAGS_HEADER: format_tag(
+                Decision(expected.heavy, expected.probability, version, expected.stage)
+            )
+        },
     }
     assert expected.stage == "model"
