@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from query_predictor.core.features import BASE_FEATURES
-from query_predictor.core.history import HISTORY_NAMES, RECENCY_HORIZON_DAYS
+from query_predictor.core.history import HISTORY_NAMES, RECENCY_HORIZON_DAYS, RECENT_DAYS
 
 # name -> (meaning in terms of the history H, its cutoff C and its span S = days from its
 # first day to C; what differs between training and serving). Training: H = labeled rows of
@@ -58,6 +58,28 @@ HISTORY_MEANINGS = {
         "share of the tables read that have no query in H",
         "training: tables first read on D; serving: tables new since C",
     ),
+    "table_scan_gib_log_max": (
+        "largest mean log(1 + GiB scanned) per query over the tables read, smoothed "
+        "(physical_input_bytes; 0 on a log without it)",
+        _STAT,
+    ),
+    "table_growth_log_max": (
+        f"largest growth over the tables read: mean log(1 + CPU s) of the table's queries in the "
+        f"last {RECENT_DAYS} days to C minus that over H, shrunk towards 0",
+        f"the {RECENT_DAYS} days up to C in both, never up to the query's day",
+    ),
+    "table_mode_heavy_rate_max": (
+        "largest smoothed heavy rate over the tables read, among the queries in H that read "
+        "the table as this one does: with or without a partition predicate",
+        _STAT,
+    ),
+    "table_mode_cpu_p90_log_max": (
+        "largest 90th percentile log(1 + CPU s) over the tables read, among the queries in H "
+        "that read the table as this one does (with or without a partition predicate)",
+        _STAT,
+    ),
+    "source_heavy_rate": ("share of the client's (source) queries in H that were heavy", _STAT),
+    "source_cpu_p90_log": ("90th percentile log(1 + CPU s) of the client's queries in H", _STAT),
 }
 
 FIRE_RATES = Path("docs") / "feature_fire_rates.json"  # from the repository root
@@ -190,7 +212,8 @@ def render(fire_rates: Mapping[str, Any] | None = None) -> str:
         "",
         f"## Historical features ({len(HISTORY_NAMES)})",
         "",
-        "Per user, per query template (fingerprint of the normalised SQL) and per table, from a",
+        "Per user, client (source), query template (fingerprint of the normalised SQL), table,",
+        "and table read with or without a partition predicate, from a",
         "history H with a cutoff C (its last day) and a span S (days from its first day to C),",
         "smoothed towards the global prior. **Training**: for a row on day D, H is every labeled",
         "row before D and C = D - 1 (validation and test rows: H stops at the training window's",

@@ -182,7 +182,7 @@ class Features(_Section):
     """Feature extraction (stage ``featurize``)."""
 
     base_feature_count: Literal[78] = 78
-    historical_feature_count: Literal[17] = 17
+    historical_feature_count: Literal[23] = 23
     tfidf_vocab_size: int = Field(1000, ge=10, le=100_000)
     history_prior_weight: float = Field(20.0, gt=0)
     # conventions learned in the training window (query_predictor/core/conventions.py)
@@ -204,6 +204,9 @@ class Model(_Section):
     max_depth: int = Field(6, ge=1, le=20)
     learning_rate: float = Field(0.1, gt=0, le=1)
     early_stopping_rounds: int = Field(20, ge=1)
+    min_child_weight: float = Field(1.0, ge=0)
+    scale_pos_weight: float = Field(1.0, gt=0)
+    max_bin: int = Field(256, ge=2, le=1024)
     threshold_policy: Literal["cost_optimal", "recall", "confident_recall"] = "cost_optimal"
     threshold_confidence: float = Field(0.9, gt=0.5, lt=1.0)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import polars as pl
 
 from query_predictor.core.featurizer import FEATURE_NAMES
+from query_predictor.core.history import HISTORY_NAMES
 from query_predictor.storage import atomic_dir, write_json, write_parquet
 from query_predictor.summary import print_summary, run_stage, start_stage
 from query_predictor.training.engines import open_engine
@@ -53,8 +54,8 @@ def main() -> None:
     write_json(
         args.metrics,
         {
-            "base_features": len(FEATURE_NAMES) - 17,
-            "historical_features": 17,
+            "base_features": len(FEATURE_NAMES) - len(HISTORY_NAMES),
+            "historical_features": len(HISTORY_NAMES),
             "tfidf_terms": len(result.vocabulary),
             "dense_features": len(FEATURE_NAMES),
             "rows": result.rows,
@@ -69,7 +70,8 @@ def main() -> None:
         "featurize",
         {
             "rows": result.rows,
-            "features": f"78 base + 17 history + {len(result.vocabulary)} TF-IDF terms",
+            "features": f"{len(FEATURE_NAMES) - len(HISTORY_NAMES)} base + "
+            f"{len(HISTORY_NAMES)} history + {len(result.vocabulary)} TF-IDF terms",
             "conventions": result.conventions.stats,
             "context without values": ", ".join(absent) or "none",
             "parity": result.parity,

@@ -3,7 +3,7 @@
     >>> featurizer = QueryFeaturizer.from_bundle("models", prior_weight=20.0)
     >>> row = featurizer.featurize("SELECT 1", QueryContext(user="alice"))
 
-A row is the 78 base features, the 17 historical features (:data:`FEATURE_NAMES`, in that
+A row is the 78 base features, the 23 historical features (:data:`FEATURE_NAMES`, in that
 order) and the sparse TF-IDF vector. The fitted state (vocabulary, history snapshot, the
 site's conventions) is read
 from the model bundle; nothing is re-implemented here.
@@ -22,6 +22,7 @@ from .history import HISTORY_NAMES, HistoryLookup
 from .tfidf import TfidfVocabulary
 
 FEATURE_NAMES: tuple[str, ...] = (*BASE_NAMES, *HISTORY_NAMES)
+_PARTITION = BASE_NAMES.index("has_partition_predicate")
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,11 @@ class QueryFeaturizer:
         self, analysis: Analysis, context: QueryContext, vector: tuple[list[int], list[float]]
     ) -> FeatureRow:
         history = self.history.features(
-            user=context.user, template=analysis.template, tables=analysis.tables
+            user=context.user,
+            template=analysis.template,
+            tables=analysis.tables,
+            source=context.source,
+            partition_filtered=analysis.base[_PARTITION] > 0,
         )
         index, value = vector
         return FeatureRow(

@@ -1,7 +1,9 @@
-"""The 17 historical features: how this user, this query template and these tables behaved.
+"""The 23 historical features: how this user, client, query template and these tables behaved.
 
-Statistics per key (user, fingerprint of the normalised SQL, table) are counts, heavy counts
-and the mean / standard deviation of log CPU seconds and log peak memory (GiB). Percentiles
+Statistics per key (user, source, fingerprint of the normalised SQL, table, and table read
+with or without a partition predicate) are counts, heavy counts, the mean / standard deviation
+of log CPU seconds and log peak memory (GiB), the mean log bytes scanned, and the count and
+mean log CPU of the last :data:`RECENT_DAYS` days of the history (a table's growth). Percentiles
 are read off a log-normal fit (p90 = mean + 1.2816 sd), which lets training compute them
 incrementally, point in time. Every statistic is smoothed towards the global prior with
 ``prior_weight`` pseudo-queries, and each key family has an explicit "unseen" feature.
@@ -26,7 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -50,13 +52,24 @@ HISTORY_NAMES: tuple[str, ...] = (
     "table_cpu_p90_log_max",
     "table_memory_p90_log_max",
     "table_unseen_share",
+    # cold start: what a statement never seen before reads, and how
+    "table_scan_gib_log_max",
+    "table_growth_log_max",
+    "table_mode_heavy_rate_max",
+    "table_mode_cpu_p90_log_max",
+    "source_heavy_rate",
+    "source_cpu_p90_log",
 )
 Z90 = 1.2816
 # Idle days are capped here (and "never ran" is the cap): a training row's history is at
 # most the training window long, so larger values exist only in serving.
 RECENCY_HORIZON_DAYS = 14.0
+# A key's "recent" statistics cover the last days of its history (up to the cutoff), which
+# a training row's history (at least this long after the first week) and a snapshot share.
+RECENT_DAYS = 7
 EPOCH = dt.date(1970, 1, 1)  # day numbers (last_day, first_day) count from here
 USER, TEMPLATE, TABLE, GLOBAL = "user", "template", "table", "global"
+SOURCE, TABLE_MODE = "source", "table_mode"  # client; table read with / without partition filter
 STATS_COLUMNS = (
     "n",
     "heavy",
@@ -66,6 +79,9 @@ STATS_COLUMNS = (
     "memory_sd",
     "last_day",
     "first_day",
+    "bytes_mean",
+    "recent_n",
+    "recent_cpu_mean",
 )
 
 
@@ -78,9 +94,18 @@ class Stats(NamedTuple):
     memory_sd: float
     last_day: float  # days since 1970-01-01 of the latest query (global row: the cutoff)
     first_day: float = 0.0  # ... of the earliest query (global row: the history's start)
+    bytes_mean: float = 0.0  # of log1p(GiB scanned, physical input); 0 where the log lacks it
+    recent_n: float = 0.0  # queries in the last RECENT_DAYS days of the history
+    recent_cpu_mean: float = 0.0  # ... and their mean log1p(CPU seconds)
 
 
 EMPTY = Stats(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0, 0.0)
+
+
+def table_mode_key(table: str, partition_filtered: bool) -> str:
+    """The key of ``table`` read with (``p``) or without (``f``, a full scan unless the table
+    is small) a predicate on a partition column."""
+    return f"{table}\t{'p' if partition_filtered else 'f'}"
 
 
 def history_days(prior: Stats) -> float:
@@ -110,6 +135,33 @@ def _key(stats: Stats | None, prior: Stats, weight: float) -> tuple[float, ...]:
     )
 
 
+def _cold_start(
+    tables: Sequence[Stats | None],
+    modes: Sequence[Stats | None],
+    source: Stats | None,
+    prior: Stats,
+    weight: float,
+) -> list[float]:
+    """The cold-start features (the last six of :data:`HISTORY_NAMES`)."""
+    known = [s if s is not None and s.n > 0 else EMPTY for s in tables] or [EMPTY]
+    scan = max(_shrink(s.bytes_mean, s.n, prior.bytes_mean, weight) for s in known)
+    # growth: the recent mean log CPU against the whole history's, shrunk towards no growth
+    growth = max(
+        s.recent_n * (s.recent_cpu_mean - s.cpu_mean) / (s.recent_n + weight) if s.recent_n else 0.0
+        for s in known
+    )
+    per_mode = [_key(s, prior, weight) for s in modes] or [_key(None, prior, weight)]
+    src = _key(source, prior, weight)
+    return [
+        scan,
+        growth,
+        max(k[1] for k in per_mode),
+        max(k[3] for k in per_mode),
+        src[1],
+        src[3],
+    ]
+
+
 def history_features(
     user: Stats | None,
     template: Stats | None,
@@ -117,10 +169,14 @@ def history_features(
     *,
     prior: Stats,
     weight: float,
+    modes: Sequence[Stats | None] = (),
+    source: Stats | None = None,
 ) -> list[float]:
-    """The 17 features (order of :data:`HISTORY_NAMES`) from the statistics of one query's
-    keys. ``prior`` is the history's global row: its ``last_day`` is the cutoff the
-    template's idle days count back from. The query's own day is deliberately no input."""
+    """The 23 features (order of :data:`HISTORY_NAMES`) from the statistics of one query's
+    keys: ``modes`` are its tables read the way it reads them (:func:`table_mode_key`, in
+    the order of ``tables``), ``source`` its client's. ``prior`` is the history's global
+    row: its ``last_day`` is the cutoff the template's idle days count back from. The
+    query's own day is deliberately no input."""
     u = _key(user, prior, weight)
     t = _key(template, prior, weight)
     if template is not None and template.n > 0:
@@ -139,7 +195,11 @@ def history_features(
     else:
         p = _key(None, prior, weight)
         table = [0.0, p[1], p[3], p[4], 0.0]
-    return [u[0], u[1], u[2], u[3], u[4], u[5], t[0], t[1], t[3], t[4], idle, t[5], *table]
+    return [
+        *(u[0], u[1], u[2], u[3], u[4], u[5], t[0], t[1], t[3], t[4], idle, t[5]),
+        *table,
+        *_cold_start(tables, modes, source, prior, weight),
+    ]
 
 
 @dataclass
@@ -151,6 +211,8 @@ class HistoryLookup:
     tables: dict[str, Stats]
     prior: Stats
     weight: float
+    sources: dict[str, Stats] = field(default_factory=dict)
+    modes: dict[str, Stats] = field(default_factory=dict)  # by table_mode_key
 
     @classmethod
     def from_frame(cls, frame: pl.DataFrame, *, weight: float) -> HistoryLookup:
@@ -160,13 +222,17 @@ class HistoryLookup:
                 f"history snapshot lacks column(s) {', '.join(missing)}: it was written by an "
                 "older version; rerun the featurize stage (dvc repro) to rebuild the bundle"
             )
-        maps: dict[str, dict[str, Stats]] = {USER: {}, TEMPLATE: {}, TABLE: {}, GLOBAL: {}}
+        maps: dict[str, dict[str, Stats]] = {
+            kind: {} for kind in (USER, TEMPLATE, TABLE, GLOBAL, SOURCE, TABLE_MODE)
+        }
         for row in frame.iter_rows(named=True):
             maps[row["kind"]][row["key"]] = Stats(*(float(row[c]) for c in STATS_COLUMNS))
         prior = maps[GLOBAL].get("*")
         if prior is None:
             raise ValueError("history snapshot has no global prior row (kind 'global', key '*')")
-        return cls(maps[USER], maps[TEMPLATE], maps[TABLE], prior, weight)
+        return cls(
+            maps[USER], maps[TEMPLATE], maps[TABLE], prior, weight, maps[SOURCE], maps[TABLE_MODE]
+        )
 
     @classmethod
     def from_parquet(cls, path: str | Path, *, weight: float) -> HistoryLookup:
@@ -181,13 +247,23 @@ class HistoryLookup:
         """The history's last day (the snapshot's cutoff): bundle age counts from here."""
         return EPOCH + dt.timedelta(days=int(self.prior.last_day))
 
-    def features(self, *, user: str | None, template: str, tables: Sequence[str]) -> list[float]:
+    def features(
+        self,
+        *,
+        user: str | None,
+        template: str,
+        tables: Sequence[str],
+        source: str | None = None,
+        partition_filtered: bool = False,
+    ) -> list[float]:
         return history_features(
             self.users.get(user or ""),
             self.templates.get(template),
             [self.tables.get(t) for t in tables],
             prior=self.prior,
             weight=self.weight,
+            modes=[self.modes.get(table_mode_key(t, partition_filtered)) for t in tables],
+            source=self.sources.get(source or ""),
         )
 
 

@@ -38,7 +38,9 @@ SKEW = "history snapshot without per-key statistics"
 def without_history(predictor: Predictor) -> Predictor:
     """``predictor`` with a featurizer whose history knows only the global prior: the
     planted skew (same model, same version, different features)."""
-    history = dataclasses.replace(predictor.featurizer.history, users={}, templates={}, tables={})
+    history = dataclasses.replace(
+        predictor.featurizer.history, users={}, templates={}, tables={}, sources={}, modes={}
+    )
     featurizer = dataclasses.replace(predictor.featurizer, history=history)
     return dataclasses.replace(predictor, featurizer=featurizer)
 

@@ -14,7 +14,7 @@
    single-query serving path (:class:`~query_predictor.core.featurizer.QueryFeaturizer`) and
    compared, feature by feature, with the batch rows; any difference fails the stage.
 
-Matrices are parquet: 95 float32 columns plus the sparse TF-IDF vector as two list columns
+Matrices are parquet: 101 float32 columns plus the sparse TF-IDF vector as two list columns
 (``tfidf_index``, ``tfidf_value``): one columnar file per split, a few percent of a dense
 1,000-column matrix, read straight into CSR by the trainer.
 """
@@ -40,12 +40,12 @@ from query_predictor.core.conventions import Conventions, fit_conventions
 from query_predictor.core.errors import DataError, ParityError
 from query_predictor.core.features import BASE_NAMES, FeatureExtractor, QueryContext
 from query_predictor.core.featurizer import FEATURE_NAMES, QueryFeaturizer
-from query_predictor.core.history import HistoryLookup, history_features
+from query_predictor.core.history import HISTORY_NAMES, HistoryLookup, history_features
 from query_predictor.core.tfidf import TfidfVocabulary, fit_vocabulary
 from query_predictor.params import Features
 
 from .hashing import unit_hashes
-from .history import daily_sums, point_in_time_of_sums, snapshot_of_sums
+from .history import daily_sums, point_in_time_of_sums, resolve_partitions, snapshot_of_sums
 
 T = TypeVar("T")
 CONTEXT_COLUMNS = (
@@ -67,6 +67,7 @@ LABELED_COLUMNS = (
     "is_heavy",
     "cpu_time_millis",
     "peak_memory_bytes",
+    "physical_input_bytes",
     *CONTEXT_COLUMNS,
 )
 
@@ -128,7 +129,7 @@ def analyze_chunk(chunk: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         tables.append(a.tables)
         templates.append(a.template)
         dated.append(sorted(a.dated))
-        compared.append(sorted(a.compared) if keep else ())
+        compared.append(sorted(a.compared))  # every row: history keys on partition filters
         if keep:
             base.append(a.base)
             if sql not in terms:
@@ -269,8 +270,8 @@ def with_conventions(rows: pl.DataFrame, conventions: Conventions) -> pl.DataFra
 def history_block(
     rows: pl.DataFrame, history: pl.DataFrame, *, weight: float, until: dt.date | None = None
 ) -> np.ndarray:
-    """17 history features per row, point in time against ``history`` (which ends on
-    ``until``; None: complete up to the day before each row)."""
+    """The history features per row (:data:`HISTORY_NAMES`), point in time against
+    ``history`` (which ends on ``until``; None: complete up to the day before each row)."""
     return history_block_of_sums(rows, daily_sums(history), weight=weight, until=until)
 
 
@@ -278,11 +279,16 @@ def history_block_of_sums(
     rows: pl.DataFrame, sums: pl.DataFrame, *, weight: float, until: dt.date | None = None
 ) -> np.ndarray:
     """:func:`history_block` from the history's
-    :func:`~query_predictor.training.history.daily_sums` ``sums``."""
+    :func:`~query_predictor.training.history.daily_sums` ``sums``. ``rows`` carry
+    ``has_partition_predicate`` where known (else: no partition filter)."""
+    if "has_partition_predicate" in rows.columns:
+        rows = rows.with_columns(partition=pl.col("has_partition_predicate"))
     stats = point_in_time_of_sums(rows, sums, until=until)
-    out = np.empty((rows.height, 17), dtype=np.float64)
-    for i, (user, template, tables, prior) in enumerate(stats):
-        out[i] = history_features(user, template, tables, prior=prior, weight=weight)
+    out = np.empty((rows.height, len(HISTORY_NAMES)), dtype=np.float64)
+    for i, (user, template, tables, prior, modes, source) in enumerate(stats):
+        out[i] = history_features(
+            user, template, tables, prior=prior, weight=weight, modes=modes, source=source
+        )
     return out
 
 
@@ -489,6 +495,8 @@ def featurize(
     learned = fit_conventions(
         _concat(gathered.convention_rows, ("user", "template", "dated")), **conventions
     )
+    # the tables' reads with / without a partition filter, as the learned conventions say
+    sums = resolve_partitions(sums, learned.partition_predicate)
     keyed = with_conventions(pl.concat(gathered.keyed), learned).select(
         "query_id", *BASE_NAMES, "tables", "template"
     )

@@ -13,6 +13,7 @@ otherwise), even when no query ran on that day: features count back from it.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Sequence
 
 import polars as pl
 
@@ -21,34 +22,83 @@ from query_predictor.core.history import (
     EMPTY,
     EPOCH,
     GLOBAL,
+    RECENT_DAYS,
+    SOURCE,
     STATS_COLUMNS,
     TABLE,
+    TABLE_MODE,
     TEMPLATE,
     USER,
     Stats,
+    table_mode_key,
 )
 
-_SUMS = ("n", "heavy", "sx", "sxx", "sy", "syy")
+_SUMS = ("n", "heavy", "sx", "sxx", "sy", "syy", "sb")
+# daily_sums of rows with the columns each compares but no partition flag yet: the reads of
+# a table keyed "<table>\t<columns joined by _COLUMNS>" (see resolve_partitions)
+_TABLE_COMPARED, _COLUMNS = "table_compared", "\x1f"
+# the columns of a history frame; ``partition`` (has_partition_predicate), ``source`` and
+# ``physical_input_bytes`` may be absent (then: no predicate, no client, no bytes known)
+HISTORY_COLUMNS = (
+    "event_date",
+    "user",
+    "source",
+    "is_heavy",
+    "cpu_time_millis",
+    "peak_memory_bytes",
+    "physical_input_bytes",
+    "tables",
+    "template",
+    "partition",
+)
+
+
+def _mode(partition: pl.Expr) -> pl.Expr:
+    """The :func:`table_mode_key` suffix of a row whose partition flag is ``partition``."""
+    return (
+        pl.when(partition.cast(pl.Float64).fill_null(0.0) > 0)
+        .then(pl.lit(table_mode_key("", True)))
+        .otherwise(pl.lit(table_mode_key("", False)))
+    )
 
 
 def _long(frame: pl.DataFrame) -> pl.DataFrame:
-    """One row per (query, key): kind, key, day, heavy, x = log1p(CPU s), y = log1p(GiB)."""
+    """One row per (query, key): kind, key, day, heavy, x = log1p(CPU s), y = log1p(GiB
+    peak memory), b = log1p(GiB scanned)."""
+    present = set(frame.columns)
+
+    def column(name: str, default: object) -> pl.Expr:
+        return pl.col(name) if name in present else pl.lit(default)
+
+    if "partition" not in present and "compared" in present:
+        # the partition flag needs conventions not learned yet: key the table's reads by
+        # the columns compared, for :func:`resolve_partitions` to fold into the two modes
+        mode_kind = _TABLE_COMPARED
+        mode = pl.lit("\t") + pl.col("compared").list.sort().list.join(_COLUMNS).fill_null("")
+    else:
+        mode_kind, mode = TABLE_MODE, _mode(column("partition", 0.0))
     base = frame.select(
         day=(pl.col("event_date") - pl.lit(EPOCH)).dt.total_days().cast(pl.Int32),
         heavy=pl.col("is_heavy").cast(pl.Int64),
         x=(pl.col("cpu_time_millis").clip(0) / 1000.0).log1p(),
         y=(pl.col("peak_memory_bytes").clip(0) / 2**30).log1p(),
+        b=(column("physical_input_bytes", None).cast(pl.Float64).clip(0) / 2**30)
+        .log1p()
+        .fill_null(0.0),
         user=pl.col("user").fill_null(""),
+        source=column("source", None).cast(pl.String).fill_null(""),
         template=pl.col("template"),
         tables=pl.col("tables"),
+        mode=mode,
     )
-    values = ["day", "heavy", "x", "y"]
+    values = ["day", "heavy", "x", "y", "b"]
+    tables = base.explode("tables").drop_nulls("tables")
     parts = [
         base.select(*values, kind=pl.lit(USER), key=pl.col("user")),
+        base.select(*values, kind=pl.lit(SOURCE), key=pl.col("source")),
         base.select(*values, kind=pl.lit(TEMPLATE), key=pl.col("template")),
-        base.explode("tables")
-        .drop_nulls("tables")
-        .select(*values, kind=pl.lit(TABLE), key=pl.col("tables")),
+        tables.select(*values, kind=pl.lit(TABLE), key=pl.col("tables")),
+        tables.select(*values, kind=pl.lit(mode_kind), key=pl.col("tables") + pl.col("mode")),
         base.select(*values, kind=pl.lit(GLOBAL), key=pl.lit("*")),
     ]
     return pl.concat(parts)
@@ -56,7 +106,9 @@ def _long(frame: pl.DataFrame) -> pl.DataFrame:
 
 def daily_sums(frame: pl.DataFrame) -> pl.DataFrame:
     """Per (kind, key, day) of ``frame``'s rows (event_date, user, is_heavy, cpu_time_millis,
-    peak_memory_bytes, template, tables): ``n`` and the sums of heavy, x, x², y, y².
+    peak_memory_bytes, template, tables; source, physical_input_bytes and partition, or
+    compared, where known: :data:`HISTORY_COLUMNS`): ``n`` and the sums of heavy, x, x², y,
+    y², b. Rows with ``compared`` but no ``partition`` give sums to :func:`resolve_partitions`.
 
     The sums of disjoint parts of a log (e.g. one day each) concatenated stand for the whole
     log wherever history is computed (:func:`snapshot_of_sums`, :func:`point_in_time_of_sums`):
@@ -71,12 +123,41 @@ def daily_sums(frame: pl.DataFrame) -> pl.DataFrame:
             sxx=(pl.col("x") ** 2).sum(),
             sy=pl.col("y").sum(),
             syy=(pl.col("y") ** 2).sum(),
+            sb=pl.col("b").sum(),
         )
     )
 
 
+def resolve_partitions(
+    sums: pl.DataFrame, partition_predicate: Callable[[Sequence[str]], float]
+) -> pl.DataFrame:
+    """``sums`` (:func:`daily_sums` of rows with ``compared`` but no ``partition``) with each
+    table's reads folded into its two :func:`table_mode_key` modes by ``partition_predicate``
+    of the columns compared (the learned conventions', which serving calls)."""
+    pending = sums.filter(pl.col("kind") == _TABLE_COMPARED)
+    keys = pending["key"].unique().to_list()
+    modes = []
+    for key in keys:
+        table, _, columns = key.rpartition("\t")
+        compared = columns.split(_COLUMNS) if columns else []
+        modes.append(table_mode_key(table, partition_predicate(compared) > 0))
+    mapping = pl.DataFrame(
+        {"key": keys, "mode": modes}, schema={"key": pl.String, "mode": pl.String}
+    )
+    resolved = (
+        pending.join(mapping, on="key", how="left")
+        .with_columns(kind=pl.lit(TABLE_MODE), key=pl.col("mode"))
+        .select(sums.columns)
+    )
+    return pl.concat([sums.filter(pl.col("kind") != _TABLE_COMPARED), resolved])
+
+
 def _cumulative(sums: pl.DataFrame) -> pl.DataFrame:
     """Per key and day, the sums over every day up to and including that day."""
+    if (sums["kind"] == _TABLE_COMPARED).any():
+        raise ValueError(
+            "history sums key tables by the columns compared: resolve_partitions first"
+        )
     daily = (
         sums.group_by("kind", "key", "day")  # a (kind, key, day) in several parts: one row
         .agg(*(pl.col(c).sum() for c in _SUMS))
@@ -100,7 +181,23 @@ def _stats_columns() -> list[pl.Expr]:
         (pl.col("syy") / n - mem_mean**2).clip(0).sqrt().alias("memory_sd"),
         pl.col("day").cast(pl.Float64).alias("last_day"),
         pl.col("first").cast(pl.Float64).alias("first_day"),
+        (pl.col("sb") / n).alias("bytes_mean"),
     ]
+
+
+def _with_recent(frame: pl.DataFrame) -> pl.DataFrame:
+    """``recent_n`` and ``recent_cpu_mean`` from the cumulative ``n``, ``sx`` at the cutoff
+    and ``n_old``, ``sx_old`` RECENT_DAYS days before it (null: the key had not run yet)."""
+    recent_n = pl.col("n") - pl.col("n_old").fill_null(0).cast(pl.Float64)
+    recent_sx = pl.col("sx") - pl.col("sx_old").fill_null(0.0)
+    return frame.with_columns(
+        recent_n=recent_n,
+        recent_cpu_mean=pl.when(recent_n > 0).then(recent_sx / recent_n).otherwise(0.0),
+    )
+
+
+def _old(cum: pl.DataFrame) -> pl.DataFrame:
+    return cum.select("kind", "key", "day", n_old="n", sx_old="sx")
 
 
 def snapshot(frame: pl.DataFrame, *, until: dt.date) -> pl.DataFrame:
@@ -112,9 +209,18 @@ def snapshot_of_sums(sums: pl.DataFrame, *, until: dt.date) -> pl.DataFrame:
     """:func:`snapshot` from the :func:`daily_sums` of the rows."""
     cum = _cumulative(sums.filter(pl.col("day") <= _day(until)))
     latest = cum.group_by("kind", "key").agg(pl.all().sort_by("day").last())
+    old = (
+        _old(cum.filter(pl.col("day") <= _day(until) - RECENT_DAYS))
+        .group_by("kind", "key")
+        .agg(pl.all().sort_by("day").last())
+        .drop("day")
+    )
+    latest = latest.join(old, on=["kind", "key"], how="left")
     cutoff = pl.when(pl.col("kind") == GLOBAL).then(float(_day(until)))
     return (
-        latest.select("kind", "key", *_stats_columns())
+        latest.with_columns(_stats_columns())
+        .pipe(_with_recent)
+        .select("kind", "key", *STATS_COLUMNS)
         .with_columns(cutoff.otherwise(pl.col("last_day")).alias("last_day"))
         .sort("kind", "key")
     )
@@ -130,64 +236,94 @@ def point_in_time(
 def point_in_time_of_sums(
     rows: pl.DataFrame, history: pl.DataFrame, *, until: dt.date | None = None
 ) -> list[tuple]:
-    """For each of ``rows`` (event_date, user, template, tables): (user, template,
-    [tables...], global prior) Stats from ``history`` strictly before the row's day. The prior
-    is point in time too: a label on day D must not move any feature on a day <= D.
+    """For each of ``rows`` (event_date, user, template, tables; source and partition when
+    present): (user, template, [tables...], global prior, [table modes...], source) Stats from
+    ``history`` strictly before the row's day. The prior is point in time too: a label on day
+    D must not move any feature on a day <= D.
 
     ``until`` is the last day ``history`` holds (validation and test rows see the training
     window only); None: the history is complete up to the day before each row. The prior's
-    ``last_day`` is the row's cutoff, the earlier of the two. ``history`` is the
-    :func:`daily_sums` of the history's rows."""
+    ``last_day`` is the row's cutoff, the earlier of the two; "recent" statistics are of the
+    RECENT_DAYS days up to that cutoff. ``history`` is the :func:`daily_sums` of the
+    history's rows."""
     cum = (
         _cumulative(history)
         .with_columns(_stats_columns())
-        .select("kind", "key", "day", *STATS_COLUMNS)
+        .select("kind", "key", "day", "sx", *STATS_COLUMNS[:-2])
     )
+    old = _old(cum)
+    present = set(rows.columns)
+    cut = pl.col("event_date") - pl.lit(EPOCH)
     indexed = rows.select(
         row=pl.int_range(pl.len(), dtype=pl.Int64),
-        before=(pl.col("event_date") - pl.lit(EPOCH)).dt.total_days().cast(pl.Int32) - 1,
+        before=cut.dt.total_days().cast(pl.Int32) - 1,
         user=pl.col("user").fill_null(""),
+        source=(pl.col("source") if "source" in present else pl.lit(None))
+        .cast(pl.String)
+        .fill_null(""),
         template=pl.col("template"),
         tables=pl.col("tables"),
+        mode=_mode(pl.col("partition") if "partition" in present else pl.lit(0.0)),
+    ).with_columns(
+        old=pl.min_horizontal("before", pl.lit(_day(until))).cast(pl.Int32) - RECENT_DAYS
+        if until is not None
+        else pl.col("before") - RECENT_DAYS
     )
 
-    def lookup(keys: pl.DataFrame, kind: str) -> pl.DataFrame:
-        right = cum.filter(pl.col("kind") == kind).drop("kind").sort("day")
-        return keys.sort("before").join_asof(
-            right,
-            left_on="before",
+    def asof(keys: pl.DataFrame, right: pl.DataFrame, on: str) -> pl.DataFrame:
+        return keys.sort(on).join_asof(
+            right.sort("day"),
+            left_on=on,
             right_on="day",
             by="key",
             strategy="backward",
             check_sortedness=False,  # sorted by day within each key (cum table)
         )
 
-    users = lookup(indexed.select("row", "before", key=pl.col("user")), USER).sort("row")
-    templates = lookup(indexed.select("row", "before", key=pl.col("template")), TEMPLATE).sort(
-        "row"
-    )
+    def lookup(keys: pl.DataFrame, kind: str) -> pl.DataFrame:
+        found = asof(keys, cum.filter(pl.col("kind") == kind).drop("kind"), "before")
+        past = asof(
+            found.drop("day", strict=False), old.filter(pl.col("kind") == kind).drop("kind"), "old"
+        )
+        return _with_recent(past).sort(keys.columns[0])
+
+    def of(kind: str, key: pl.Expr) -> list[Stats | None]:
+        found = lookup(indexed.select("row", "before", "old", key=key), kind)
+        return [_stats(r) for r in found.iter_rows(named=True)]
+
+    def per_table(kind: str, key: pl.Expr) -> dict[int, list[Stats | None]]:
+        exploded = indexed.select("pos", "row", "before", "old", key=key)
+        found = lookup(exploded, kind)
+        grouped: dict[int, list[Stats | None]] = {}
+        for rec in found.iter_rows(named=True):
+            grouped.setdefault(rec["row"], []).append(_stats(rec))
+        return grouped
+
     priors = (
-        lookup(indexed.select("row", "before", key=pl.lit("*")), GLOBAL)
-        .sort("row")
+        lookup(indexed.select("row", "before", "old", key=pl.lit("*")), GLOBAL)
         .with_columns(
             pl.when(pl.col("n").is_not_null())
             .then(pl.min_horizontal("before", pl.lit(_day(until))).cast(pl.Float64))
             .alias("last_day")
         )
+        .iter_rows(named=True)
     )
-    exploded = indexed.select("row", "before", key=pl.col("tables")).explode("key")
-    tables = lookup(exploded.drop_nulls("key").with_row_index("pos"), TABLE).sort("pos")
-    per_row: dict[int, list[Stats | None]] = {}
-    for rec in tables.iter_rows(named=True):
-        per_row.setdefault(rec["row"], []).append(_stats(rec))
+    users, sources, templates = (
+        of(USER, pl.col("user")),
+        of(SOURCE, pl.col("source")),
+        of(TEMPLATE, pl.col("template")),
+    )
+    indexed = (
+        indexed.explode("tables")
+        .drop_nulls("tables")
+        .with_row_index("pos")
+        .select("pos", "row", "before", "old", "tables", "mode")
+    )
+    tables = per_table(TABLE, pl.col("tables"))
+    modes = per_table(TABLE_MODE, pl.col("tables") + pl.col("mode"))
     out = []
-    for u, t, g in zip(
-        users.iter_rows(named=True),
-        templates.iter_rows(named=True),
-        priors.iter_rows(named=True),
-        strict=True,
-    ):
-        out.append((_stats(u), _stats(t), per_row.get(u["row"], []), _stats(g) or EMPTY))
+    for row, (u, t, s, g) in enumerate(zip(users, templates, sources, priors, strict=True)):
+        out.append((u, t, tables.get(row, []), _stats(g) or EMPTY, modes.get(row, []), s))
     return out
 
 

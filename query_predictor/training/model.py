@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 
 def load_features(path: str | Path, *, n_terms: int) -> tuple[sp.csr_matrix, np.ndarray]:
-    """(X, y) of one split: the 95 dense columns, then the TF-IDF terms, as float32 CSR."""
+    """(X, y) of one split: the 101 dense columns, then the TF-IDF terms, as float32 CSR."""
     frame = pl.read_parquet(path)
     dense = sp.csr_matrix(frame.select(FEATURE_NAMES).to_numpy().astype(np.float32))
     index = frame["tfidf_index"].to_list()
@@ -57,6 +57,9 @@ def _classifier(
         tree_method="hist",
         max_depth=params.max_depth,
         learning_rate=params.learning_rate,
+        min_child_weight=params.min_child_weight,
+        scale_pos_weight=params.scale_pos_weight,
+        max_bin=params.max_bin,
         eval_metric="aucpr",
         early_stopping_rounds=params.early_stopping_rounds if early_stopping else None,
         random_state=params.seed,

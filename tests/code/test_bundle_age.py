@@ -65,5 +65,11 @@ def test_the_history_says_otherwise_when_it_covers_the_days_between() -> None:
         lookup = HistoryLookup.from_frame(snapshot(history, until=until), weight=WEIGHT)
         assert lookup.cutoff == until
         for i, r in enumerate(frame.iter_rows(named=True)):
-            served = lookup.features(user=r["user"], template=r["template"], tables=r["tables"])
+            served = lookup.features(
+                user=r["user"],
+                template=r["template"],
+                tables=r["tables"],
+                source=r["source"],
+                partition_filtered=r["partition"] > 0,
+            )
             assert served == block[i].tolist()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from query_predictor.core.errors import ParityError
 from query_predictor.core.features import BASE_NAMES, FeatureExtractor, QueryContext
@@ -33,9 +35,15 @@ from query_predictor.training.featurize import (
     fit_on,
     list_series,
     tfidf_vectors,
+    with_conventions,
     with_tfidf,
 )
-from query_predictor.training.history import daily_sums, snapshot, snapshot_of_sums
+from query_predictor.training.history import (
+    daily_sums,
+    resolve_partitions,
+    snapshot,
+    snapshot_of_sums,
+)
 
 from .rawlog import raw_frame, raw_row
 
@@ -132,7 +140,7 @@ CONVENTIONS = {
 }
 
 
-def run(labeled: Any, splits: dict[str, Any], **options: Any) -> FeatureSet:
+def run(labeled: Any, splits: Mapping[str, Any], **options: Any) -> FeatureSet:
     """featurize with this module's settings; ``options`` add to them (e.g. a sink)."""
     return featurize(
         labeled,
@@ -183,13 +191,13 @@ def test_parity_passes(result: FeatureSet, splits: dict[str, pl.DataFrame]) -> N
     assert parity["passed"] is True
     assert parity["mismatches"] == 0
     assert parity["rows_checked"] == splits["val"].height + splits["test"].height > 0
-    assert parity["features_checked"] == len(FEATURE_NAMES) + 1 == 96
+    assert parity["features_checked"] == len(FEATURE_NAMES) + 1 == 102
 
 
 @pytest.mark.parametrize("name", ["train", "val", "test"])
 def test_matrix_layout(result: FeatureSet, splits: dict[str, pl.DataFrame], name: str) -> None:
     matrix = result.matrices[name]
-    assert len(FEATURE_NAMES) == 95
+    assert len(FEATURE_NAMES) == 101
     assert matrix.columns == [
         "query_id",
         "event_date",
@@ -257,10 +265,14 @@ def test_history_is_the_training_window_snapshot(result: FeatureSet, labeled: pl
     assert prior["n"].to_list() == [float(labeled.filter(pl.col("event_date") <= TRAIN_END).height)]
     assert prior["last_day"].to_list() == [float((TRAIN_END - EPOCH).days)]  # the cutoff
     assert prior["first_day"].to_list() == [float((labeled["event_date"].min() - EPOCH).days)]
-    assert set(history["kind"]) == {"user", "template", "table", "global"}
+    kinds = {"user", "source", "template", "table", "table_mode", "global"}
+    assert set(history["kind"]) == kinds
     assert "" in set(history.filter(pl.col("kind") == "user")["key"])  # the null user
-    analyzed = analyze_frame(labeled, workers=1).rows
-    expected = snapshot(analyzed.filter(pl.col("event_date") <= TRAIN_END), until=TRAIN_END)
+    # day by day, the tables' reads are keyed by the columns compared until the conventions
+    # are learned: the same as the whole window's rows with the learned partition flag
+    analyzed = with_conventions(analyze_frame(labeled, workers=1).rows, result.conventions)
+    flagged = analyzed.with_columns(partition=pl.col("has_partition_predicate"))
+    expected = snapshot(flagged.filter(pl.col("event_date") <= TRAIN_END), until=TRAIN_END)
     assert history.equals(expected)
 
 
@@ -438,7 +450,7 @@ def test_serving_never_fails(result: FeatureSet, sql: str | bytes | None) -> Non
     ]
     for context in contexts:
         row = featurizer.featurize(sql, context)
-        assert len(row.dense) == len(FEATURE_NAMES) == 95
+        assert len(row.dense) == len(FEATURE_NAMES) == 101
         assert all(isinstance(v, float) and math.isfinite(v) for v in row.dense)
         assert len(row.tfidf_index) == len(row.tfidf_value)
         assert all(math.isfinite(v) for v in row.tfidf_value)
@@ -610,17 +622,29 @@ def test_the_vocabulary_counts_every_row_as_a_document(labeled: pl.DataFrame) ->
 # --------------------------------------------------------------------------- day by day
 
 
-def test_history_from_the_sums_of_parts_is_the_whole_history(labeled: pl.DataFrame) -> None:
-    rows = analyze_frame(labeled, workers=1).rows
+def test_history_from_the_sums_of_parts_is_the_whole_history(
+    result: FeatureSet, labeled: pl.DataFrame
+) -> None:
+    """Day by day, a table's reads are summed per set of columns compared (the partition
+    columns are learned only at the end); folded by the learned conventions they give the
+    history of the whole window's rows with their partition flag."""
+    rows = with_conventions(analyze_frame(labeled, workers=1).rows, result.conventions)
+    whole = snapshot(
+        rows.with_columns(partition=pl.col("has_partition_predicate")), until=TRAIN_END
+    )
+    modes = whole.filter(pl.col("kind") == "table_mode")["key"].str.slice(-1)
+    assert set(modes) == {"p", "f"}  # both ways of reading a table occur
+    predicate = result.conventions.partition_predicate
     parts = rows.partition_by("event_date", maintain_order=True)
     assert len(parts) == 8
-    sums = pl.concat([daily_sums(p) for p in parts])
-    assert snapshot_of_sums(sums, until=TRAIN_END).equals(snapshot(rows, until=TRAIN_END))
-    # a day cut in two parts still counts once
+    sums = resolve_partitions(pl.concat([daily_sums(p) for p in parts]), predicate)
+    assert snapshot_of_sums(sums, until=TRAIN_END).equals(whole)
+    # a day cut in two parts still counts once (its sums added in another order: to rounding)
     halves = [daily_sums(rows.head(7)), daily_sums(rows.slice(7))]
-    assert snapshot_of_sums(pl.concat(halves), until=TRAIN_END).equals(
-        snapshot(rows, until=TRAIN_END)
-    )
+    got = snapshot_of_sums(resolve_partitions(pl.concat(halves), predicate), until=TRAIN_END)
+    assert_frame_equal(got, whole, check_exact=False, rel_tol=1e-12)
+    with pytest.raises(ValueError, match="resolve_partitions"):
+        snapshot(rows, until=TRAIN_END)  # reads not folded yet: refused, never mixed up
 
 
 def test_featurize_day_by_day_into_a_sink_gives_the_same_result(

@@ -18,12 +18,14 @@ from query_predictor.core.history import (
     EMPTY,
     HISTORY_NAMES,
     RECENCY_HORIZON_DAYS,
+    RECENT_DAYS,
     STATS_COLUMNS,
     Z90,
     HistoryLookup,
     Stats,
     history_days,
     history_features,
+    table_mode_key,
 )
 from query_predictor.training.featurize import history_block
 from query_predictor.training.history import global_prior, point_in_time, snapshot
@@ -54,9 +56,13 @@ def features(
     *,
     prior: Stats = PRIOR,
     weight: float = WEIGHT,
+    modes: list[Stats | None] | None = None,
+    source: Stats | None = None,
 ) -> dict[str, float]:
-    values = history_features(user, template, tables or [], prior=prior, weight=weight)
-    assert len(values) == len(HISTORY_NAMES) == 17
+    values = history_features(
+        user, template, tables or [], prior=prior, weight=weight, modes=modes or [], source=source
+    )
+    assert len(values) == len(HISTORY_NAMES) == 23
     return dict(zip(HISTORY_NAMES, values, strict=True))
 
 
@@ -64,7 +70,7 @@ def features(
 
 
 def test_names() -> None:
-    assert len(HISTORY_NAMES) == len(set(HISTORY_NAMES)) == 17
+    assert len(HISTORY_NAMES) == len(set(HISTORY_NAMES)) == 23
     assert Stats._fields == STATS_COLUMNS
 
 
@@ -141,7 +147,7 @@ def test_seen_key_by_hand() -> None:
 def test_without_shrinkage_the_key_speaks_for_itself() -> None:
     # params require history_prior_weight > 0; with 0 every key must be seen (no 0 / 0)
     user = Stats(8.0, 2.0, 1.5, 0.4, 0.7, 0.1, DAY - 1.0)
-    f = features(user, user, [user], weight=0.0)
+    f = features(user, user, [user], weight=0.0, modes=[user], source=user)
     assert f["user_heavy_rate"] == 0.25
     assert f["user_cpu_p50_log"] == 1.5
     assert f["user_cpu_p90_log"] == pytest.approx(1.5 + Z90 * 0.4, rel=1e-15)
@@ -305,12 +311,17 @@ SCHEMA = {
     "is_heavy": pl.Boolean,
     "cpu_time_millis": pl.Int64,
     "peak_memory_bytes": pl.Int64,
+    "source": pl.String,
+    "physical_input_bytes": pl.Int64,
+    "partition": pl.Float32,
 }
+SOURCES = ["superset", "airflow", None]
 
 
 def make_history(days: int = 5, per_day: int = 9, seed: int = 3) -> pl.DataFrame:
     """Several users, templates and tables over ``days`` days; some rows without tables."""
     rng = np.random.default_rng(seed)
+    more = np.random.default_rng(seed + 1)  # the cold-start columns, not moving the others
     rows = []
     for d in range(days):
         for i in range(per_day):
@@ -326,6 +337,11 @@ def make_history(days: int = 5, per_day: int = 9, seed: int = 3) -> pl.DataFrame
                     "is_heavy": cpu >= 300_000 or rng.random() < 0.1,
                     "cpu_time_millis": cpu,
                     "peak_memory_bytes": int(rng.lognormal(np.log(2**28), 1.5)),
+                    "source": SOURCES[int(more.integers(len(SOURCES)))],
+                    "physical_input_bytes": (
+                        None if more.random() < 0.2 else int(more.lognormal(np.log(2**32), 2))
+                    ),
+                    "partition": float(more.random() < 0.5),
                 }
             )
     return pl.DataFrame(rows, schema=SCHEMA)
@@ -351,6 +367,10 @@ def matches(record: dict[str, Any], kind: str, key: str) -> bool:
         return record["template"] == key
     if kind == "table":
         return key in record["tables"]
+    if kind == "source":
+        return (record["source"] or "") == key
+    if kind == "table_mode":
+        return key in [table_mode_key(t, record["partition"] > 0) for t in record["tables"]]
     return True  # global
 
 
@@ -359,6 +379,8 @@ def reference(records: list[dict], kind: str, key: str, before: dt.date) -> Stat
     chosen = [r for r in records if r["event_date"] < before and matches(r, kind, key)]
     if not chosen:
         return None
+    # the last RECENT_DAYS days up to the cutoff, the day before ``before``
+    recent = [r for r in chosen if (before - r["event_date"]).days <= RECENT_DAYS]
     x = np.log1p(np.array([r["cpu_time_millis"] for r in chosen]) / 1000.0)
     y = np.log1p(np.array([r["peak_memory_bytes"] for r in chosen]) / 2**30)
     return Stats(
@@ -373,6 +395,11 @@ def reference(records: list[dict], kind: str, key: str, before: dt.date) -> Stat
             day_of(before) - 1 if kind == "global" else max(day_of(r["event_date"]) for r in chosen)
         ),
         float(min(day_of(r["event_date"]) for r in chosen)),
+        float(np.log1p(np.array([r["physical_input_bytes"] or 0 for r in chosen]) / 2**30).mean()),
+        float(len(recent)),
+        float(np.log1p(np.array([r["cpu_time_millis"] for r in recent]) / 1000.0).mean())
+        if recent
+        else 0.0,
     )
 
 
@@ -389,6 +416,9 @@ def assert_stats_close(got: Stats | None, want: Stats | None) -> None:
     assert got.memory_mean == pytest.approx(want.memory_mean, rel=1e-12)
     assert got.cpu_sd == pytest.approx(want.cpu_sd, rel=1e-6, abs=1e-6)
     assert got.memory_sd == pytest.approx(want.memory_sd, rel=1e-6, abs=1e-6)
+    assert got.bytes_mean == pytest.approx(want.bytes_mean, rel=1e-12)
+    assert got.recent_n == want.recent_n
+    assert got.recent_cpu_mean == pytest.approx(want.recent_cpu_mean, rel=1e-9, abs=1e-12)
 
 
 # --------------------------------------------------------------------------- point in time
@@ -399,9 +429,15 @@ def test_point_in_time_sees_only_earlier_days(history: pl.DataFrame) -> None:
     rows = history.sample(fraction=1.0, shuffle=True, seed=0)  # any row order
     out = point_in_time(rows, history)
     assert len(out) == rows.height
-    for record, (user, template, tables, prior) in zip(rows.to_dicts(), out, strict=True):
+    for record, (user, template, tables, prior, modes, source) in zip(
+        rows.to_dicts(), out, strict=True
+    ):
         day = record["event_date"]
         assert_stats_close(user, reference(records, "user", record["user"] or "", day))
+        assert_stats_close(source, reference(records, "source", record["source"] or "", day))
+        for table, stats in zip(record["tables"], modes, strict=True):
+            key = table_mode_key(table, record["partition"] > 0)
+            assert_stats_close(stats, reference(records, "table_mode", key, day))
         assert_stats_close(template, reference(records, "template", record["template"], day))
         assert len(tables) == len(record["tables"])
         for table, stats in zip(record["tables"], tables, strict=True):
@@ -425,7 +461,7 @@ def test_count_is_the_number_of_earlier_rows_of_the_key(history: pl.DataFrame) -
 def test_rows_on_the_first_day_are_unseen(history: pl.DataFrame) -> None:
     first = history.filter(pl.col("event_date") == START)
     assert first.height > 0
-    for user, template, tables, prior in point_in_time(first, history):
+    for user, template, tables, prior, *_ in point_in_time(first, history):
         assert user is None
         assert template is None
         assert all(t is None for t in tables)
@@ -440,7 +476,7 @@ def test_rows_on_the_first_day_are_unseen(history: pl.DataFrame) -> None:
 def test_a_row_after_the_history_sees_all_of_it(history: pl.DataFrame) -> None:
     later = history.head(6).with_columns(event_date=pl.lit(START + dt.timedelta(days=30)))
     records = history.to_dicts()
-    for record, (user, template, _, prior) in zip(
+    for record, (user, template, _, prior, *_) in zip(
         later.to_dicts(), point_in_time(later, history), strict=True
     ):
         assert prior.n == history.height
@@ -462,7 +498,7 @@ def test_unknown_keys_are_unseen(history: pl.DataFrame) -> None:
         ],
         schema={k: SCHEMA[k] for k in ("event_date", "user", "template", "tables")},
     )
-    ((user, template, tables, prior),) = point_in_time(rows, history)
+    ((user, template, tables, prior, *_),) = point_in_time(rows, history)
     assert user is None
     assert template is None
     assert tables[0] is not None
@@ -472,10 +508,10 @@ def test_unknown_keys_are_unseen(history: pl.DataFrame) -> None:
 
 def test_history_block_shape(history: pl.DataFrame) -> None:
     block = history_block(history, history, weight=WEIGHT)
-    assert block.shape == (history.height, 17)
+    assert block.shape == (history.height, 23)
     assert block.dtype == np.float64
     assert np.isfinite(block).all()
-    assert history_block(history.head(0), history, weight=WEIGHT).shape == (0, 17)
+    assert history_block(history.head(0), history, weight=WEIGHT).shape == (0, 23)
 
 
 # --------------------------------------------------------------------------- leakage
@@ -547,7 +583,7 @@ def test_no_leakage(history: pl.DataFrame, day: int, change: str) -> None:
 def test_the_global_prior_is_point_in_time(history: pl.DataFrame) -> None:
     index = pick(history, 2)
     flipped = perturb(history, index, "label")
-    for (*_, prior), (*_, prior2), date in zip(
+    for (_, _, _, prior, *_), (_, _, _, prior2, *_), date in zip(
         point_in_time(history, history),
         point_in_time(history, flipped),
         history["event_date"],
@@ -560,7 +596,7 @@ def test_the_global_prior_is_point_in_time(history: pl.DataFrame) -> None:
     for d in range(1, 6):
         date = START + dt.timedelta(days=d)
         rows = history.head(1).with_columns(event_date=pl.lit(date))
-        ((*_, prior),) = point_in_time(rows, history)
+        ((_, _, _, prior, *_),) = point_in_time(rows, history)
         assert prior == global_prior(history, until=date - dt.timedelta(days=1))
 
 
@@ -598,13 +634,14 @@ def probes(snap: pl.DataFrame, date: dt.date) -> pl.DataFrame:
             {
                 "event_date": date,
                 "user": key if kind == "user" else "__nobody__",
+                "source": key if kind == "source" else "__nowhere__",
                 "template": key if kind == "template" else "__none__",
-                "tables": [key] if kind == "table" else [],
+                "tables": [key.split("\t")[0]] if kind in ("table", "table_mode") else [],
+                "partition": float(kind == "table_mode" and key.endswith("\tp")),
             }
         )
-    return pl.DataFrame(
-        rows, schema={k: SCHEMA[k] for k in ("event_date", "user", "template", "tables")}
-    )
+    columns = ("event_date", "user", "source", "template", "tables", "partition")
+    return pl.DataFrame(rows, schema={k: SCHEMA[k] for k in columns})
 
 
 @pytest.mark.parametrize("day", [0, 1, 2, 3, 4])
@@ -615,13 +652,17 @@ def test_snapshot_equals_point_in_time_on_the_next_day(history: pl.DataFrame, da
     snap = snapshot(history, until=until)
     rows = probes(snap, until + dt.timedelta(days=1))
     out = point_in_time(rows, history)  # the whole history, later days included
-    for (kind, _key, *values), (user, template, tables, prior) in zip(
+    for (kind, _key, *values), (user, template, tables, prior, modes, source) in zip(
         snap.iter_rows(), out, strict=True
     ):
         want = Stats(*values)
-        got = {"user": user, "template": template, "table": tables[0] if tables else None}.get(
-            kind, prior
-        )
+        got = {
+            "user": user,
+            "source": source,
+            "template": template,
+            "table": tables[0] if tables else None,
+            "table_mode": modes[0] if modes else None,
+        }.get(kind, prior)
         assert got == want, kind  # exactly equal, not approximately
 
 
@@ -643,6 +684,8 @@ def test_lookup_on_the_snapshot_equals_history_block(
             user=record["user"],
             template=record["template"],
             tables=record["tables"],
+            source=record["source"],
+            partition_filtered=record["partition"] > 0,
         )
         assert served == block[i].tolist()
 
@@ -661,3 +704,31 @@ def test_lookup_from_a_bad_file(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cannot read the history snapshot"):
         HistoryLookup.from_parquet(tmp_path / "absent.parquet", weight=WEIGHT)
 
+
+# --------------------------------------------------------------------------- cold start
+
+
+def test_cold_start_features_read_the_tables_the_way_the_query_does() -> None:
+    """A never-seen template is judged by its tables read the same way (with or without a
+    partition predicate), their size, their growth and its client's habits."""
+    # one table: cheap when filtered on its partition column, heavy when scanned whole
+    whole = Stats(50.0, 40.0, 6.0, 0.5, 2.0, 0.5, DAY - 1.0, DAY - 9.0, 5.0, 10.0, 7.0)
+    pruned = Stats(50.0, 0.0, 1.0, 0.5, 0.1, 0.1, DAY - 1.0, DAY - 9.0, 0.5, 10.0, 1.0)
+    table = Stats(100.0, 40.0, 3.5, 2.6, 1.0, 1.0, DAY - 1.0, DAY - 9.0, 2.7, 20.0, 4.0)
+    source = Stats(200.0, 60.0, 4.0, 1.0, 1.0, 0.5, DAY - 1.0, DAY - 9.0)
+    full = features(None, None, [table], modes=[whole], source=source)
+    filtered = features(None, None, [table], modes=[pruned], source=source)
+    assert full["table_mode_heavy_rate_max"] > 0.5 > filtered["table_mode_heavy_rate_max"]
+    assert full["table_mode_cpu_p90_log_max"] > filtered["table_mode_cpu_p90_log_max"]
+    # what does not depend on the way it is read is the same
+    for name in ("table_scan_gib_log_max", "table_growth_log_max", "source_heavy_rate"):
+        assert full[name] == filtered[name]
+    # growth: recent mean 4.0 over the whole history's 3.5, shrunk by the prior weight
+    assert full["table_growth_log_max"] == pytest.approx(20 * 0.5 / (20 + WEIGHT))
+    assert full["table_scan_gib_log_max"] == pytest.approx((100 * 2.7) / (100 + WEIGHT))
+    assert full["source_heavy_rate"] == pytest.approx((60 + WEIGHT * PRIOR_RATE) / (200 + WEIGHT))
+    # unknown tables and client: the prior's values, no growth
+    cold = features(None, None, [None], modes=[None], source=None)
+    assert cold["table_growth_log_max"] == 0.0
+    assert cold["source_heavy_rate"] == pytest.approx(PRIOR_RATE)
+    assert cold["table_mode_heavy_rate_max"] == pytest.approx(PRIOR_RATE)
