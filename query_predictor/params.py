@@ -198,6 +198,9 @@ class Model(_Section):
     algorithm: Literal["xgboost"] = "xgboost"
     n_estimators: int = Field(100, gt=0)
     cv_folds: int = Field(5, ge=2)
+    # day: each fold holds out whole days (a statement's repeats on one day never sit on both
+    # sides), as the model meets new days in use; random: stratified over rows
+    cv_split: Literal["day", "random"] = "day"
     cost_fn: float = Field(100.0, gt=0)
     cost_fp: float = Field(1.0, gt=0)
     seed: int = Field(42, ge=0, lt=2**31)

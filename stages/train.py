@@ -40,7 +40,14 @@ def main() -> None:
     x_train, y_train = load_features(Path(args.features) / "train.parquet", n_terms=terms)
     x_val, y_val = load_features(Path(args.features) / "val.parquet", n_terms=terms)
     x_test, y_test = load_features(Path(args.features) / "test.parquet", n_terms=terms)
-    result = cross_validate_and_fit(x_train, y_train, model, threads=params.engine.workers)
+    days = pl.read_parquet(Path(args.features) / "train.parquet", columns=["event_date"])
+    result = cross_validate_and_fit(
+        x_train,
+        y_train,
+        model,
+        days=days["event_date"].to_numpy(),
+        threads=params.engine.workers,
+    )
     with atomic_file(args.model) as tmp:  # XGBoost's own JSON format, never pickle
         tmp.write_bytes(result.model.get_booster().save_raw(raw_format="json"))
     val_scores = result.model.predict_proba(x_val)[:, 1]

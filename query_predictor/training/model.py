@@ -2,8 +2,11 @@
 
     python stages/train.py
 
-The training split (boundary-sampled) is cut into ``model.cv_folds`` stratified folds; each
-fold trains with early stopping on its held-out part and reports PR-AUC, ROC-AUC, the best
+The training split (boundary-sampled) is cut into ``model.cv_folds`` stratified folds of
+whole days (``model.cv_split: day``; ``random``: of rows). A recurring statement runs many
+times a day: with folds of rows its same-day repeats sit on both sides, so the held-out part
+rewards memorising them and early stopping ran to the tree budget. Each fold trains with
+early stopping on its held-out part and reports PR-AUC, ROC-AUC, the best
 iteration and the recall at the fold's cost-optimal threshold. The final model trains on the
 whole split with the median best iteration. The decision threshold is then chosen on the
 validation split, which keeps the natural class balance, and judged on test (the PRD).
@@ -15,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +27,7 @@ import polars as pl
 import scipy.sparse as sp
 import xgboost as xgb
 from sklearn.metrics import average_precision_score, roc_auc_score
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from tqdm import tqdm
 
 from query_predictor.core.errors import DataError
@@ -76,10 +80,36 @@ class TrainResult:
     n_trees: int
 
 
+def cv_splits(
+    y: np.ndarray, params: Model, *, days: np.ndarray | None = None
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(fit rows, held-out rows) of each fold: ``model.cv_folds`` folds, stratified by the
+    label, of whole days (``cv_split: day``, which needs ``days``) or of rows."""
+    if params.cv_split == "random":
+        by_row = StratifiedKFold(n_splits=params.cv_folds, shuffle=True, random_state=params.seed)
+        return by_row.split(np.zeros(len(y)), y)
+    if days is None:
+        raise ValueError("model.cv_split: day needs each training row's day")
+    distinct = len(np.unique(days))
+    if distinct < params.cv_folds:
+        raise DataError(
+            f"the training split covers {distinct} day(s): too few for "
+            f"model.cv_folds={params.cv_folds} with model.cv_split: day"
+        )
+    by_day = StratifiedGroupKFold(n_splits=params.cv_folds, shuffle=True, random_state=params.seed)
+    return by_day.split(np.zeros(len(y)), y, groups=days)
+
+
 def cross_validate_and_fit(
-    x: sp.csr_matrix, y: np.ndarray, params: Model, *, threads: int = 0
+    x: sp.csr_matrix,
+    y: np.ndarray,
+    params: Model,
+    *,
+    days: np.ndarray | None = None,
+    threads: int = 0,
 ) -> TrainResult:
-    """Stratified CV with early stopping per fold, then the final model (module docstring)."""
+    """Stratified CV with early stopping per fold, then the final model (module docstring).
+    ``days``: each row's day, needed by ``cv_split: day``."""
     threads = threads or os.cpu_count() or 1
     if int(y.sum()) < params.cv_folds or int((~y).sum()) < params.cv_folds:
         raise DataError(
@@ -87,8 +117,7 @@ def cross_validate_and_fit(
             f"model.cv_folds={params.cv_folds}"
         )
     folds = []
-    splitter = StratifiedKFold(n_splits=params.cv_folds, shuffle=True, random_state=params.seed)
-    splits = splitter.split(np.zeros(len(y)), y)
+    splits = cv_splits(y, params, days=days)
     progress = tqdm(
         splits, total=params.cv_folds, desc="cross-validation", unit="fold", disable=None
     )

@@ -10,7 +10,12 @@ import pytest
 
 from query_predictor.core.featurizer import FEATURE_NAMES
 from query_predictor.params import parse_params
-from query_predictor.training.model import cross_validate_and_fit, load_features, summarize_folds
+from query_predictor.training.model import (
+    cross_validate_and_fit,
+    cv_splits,
+    load_features,
+    summarize_folds,
+)
 
 
 def write_split(path: Path, rows: int, seed: int) -> np.ndarray:
@@ -46,9 +51,10 @@ def test_load_features_builds_dense_then_sparse_columns(tmp_path: Path) -> None:
 def test_cross_validation_is_deterministic_and_learns(tmp_path: Path) -> None:
     write_split(tmp_path / "train.parquet", 600, seed=2)
     x, y = load_features(tmp_path / "train.parquet", n_terms=30)
+    days = np.arange(600) % 9
     params = parse_params({"model": {"n_estimators": 30, "cv_folds": 3}}).model
-    first = cross_validate_and_fit(x, y, params, threads=2)
-    second = cross_validate_and_fit(x, y, params, threads=1)
+    first = cross_validate_and_fit(x, y, params, days=days, threads=2)
+    second = cross_validate_and_fit(x, y, params, days=days, threads=1)
     assert len(first.folds) == 3
     assert first.folds == second.folds
     assert bytes(first.model.get_booster().save_raw(raw_format="json")) == bytes(
@@ -64,4 +70,26 @@ def test_too_few_heavy_rows_for_the_folds_is_named(tmp_path: Path) -> None:
     x, y = load_features(tmp_path / "train.parquet", n_terms=30)
     params = parse_params({"model": {"cv_folds": 10}}).model
     with pytest.raises(ValueError, match=r"too few for model\.cv_folds=10"):
-        cross_validate_and_fit(x, y, params)
+        cross_validate_and_fit(x, y, params, days=np.arange(12))
+
+
+def test_day_folds_never_split_a_day_and_random_folds_do() -> None:
+    """cv_split: day holds out whole days (each day in exactly one held-out part, every fold
+    keeping both classes); random folds cut days; too few days for the folds is named."""
+    rng = np.random.default_rng(5)
+    days = rng.integers(0, 20, size=2000)
+    y = rng.random(2000) < 0.15
+    params = parse_params({"model": {"cv_folds": 4}}).model
+    held_days = []
+    for fit, held in cv_splits(y, params, days=days):
+        assert not set(days[fit]) & set(days[held])
+        assert y[held].any() and (~y[held]).any()
+        held_days += sorted(set(days[held]))
+    assert sorted(held_days) == list(range(20))
+    rows = parse_params({"model": {"cv_folds": 4, "cv_split": "random"}}).model
+    fit, held = next(iter(cv_splits(y, rows)))
+    assert set(days[fit]) & set(days[held])
+    with pytest.raises(ValueError, match=r"covers 3 day\(s\): too few for model\.cv_folds=4"):
+        cv_splits(y, params, days=days % 3)
+    with pytest.raises(ValueError, match="needs each training row's day"):
+        cv_splits(y, params)

@@ -175,7 +175,8 @@ def _model_hash(result: FeatureSet, folder: Path) -> str:
         write_parquet(matrix, folder / f"{name}.parquet")
     n_terms = len(result.vocabulary)
     x, y = load_features(folder / "train.parquet", n_terms=n_terms)
-    fitted = cross_validate_and_fit(x, y, Model(n_estimators=10, cv_folds=2), threads=1)
+    params = Model(n_estimators=10, cv_folds=2, cv_split="random")
+    fitted = cross_validate_and_fit(x, y, params, threads=1)
     width = x.shape[1]
     onnx = to_onnx(fitted.model, width=width, threshold=0.5).SerializeToString()
     return hashlib.sha256(onnx).hexdigest()
