@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .conventions import Conventions
 from .sql_tokens import _textscan, as_text, fingerprint
@@ -227,6 +227,25 @@ class _Statement(NamedTuple):
     template: str
     compared: frozenset[str]
     dated: frozenset[str]
+
+    def record(self) -> tuple[Any, ...]:
+        """These fields as one plain tuple of strings, numbers and tuples (the dict and the
+        sets as tuples): the garbage collector stops tracking a tuple that holds nothing it
+        could track (a dict or set always could), so records kept for a long time add nothing
+        to its pauses; :meth:`from_record` undoes it."""
+        base, tables, ctes, first_date, terms, template, compared, dated = self
+        return (
+            base, tables, ctes, first_date, tuple(terms.items()), template,
+            tuple(compared), tuple(dated),
+        )  # fmt: skip
+
+    @classmethod
+    def from_record(cls, record: tuple[Any, ...]) -> _Statement:
+        base, tables, ctes, first_date, terms, template, compared, dated = record
+        return cls(
+            base, tables, ctes, first_date, dict(terms), template,
+            frozenset(compared), frozenset(dated),
+        )  # fmt: skip
 
 
 class FeatureExtractor:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .conventions import Conventions
-from .features import BASE_NAMES, Analysis, FeatureExtractor, QueryContext
+from .features import BASE_NAMES, Analysis, FeatureExtractor, QueryContext, _Statement
 from .history import HISTORY_NAMES, HistoryLookup
 from .tfidf import TfidfVocabulary
 
@@ -40,6 +40,17 @@ class PreparedText:
 
     statement: Any  # the extractor's analysis of the text alone
     vector: tuple[list[int], list[float]]  # TF-IDF (column indices, weights)
+
+    def record(self) -> tuple[Any, ...]:
+        """This as a plain tuple the garbage collector stops tracking (for a cache that
+        keeps thousands: see ``_Statement.record``); :meth:`from_record` undoes it."""
+        index, value = self.vector
+        return (self.statement.record(), tuple(index), tuple(value))
+
+    @classmethod
+    def from_record(cls, record: tuple[Any, ...]) -> PreparedText:
+        statement, index, value = record
+        return cls(_Statement.from_record(statement), (list(index), list(value)))
 
 
 @dataclass
