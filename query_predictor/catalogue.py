@@ -80,6 +80,14 @@ HISTORY_MEANINGS = {
     ),
     "source_heavy_rate": ("share of the client's (source) queries in H that were heavy", _STAT),
     "source_cpu_p90_log": ("90th percentile log(1 + CPU s) of the client's queries in H", _STAT),
+    "scan_estimate_gib_log": (
+        "log(1 + GiB the statement should scan): over the tables read, the table's GiB per day "
+        "of data x days read (with a partition predicate; days: date_lookback_days or "
+        "interval_days, at least 1) or its GiB per read (without: a full scan); sizes from the "
+        "queries in H that read that table alone, smoothed towards all tables' "
+        "(physical_input_bytes; 0 on a log without it)",
+        _STAT,
+    ),
 }
 
 FIRE_RATES = Path("docs") / "feature_fire_rates.json"  # from the repository root

@@ -197,7 +197,7 @@ def test_parity_passes(result: FeatureSet, splits: dict[str, pl.DataFrame]) -> N
 @pytest.mark.parametrize("name", ["train", "val", "test"])
 def test_matrix_layout(result: FeatureSet, splits: dict[str, pl.DataFrame], name: str) -> None:
     matrix = result.matrices[name]
-    assert len(FEATURE_NAMES) == 101
+    assert len(FEATURE_NAMES) == 102
     assert matrix.columns == [
         "query_id",
         "event_date",
@@ -450,7 +450,7 @@ def test_serving_never_fails(result: FeatureSet, sql: str | bytes | None) -> Non
     ]
     for context in contexts:
         row = featurizer.featurize(sql, context)
-        assert len(row.dense) == len(FEATURE_NAMES) == 101
+        assert len(row.dense) == len(FEATURE_NAMES) == 102
         assert all(isinstance(v, float) and math.isfinite(v) for v in row.dense)
         assert len(row.tfidf_index) == len(row.tfidf_value)
         assert all(math.isfinite(v) for v in row.tfidf_value)
