@@ -81,11 +81,12 @@ HISTORY_MEANINGS = {
     "source_heavy_rate": ("share of the client's (source) queries in H that were heavy", _STAT),
     "source_cpu_p90_log": ("90th percentile log(1 + CPU s) of the client's queries in H", _STAT),
     "scan_estimate_gib_log": (
-        "log(1 + GiB the statement should scan): over the tables read, the table's GiB per day "
-        "of data x days read (with a partition predicate; days: date_lookback_days or "
-        "interval_days, at least 1) or its GiB per read (without: a full scan); sizes from the "
-        "queries in H that read that table alone, smoothed towards all tables' "
-        "(physical_input_bytes; 0 on a log without it)",
+        "log(1 + GiB the statement should scan), summed over the tables read: with a partition "
+        "predicate, the table's GiB per day of data x days read (date_lookback_days or "
+        "interval_days, at least 1); without one, or for a table never read by day, the table "
+        "whole (its largest read); sizes from the queries in H that read the table alone; a "
+        "table never read alone counts as a typical one (physical_input_bytes; 0 on a log "
+        "without it)",
         _STAT,
     ),
 }

@@ -5,11 +5,10 @@ with or without a partition predicate) are counts, heavy counts, the mean / stan
 of log CPU seconds and log peak memory (GiB), the mean log bytes scanned, and the count and
 mean log CPU of the last :data:`RECENT_DAYS` days of the history (a table's growth). Percentiles
 are read off a log-normal fit (p90 = mean + 1.2816 sd), which lets training compute them
-incrementally, point in time. A table read the way a query reads it (with or without a
-partition predicate) also keeps the size of its data, from the queries that read it alone:
-GiB per day of data read (with a predicate) or per read (without), which
-:func:`history_features` turns into an estimate of what a statement scans
-(``scan_estimate_gib_log``). Every statistic is smoothed towards the global prior with
+incrementally, point in time. Tables also keep the size of their data, from the queries
+that read them alone: GiB per day of data read (reads with a partition predicate) and the
+largest read (the table whole), which :func:`scan_estimate` turns into what a statement
+scans (``scan_estimate_gib_log``). Every statistic is smoothed towards the global prior with
 ``prior_weight`` pseudo-queries, and each key family has an explicit "unseen" feature.
 
 Training computes the statistics of each row from history strictly before its own day
@@ -91,6 +90,7 @@ STATS_COLUMNS = (
     "size_n",
     "size_day_mean",
     "size_read_mean",
+    "size_max",
 )
 
 
@@ -110,6 +110,7 @@ class Stats(NamedTuple):
     size_n: float = 0.0  # how many
     size_day_mean: float = 0.0  # their mean log1p(GiB scanned / days read)
     size_read_mean: float = 0.0  # their mean log1p(GiB scanned)
+    size_max: float = 0.0  # their largest log1p(GiB scanned): no read exceeds the table
 
 
 EMPTY = Stats(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0, 0.0)
@@ -177,6 +178,7 @@ def _cold_start(
 
 
 def scan_estimate(
+    tables: Sequence[Stats | None],
     modes: Sequence[Stats | None],
     size_prior: Stats | None,
     weight: float,
@@ -184,25 +186,35 @@ def scan_estimate(
     partition_filtered: bool,
     days: float,
 ) -> float:
-    """log1p of the GiB a statement is expected to scan: the sum over the tables it reads
-    (``modes``, each read the way the statement reads it) of their size per day of data
-    times ``days`` read (with a partition predicate), or their size per read (without one:
-    a full scan). Each table's mean log size is shrunk towards ``size_prior``'s (the
-    single-table reads of any table in that mode) with ``weight`` pseudo-reads, so an
-    unknown table counts as a typical one. 0 when no table is read, or when the history
-    holds no size (a log without ``physical_input_bytes``)."""
+    """log1p of the GiB a statement is expected to scan: the sum over the tables it reads of
+
+    - with a partition predicate, a table whose reads with one have sizes (``modes``): its
+      GiB per day of data (mean log, shrunk towards ``size_prior``'s with ``weight``
+      pseudo-reads) times the ``days`` read;
+    - else a table with sizes (``tables``): its largest read, the table read whole (no read
+      exceeds the table; a table joined unfiltered to a filtered one, like a dimension
+      table, is read whole);
+    - else (a table never read alone in the history): a typical table read this way,
+      ``size_prior`` (any table's single-table reads in that mode): its GiB per day times
+      ``days``, or its GiB per read.
+
+    0 when no table is read, or when the history holds no size (a log without
+    ``physical_input_bytes``)."""
     p = size_prior if size_prior is not None else EMPTY
     if not modes or p.size_n <= 0:
         return 0.0
-    per = days if partition_filtered else 1.0
     total = 0.0
-    for s in modes:
-        s = s if s is not None else EMPTY
-        if partition_filtered:
-            mean = _shrink(s.size_day_mean, s.size_n, p.size_day_mean, weight)
+    for table, mode in zip(tables, modes, strict=True):
+        t = table if table is not None else EMPTY
+        m = mode if mode is not None else EMPTY
+        if partition_filtered and m.size_n > 0:
+            total += math.expm1(_shrink(m.size_day_mean, m.size_n, p.size_day_mean, weight)) * days
+        elif t.size_n > 0:
+            total += math.expm1(t.size_max)
+        elif partition_filtered:
+            total += math.expm1(p.size_day_mean) * days
         else:
-            mean = _shrink(s.size_read_mean, s.size_n, p.size_read_mean, weight)
-        total += math.expm1(mean) * per
+            total += math.expm1(p.size_read_mean)
     return math.log1p(total)
 
 
@@ -249,7 +261,9 @@ def history_features(
         *(u[0], u[1], u[2], u[3], u[4], u[5], t[0], t[1], t[3], t[4], idle, t[5]),
         *table,
         *_cold_start(tables, modes, source, prior, weight),
-        scan_estimate(modes, size_prior, weight, partition_filtered=partition_filtered, days=days),
+        scan_estimate(
+            tables, modes, size_prior, weight, partition_filtered=partition_filtered, days=days
+        ),
     ]
 
 

@@ -119,8 +119,8 @@ def daily_sums(frame: pl.DataFrame) -> pl.DataFrame:
     """Per (kind, key, day) of ``frame``'s rows (event_date, user, is_heavy, cpu_time_millis,
     peak_memory_bytes, template, tables; source, physical_input_bytes and partition, or
     compared, days_read, where known: :data:`HISTORY_COLUMNS`): ``n`` and the sums of heavy,
-    x, x², y, y², b; ``n1`` and the sums of d, r (:func:`_long`). Rows with ``compared``
-    but no ``partition`` give sums to :func:`resolve_partitions`.
+    x, x², y, y², b; ``n1``, the sums of d, r and the largest r, ``mr`` (:func:`_long`).
+    Rows with ``compared`` but no ``partition`` give sums to :func:`resolve_partitions`.
 
     The sums of disjoint parts of a log (e.g. one day each) concatenated stand for the whole
     log wherever history is computed (:func:`snapshot_of_sums`, :func:`point_in_time_of_sums`):
@@ -139,6 +139,7 @@ def daily_sums(frame: pl.DataFrame) -> pl.DataFrame:
             n1=pl.col("s1").sum(),
             sd=pl.col("d").sum(),
             sr=pl.col("r").sum(),
+            mr=pl.col("r").max(),
         )
     )
 
@@ -175,11 +176,12 @@ def _cumulative(sums: pl.DataFrame) -> pl.DataFrame:
         )
     daily = (
         sums.group_by("kind", "key", "day")  # a (kind, key, day) in several parts: one row
-        .agg(*(pl.col(c).sum() for c in _SUMS))
+        .agg(*(pl.col(c).sum() for c in _SUMS), pl.col("mr").max())
         .sort("kind", "key", "day")
     )
     return daily.with_columns(
         *(pl.col(c).cum_sum().over("kind", "key") for c in _SUMS),
+        pl.col("mr").cum_max().over("kind", "key"),
         first=pl.col("day").min().over("kind", "key"),
     )
 
@@ -202,6 +204,7 @@ def _stats_columns() -> list[pl.Expr]:
             pl.when(pl.col("n1") > 0).then(pl.col(s) / pl.col("n1")).otherwise(0.0).alias(name)
             for s, name in (("sd", "size_day_mean"), ("sr", "size_read_mean"))
         ),
+        pl.col("mr").alias("size_max"),
     ]
 
 

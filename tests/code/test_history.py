@@ -413,6 +413,7 @@ def reference(records: list[dict], kind: str, key: str, before: dt.date) -> Stat
         float(len(sized)),
         float(np.log1p(per_day).mean()) if sized else 0.0,
         float(np.log1p(gib).mean()) if sized else 0.0,
+        float(np.log1p(gib).max()) if sized else 0.0,
     )
 
 
@@ -435,6 +436,7 @@ def assert_stats_close(got: Stats | None, want: Stats | None) -> None:
     assert got.size_n == want.size_n
     assert got.size_day_mean == pytest.approx(want.size_day_mean, rel=1e-12, abs=1e-15)
     assert got.size_read_mean == pytest.approx(want.size_read_mean, rel=1e-12, abs=1e-15)
+    assert got.size_max == pytest.approx(want.size_max, rel=1e-12, abs=1e-15)
 
 
 # --------------------------------------------------------------------------- point in time
@@ -753,8 +755,8 @@ def test_cold_start_features_read_the_tables_the_way_the_query_does() -> None:
     assert cold["table_mode_heavy_rate_max"] == pytest.approx(PRIOR_RATE)
 
 
-def sized(n: float, per_day: float, per_read: float) -> Stats:
-    """A table mode's statistics with ``n`` single-table reads of these mean log sizes."""
+def sized(n: float, per_day: float = 0.0, per_read: float = 0.0, largest: float = 0.0) -> Stats:
+    """A table's (mode's) statistics with ``n`` single-table reads of these log sizes."""
     return Stats(
         n,
         0.0,
@@ -767,22 +769,27 @@ def sized(n: float, per_day: float, per_read: float) -> Stats:
         size_n=n,
         size_day_mean=per_day,
         size_read_mean=per_read,
+        size_max=largest,
     )
 
 
 def test_scan_estimate_is_size_per_day_times_days_read_or_the_whole_table() -> None:
     """A statement's expected scan: each table's GiB per day of data times the days read when
-    it filters on the partition column, its GiB per read when it scans the table whole; a
-    table never read alone counts as a typical one (the prior); summed over the tables."""
-    big = sized(1e12, math.log1p(10.0), math.log1p(3000.0))  # 10 GiB a day, 3 TiB in all
-    small = sized(1e12, math.log1p(0.01), math.log1p(2.0))
-    prior = sized(500.0, math.log1p(1.0), math.log1p(50.0))
+    it filters on the partition column, the whole table (its largest read) when it does not
+    or when the table is never read by day; a table never read alone counts as a typical
+    one (the prior); summed over the tables."""
+    fact = sized(1e12, largest=math.log1p(3000.0))  # any read: 3 TiB at most
+    fact_by_day = sized(1e12, per_day=math.log1p(10.0))  # 10 GiB a day
+    dim = sized(1e12, largest=math.log1p(2.0))  # a 2 GiB table, never read by day
+    prior = sized(500.0, per_day=math.log1p(1.0), per_read=math.log1p(50.0))
 
-    def scan(modes: list[Stats | None], partition: bool, days: float) -> float:
+    def scan(
+        tables: list[Stats | None], modes: list[Stats | None], partition: bool, days: float
+    ) -> float:
         values = history_features(
             None,
             None,
-            [None] * len(modes),
+            tables,
             prior=PRIOR,
             weight=WEIGHT,
             modes=modes,
@@ -792,18 +799,20 @@ def test_scan_estimate_is_size_per_day_times_days_read_or_the_whole_table() -> N
         )
         return math.expm1(values[COL["scan_estimate_gib_log"]])
 
-    assert scan([big], True, 1.0) == pytest.approx(10.0, rel=1e-6)
-    assert scan([big], True, 30.0) == pytest.approx(300.0, rel=1e-6)
-    assert scan([big], False, 30.0) == pytest.approx(3000.0, rel=1e-6)  # days do not count
-    assert scan([big, small], True, 7.0) == pytest.approx(70.07, rel=1e-6)
-    assert scan([None], True, 7.0) == pytest.approx(7.0, rel=1e-9)  # unknown: the prior
-    assert scan([None], False, 7.0) == pytest.approx(50.0, rel=1e-9)
-    # a few reads weigh as much as their count against the prior's pseudo-reads
-    few = sized(WEIGHT, math.log1p(10.0), 0.0)
-    assert scan([few], True, 1.0) == pytest.approx(
-        math.expm1(math.log1p(10.0) / 2 + math.log1p(1.0) / 2), rel=1e-9
-    )
-    assert scan([], True, 7.0) == 0.0  # no table read
+    assert scan([fact], [fact_by_day], True, 1.0) == pytest.approx(10.0, rel=1e-6)
+    assert scan([fact], [fact_by_day], True, 30.0) == pytest.approx(300.0, rel=1e-6)
+    assert scan([fact], [None], False, 30.0) == pytest.approx(3000.0, rel=1e-9)  # whole
+    # joined to a dimension table: that one is read whole, whatever the days
+    assert scan([fact, dim], [fact_by_day, None], True, 7.0) == pytest.approx(72.0, rel=1e-6)
+    assert scan([dim], [None], False, 7.0) == pytest.approx(2.0, rel=1e-9)
+    # never read alone: a typical table read this way
+    assert scan([None], [None], True, 7.0) == pytest.approx(7.0, rel=1e-9)
+    assert scan([None], [None], False, 7.0) == pytest.approx(50.0, rel=1e-9)
+    # a few reads by day weigh as much as their count against the prior's pseudo-reads
+    few = sized(WEIGHT, per_day=math.log1p(10.0))
+    half = math.expm1(math.log1p(10.0) / 2 + math.log1p(1.0) / 2)
+    assert scan([fact], [few], True, 1.0) == pytest.approx(half, rel=1e-9)
+    assert scan([], [], True, 7.0) == 0.0  # no table read
     # a log without physical_input_bytes knows no size: 0, as table_scan_gib_log_max
     unsized = features(None, None, [None], modes=[None])
     assert unsized["scan_estimate_gib_log"] == 0.0
@@ -847,6 +856,9 @@ def test_scan_sizes_come_from_single_table_reads() -> None:
     )
     (a_filtered,) = filtered_modes
     (a_whole,) = whole_modes
+    (a_any,) = point_in_time(probe, history)[0][2]  # the table's reads, either way
+    assert a_any.size_n == 3.0
+    assert a_any.size_max == pytest.approx(math.log1p(100.0))  # its largest single read
     assert a_filtered.n == 4.0  # the join and the unknown bytes count as reads ...
     assert a_filtered.size_n == 2.0  # ... but not as sizes
     assert a_filtered.size_day_mean == pytest.approx(math.log1p(2.0))
