@@ -16,7 +16,9 @@ Training computes the statistics of each row from history strictly before its ow
 at the end of the training window (``models/history_stats.parquet``) through
 :class:`HistoryLookup`. Both go through :func:`history_features`, the one formula.
 
-Every feature is a function of the history alone, never of the day the query arrives: a
+Every feature is a function of the history alone, never of the day the query arrives (but
+for the days of data a statement reads, which :func:`scan_estimate` takes from the statement
+and its own day, as the base feature ``date_lookback_days`` does): a
 training row's history ends the day before it (the history is one day old), a served query's
 history ends at the snapshot's cutoff (weeks old, and older every day the bundle stays
 deployed). Recency is measured back from the history's cutoff (and capped at
