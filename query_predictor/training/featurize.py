@@ -14,7 +14,7 @@
    single-query serving path (:class:`~query_predictor.core.featurizer.QueryFeaturizer`) and
    compared, feature by feature, with the batch rows; any difference fails the stage.
 
-Matrices are parquet: 101 float32 columns plus the sparse TF-IDF vector as two list columns
+Matrices are parquet: 102 float32 columns plus the sparse TF-IDF vector as two list columns
 (``tfidf_index``, ``tfidf_value``): one columnar file per split, a few percent of a dense
 1,000-column matrix, read straight into CSR by the trainer.
 """
@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from query_predictor.core.conventions import Conventions, fit_conventions
 from query_predictor.core.errors import DataError, ParityError
-from query_predictor.core.features import BASE_NAMES, FeatureExtractor, QueryContext
+from query_predictor.core.features import BASE_NAMES, FeatureExtractor, QueryContext, days_read
 from query_predictor.core.featurizer import FEATURE_NAMES, QueryFeaturizer
 from query_predictor.core.history import HISTORY_NAMES, HistoryLookup, history_features
 from query_predictor.core.tfidf import TfidfVocabulary, fit_vocabulary
@@ -122,7 +122,7 @@ def analyze_chunk(chunk: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     queries = chunk["query"].to_list()
     missing = [math.nan] * len(BASE_NAMES)
     base: list[list[float]] = []
-    tables, templates, compared, dated = [], [], [], []
+    tables, templates, compared, dated, days = [], [], [], [], []
     terms: dict[str | None, dict[str, int]] = {}
     analyses = extractor.analyze_many(queries, contexts_of(chunk))
     for keep, sql, a in zip(full, queries, analyses, strict=True):
@@ -130,6 +130,7 @@ def analyze_chunk(chunk: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         templates.append(a.template)
         dated.append(sorted(a.dated))
         compared.append(sorted(a.compared))  # every row: history keys on partition filters
+        days.append(days_read(a.base))  # every row: history sizes a table per day read
         if keep:
             base.append(a.base)
             if sql not in terms:
@@ -142,6 +143,7 @@ def analyze_chunk(chunk: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         template=pl.Series(templates, dtype=pl.String),
         compared=list_series(compared, pl.String),
         dated=list_series(dated, pl.String),
+        days_read=pl.Series(days, dtype=pl.Float64),
     )
     texts = pl.DataFrame(
         {
@@ -280,14 +282,29 @@ def history_block_of_sums(
 ) -> np.ndarray:
     """:func:`history_block` from the history's
     :func:`~query_predictor.training.history.daily_sums` ``sums``. ``rows`` carry
-    ``has_partition_predicate`` where known (else: no partition filter)."""
+    ``has_partition_predicate`` where known (else: no partition filter) and ``days_read``
+    (else: one day)."""
     if "has_partition_predicate" in rows.columns:
         rows = rows.with_columns(partition=pl.col("has_partition_predicate"))
     stats = point_in_time_of_sums(rows, sums, until=until)
     out = np.empty((rows.height, len(HISTORY_NAMES)), dtype=np.float64)
-    for i, (user, template, tables, prior, modes, source) in enumerate(stats):
+    ones = pl.Series([1.0] * rows.height, dtype=pl.Float64)
+    partition = rows["partition"] if "partition" in rows.columns else ones * 0
+    days = rows["days_read"] if "days_read" in rows.columns else ones
+    for i, ((user, template, tables, prior, modes, source, size), flag, read) in enumerate(
+        zip(stats, partition.fill_null(0.0).to_list(), days.to_list(), strict=True)
+    ):
         out[i] = history_features(
-            user, template, tables, prior=prior, weight=weight, modes=modes, source=source
+            user,
+            template,
+            tables,
+            prior=prior,
+            weight=weight,
+            modes=modes,
+            source=source,
+            size_prior=size,
+            partition_filtered=flag > 0,
+            days=read,
         )
     return out
 
@@ -448,7 +465,7 @@ def _gather(
             out.convention_rows.append(history.select("user", "template", "dated"))
         out.keyed.append(
             rows.filter(full).select(
-                "query_id", "user", "compared", *BASE_NAMES, "tables", "template"
+                "query_id", "user", "compared", *BASE_NAMES, "tables", "template", "days_read"
             )
         )
         out.terms.append(analyzed.terms)
@@ -498,7 +515,7 @@ def featurize(
     # the tables' reads with / without a partition filter, as the learned conventions say
     sums = resolve_partitions(sums, learned.partition_predicate)
     keyed = with_conventions(pl.concat(gathered.keyed), learned).select(
-        "query_id", *BASE_NAMES, "tables", "template"
+        "query_id", *BASE_NAMES, "tables", "template", "days_read"
     )
     gathered.keyed.clear()
     missing = {

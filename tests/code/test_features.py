@@ -24,6 +24,7 @@ from query_predictor.core.features import (
     Analysis,
     FeatureExtractor,
     QueryContext,
+    days_read,
 )
 from query_predictor.core.sql_tokens import MAX_CHARS, fingerprint, normalize
 
@@ -497,6 +498,25 @@ def test_date_lookback_is_relative_to_the_arrival_day(
     sql: str, time: dt.datetime | None, lookback: float
 ) -> None:
     assert_features(sql, {"date_lookback_days": lookback}, QueryContext(time=time))
+
+
+@pytest.mark.parametrize(
+    ("sql", "days"),
+    [
+        ("SELECT * FROM t WHERE ds >= '2025-06-03'", 7.0),  # a week back to today
+        ("SELECT * FROM t WHERE ds = '2025-06-10'", 1.0),  # today: one day, not none
+        (
+            "SELECT * FROM t WHERE ds >= date_add('day', -30, current_date)",
+            1.0,
+        ),  # no date, no INTERVAL
+        ("SELECT * FROM t WHERE ds >= current_date - INTERVAL '30' DAY", 30.0),
+        ("SELECT * FROM t WHERE ds >= '2025-06-09' AND ts > now() - INTERVAL '2' HOUR", 1.0),
+        ("SELECT * FROM t", 1.0),
+    ],
+)
+def test_days_read_is_the_look_back_or_the_interval(sql: str, days: float) -> None:
+    base = FeatureExtractor().analyze(sql, QueryContext(time=ARRIVAL)).base
+    assert days_read(base) == days
 
 
 # --------------------------------------------------------------------------- tables
