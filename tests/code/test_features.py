@@ -893,9 +893,9 @@ ODD_INPUTS = [
 
 @pytest.mark.parametrize("sql", ODD_INPUTS, ids=range(len(ODD_INPUTS)))
 def test_odd_input_gives_78_finite_features(sql: str | bytes | None) -> None:
-    start = time.perf_counter()
+    start = time.process_time()  # CPU, not wall: what a loaded machine does not stretch
     analysis = EXTRACTOR.analyze(sql, QueryContext(time=ARRIVAL))
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0
     assert_valid_vector(analysis.base)
     assert_valid_vector(EXTRACTOR.base_features(sql, NO_CONTEXT))
 
@@ -903,9 +903,9 @@ def test_odd_input_gives_78_finite_features(sql: str | bytes | None) -> None:
 @pytest.mark.parametrize("sql", [MEGA_SELECT, MEGA_IN], ids=["select-list", "in-list"])
 def test_megabyte_statement_is_cut_at_max_chars(sql: str) -> None:
     assert len(sql) > MAX_CHARS
-    start = time.perf_counter()
+    start = time.process_time()  # CPU, not wall: what a loaded machine does not stretch
     got = features(sql)
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0
     assert got["sql_chars_log"] == pytest.approx(math.log1p(MAX_CHARS))
     assert got == features(sql[:MAX_CHARS])
 
