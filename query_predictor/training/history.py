@@ -246,12 +246,36 @@ def point_in_time_of_sums(
     ``last_day`` is the row's cutoff, the earlier of the two; "recent" statistics are of the
     RECENT_DAYS days up to that cutoff. ``history`` is the :func:`daily_sums` of the
     history's rows."""
+    return point_in_time_of_cumulative(rows, cumulative_by_kind(history), until=until)
+
+
+def cumulative_by_kind(history: pl.DataFrame) -> dict[str, tuple[pl.DataFrame, pl.DataFrame]]:
+    """Per kind of key, the statistics of each key at the end of each day it occurs on and
+    the sums the "recent" statistics subtract (both sorted by day), from the
+    :func:`daily_sums` ``history``: what :func:`point_in_time_of_cumulative` looks rows up
+    in. Computed once, it serves any number of batches of rows."""
     cum = (
         _cumulative(history)
         .with_columns(_stats_columns())
         .select("kind", "key", "day", "sx", *STATS_COLUMNS[:-2])
     )
     old = _old(cum)
+    return {
+        kind: tuple(  # type: ignore[misc]
+            f.filter(pl.col("kind") == kind).drop("kind").sort("day") for f in (cum, old)
+        )
+        for kind in (USER, SOURCE, TEMPLATE, TABLE, TABLE_MODE, GLOBAL)
+    }
+
+
+def point_in_time_of_cumulative(
+    rows: pl.DataFrame,
+    cumulative: dict[str, tuple[pl.DataFrame, pl.DataFrame]],
+    *,
+    until: dt.date | None = None,
+) -> list[tuple]:
+    """:func:`point_in_time_of_sums` from the history's :func:`cumulative_by_kind`. Each
+    row's result depends on that row alone: rows may come in batches."""
     present = set(rows.columns)
     cut = pl.col("event_date") - pl.lit(EPOCH)
     indexed = rows.select(
@@ -281,10 +305,9 @@ def point_in_time_of_sums(
         )
 
     def lookup(keys: pl.DataFrame, kind: str) -> pl.DataFrame:
-        found = asof(keys, cum.filter(pl.col("kind") == kind).drop("kind"), "before")
-        past = asof(
-            found.drop("day", strict=False), old.filter(pl.col("kind") == kind).drop("kind"), "old"
-        )
+        cum, old = cumulative[kind]
+        found = asof(keys, cum, "before")
+        past = asof(found.drop("day", strict=False), old, "old")
         return _with_recent(past).sort(keys.columns[0])
 
     def of(kind: str, key: pl.Expr) -> list[Stats | None]:

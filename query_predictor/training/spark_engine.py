@@ -241,7 +241,7 @@ class SparkEngine:
         probe_rows, probe_texts = analyze_chunk(source.head(1))
         probe = probe_rows.with_columns(source.head(1).select("query_id"))
         row_schema = _struct(self.session, probe)
-        text_schema = _struct(self.session, probe_texts)
+        text_schema = _struct(self.session, probe_texts.drop("text_key"))
         combined = StructType([*row_schema.fields, *text_schema.fields])
         target = _arrow_schema(combined)
 
@@ -249,14 +249,12 @@ class SparkEngine:
             for batch in batches:
                 chunk = _from_arrow(batch)
                 analyzed, texts = analyze_chunk(chunk)
-                analyzed = analyzed.with_columns(chunk.select("query_id", "query"))
-                texts = texts.rename({"query": "_text"})
-                # the terms ride on the first row of each distinct text in the chunk
-                first = chunk.select(pl.col("query").is_first_distinct()).to_series()
+                analyzed = analyzed.with_columns(chunk.select("query_id", "full"))
+                # the terms ride on the first full row of each distinct text in the chunk
+                first = pl.col("full") & pl.struct("full", "text_key").is_first_distinct()
                 joined = analyzed.join(
-                    texts, left_on="query", right_on="_text", how="left", maintain_order="left"
-                )
-                joined = joined.with_columns(
+                    texts, on="text_key", how="left", nulls_equal=True, maintain_order="left"
+                ).with_columns(
                     pl.when(first).then(pl.col(c)).alias(c) for c in ("term_keys", "term_counts")
                 )
                 yield from to_batches(joined.select(target.names), target)
@@ -264,11 +262,11 @@ class SparkEngine:
         out = _collect(rows.mapInArrow(task, combined), spill=self._spill)
         texts = (
             out.filter(pl.col("term_keys").is_not_null())
-            .select("query", "term_keys", "term_counts")
-            .unique("query", keep="first")
-            .sort("query")
+            .select("text_key", "term_keys", "term_counts")
+            .unique("text_key", keep="first")
+            .sort("text_key")
         )
-        features = out.drop("query", "term_keys", "term_counts")
+        features = out.drop("term_keys", "term_counts")
         joined = frame.select("query_id").join(
             features, on="query_id", how="left", maintain_order="left"
         )
