@@ -592,6 +592,7 @@ def featurize(
     analyze: Callable[..., Analyzed] = analyze_frame,
     sink: Callable[[str, pl.DataFrame], None] | None = None,
     scratch: str | Path | None = None,
+    analyzed: Callable[[], None] | None = None,
 ) -> FeatureSet:
     """Run steps 1-4 of the module docstring; ``conventions`` are the keyword arguments of
     :func:`~query_predictor.core.conventions.fit_conventions` but the rows; ``analyze`` runs
@@ -604,7 +605,9 @@ def featurize(
     their texts' terms are written to a folder under ``scratch`` (default: the system's
     temporary folder) and read back a day at a time. ``splits`` may be lazy (read in batches
     of :data:`BATCH_ROWS`); ``sink`` receives each split's matrix as soon as it is built
-    (default: kept in :attr:`FeatureSet.matrices`), so one matrix is in memory at a time."""
+    (default: kept in :attr:`FeatureSet.matrices`), so one matrix is in memory at a time.
+    ``analyzed`` is called once every labeled row is analysed (``analyze`` is not called
+    again): e.g. the engine's close, so its worker processes free their memory for the rest."""
     workers = workers or os.cpu_count() or 1
     parts = [labeled] if isinstance(labeled, pl.DataFrame) else labeled
     lazy = {n: s.lazy() for n, s in splits.items()}
@@ -614,6 +617,8 @@ def featurize(
         gathered = _gather(
             parts, split_ids, spill, train_end=train_end, workers=workers, analyze=analyze
         )
+        if analyzed is not None:
+            analyzed()
         missing = {n: int((~found).sum()) for n, found in gathered.found.items()}
         if any(missing.values()):
             raise DataError(

@@ -170,6 +170,7 @@ class SparkEngine:
 
     def __init__(self, settings: Spark) -> None:
         self.session = spark_session(settings)
+        self._closed = False
         # results the driver needs whole come back through files when the executors can
         # write where it reads (:func:`_collect`)
         self._spill = (
@@ -273,6 +274,9 @@ class SparkEngine:
         return Analyzed(frame.hstack(joined.drop("query_id")), texts)
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         self.session.stop()
         if self._spill is not None:
             shutil.rmtree(self._spill, ignore_errors=True)
