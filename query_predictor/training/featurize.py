@@ -9,10 +9,17 @@
    with the history cut at the end of the training window, so validation and test rows see
    exactly the training-window snapshot that serving loads (``models/history_stats.parquet``).
 3. TF-IDF: the vocabulary is fitted on the training split only (``models/tfidf_vocab.json``).
-   Terms depend on the text alone, so each distinct text is kept, weighed and looked up once.
+   Terms depend on the text alone, so each distinct text is weighed and looked up once, by
+   a 128-bit hash of the text (:func:`text_key`), never by the text itself.
 4. Parity: a hash-chosen sample of validation and test rows is featurized again through the
    single-query serving path (:class:`~query_predictor.core.featurizer.QueryFeaturizer`) and
    compared, feature by feature, with the batch rows; any difference fails the stage.
+
+Memory follows a day of the log and one split's matrix, not the log: step 1 runs a day at
+a time and keeps, for the whole log, only the history's daily sums, the conventions' inputs
+and the training rows' per-day document frequencies; the split rows' features and their
+texts' terms go to a scratch folder, one part a day, which steps 2-4 read back for batches
+of split rows (:data:`BATCH_ROWS`).
 
 Matrices are parquet: 101 float32 columns plus the sparse TF-IDF vector as two list columns
 (``tfidf_index``, ``tfidf_value``): one columnar file per split, a few percent of a dense
