@@ -159,8 +159,11 @@ def _cumulative(sums: pl.DataFrame) -> pl.DataFrame:
             "history sums key tables by the columns compared: resolve_partitions first"
         )
     daily = (
-        sums.group_by("kind", "key", "day")  # a (kind, key, day) in several parts: one row
-        .agg(*(pl.col(c).sum() for c in _SUMS))
+        # a (kind, key, day) in several parts (days cut in two, a table's reads folded by
+        # resolve_partitions): one row. Float sums in sorted order: the same bits whatever
+        # order the parallel group-by meets the parts in
+        sums.group_by("kind", "key", "day")
+        .agg(*(pl.col(c).sort().sum() for c in _SUMS))
         .sort("kind", "key", "day")
     )
     return daily.with_columns(
