@@ -80,6 +80,16 @@ HISTORY_MEANINGS = {
     ),
     "source_heavy_rate": ("share of the client's (source) queries in H that were heavy", _STAT),
     "source_cpu_p90_log": ("90th percentile log(1 + CPU s) of the client's queries in H", _STAT),
+    "scan_estimate_gib_log": (
+        "log(1 + GiB the statement should scan), summed over the tables read: with a partition "
+        "predicate, the table's GiB per day of data x days read (date_lookback_days or "
+        "interval_days, at least 1); without one, or for a table never read by day, the table "
+        "whole (its largest read); sizes from the queries in H that read the table alone; a "
+        "table never read alone counts as a typical one (physical_input_bytes; 0 on a log "
+        "without it)",
+        "sizes: same formula over H; days read count to the query's own day, as "
+        "date_lookback_days does (a statement reading from a fixed date reads more later)",
+    ),
 }
 
 FIRE_RATES = Path("docs") / "feature_fire_rates.json"  # from the repository root
@@ -218,8 +228,9 @@ def render(fire_rates: Mapping[str, Any] | None = None) -> str:
         "smoothed towards the global prior. **Training**: for a row on day D, H is every labeled",
         "row before D and C = D - 1 (validation and test rows: H stops at the training window's",
         "end, C is that day). **Serving**: H is the bundle's snapshot and C the training window's",
-        "last day, however long the bundle has been deployed. No feature reads the query's own",
-        "day, so the same statement gets the same history features a day or a month after C;",
+        "last day, however long the bundle has been deployed. No feature but the scan estimate",
+        "reads the query's own day, so the same statement gets the same history features a day",
+        "or a month after C;",
         "recency counts back from C and counts are per day of S, so they mean the same whether",
         "the history is one day old (training) or weeks old (serving).",
         "",

@@ -182,7 +182,7 @@ class Features(_Section):
     """Feature extraction (stage ``featurize``)."""
 
     base_feature_count: Literal[78] = 78
-    historical_feature_count: Literal[23] = 23
+    historical_feature_count: Literal[24] = 24
     tfidf_vocab_size: int = Field(1000, ge=10, le=100_000)
     history_prior_weight: float = Field(20.0, gt=0)
     # conventions learned in the training window (query_predictor/core/conventions.py)

@@ -20,11 +20,11 @@ import datetime as dt
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .conventions import Conventions
 from .sql_tokens import _textscan, as_text, fingerprint
@@ -136,6 +136,16 @@ BASE_FEATURES: tuple[Feature, ...] = (
 )
 BASE_NAMES: tuple[str, ...] = tuple(f.name for f in BASE_FEATURES)
 _AT = {name: i for i, name in enumerate(BASE_NAMES)}  # where a feature is in a vector
+
+
+def days_read(base: Sequence[float]) -> float:
+    """Days of data a statement reads (at least 1), from its base features ``base``: from
+    its earliest date literal to its own day (``date_lookback_days``) or its largest INTERVAL
+    (``current_date - INTERVAL '7' DAY``), whichever is longer. It sizes a read with a
+    partition predicate (:func:`~query_predictor.core.history.scan_estimate`)."""
+    return max(1.0, base[_AT["date_lookback_days"]], base[_AT["interval_days"]])
+
+
 _ZEROS = dict.fromkeys(BASE_NAMES, 0.0)  # every feature 0, in catalogue order (never changed)
 
 QUERY_TYPES = (
@@ -227,6 +237,25 @@ class _Statement(NamedTuple):
     template: str
     compared: frozenset[str]
     dated: frozenset[str]
+
+    def record(self) -> tuple[Any, ...]:
+        """These fields as one plain tuple of strings, numbers and tuples (the dict and the
+        sets as tuples): the garbage collector stops tracking a tuple that holds nothing it
+        could track (a dict or set always could), so records kept for a long time add nothing
+        to its pauses; :meth:`from_record` undoes it."""
+        base, tables, ctes, first_date, terms, template, compared, dated = self
+        return (
+            base, tables, ctes, first_date, tuple(terms.items()), template,
+            tuple(compared), tuple(dated),
+        )  # fmt: skip
+
+    @classmethod
+    def from_record(cls, record: tuple[Any, ...]) -> _Statement:
+        base, tables, ctes, first_date, terms, template, compared, dated = record
+        return cls(
+            base, tables, ctes, first_date, dict(terms), template,
+            frozenset(compared), frozenset(dated),
+        )  # fmt: skip
 
 
 class FeatureExtractor:

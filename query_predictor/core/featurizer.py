@@ -3,7 +3,7 @@
     >>> featurizer = QueryFeaturizer.from_bundle("models", prior_weight=20.0)
     >>> row = featurizer.featurize("SELECT 1", QueryContext(user="alice"))
 
-A row is the 78 base features, the 23 historical features (:data:`FEATURE_NAMES`, in that
+A row is the 78 base features, the 24 historical features (:data:`FEATURE_NAMES`, in that
 order) and the sparse TF-IDF vector. The fitted state (vocabulary, history snapshot, the
 site's conventions) is read
 from the model bundle; nothing is re-implemented here.
@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from .conventions import Conventions
-from .features import BASE_NAMES, Analysis, FeatureExtractor, QueryContext
+from .features import (
+    BASE_NAMES,
+    Analysis,
+    FeatureExtractor,
+    QueryContext,
+    _Statement,
+    days_read,
+)
 from .history import HISTORY_NAMES, HistoryLookup
 from .tfidf import TfidfVocabulary
 
@@ -40,6 +47,17 @@ class PreparedText:
 
     statement: Any  # the extractor's analysis of the text alone
     vector: tuple[list[int], list[float]]  # TF-IDF (column indices, weights)
+
+    def record(self) -> tuple[Any, ...]:
+        """This as a plain tuple the garbage collector stops tracking (for a cache that
+        keeps thousands: see ``_Statement.record``); :meth:`from_record` undoes it."""
+        index, value = self.vector
+        return (self.statement.record(), tuple(index), tuple(value))
+
+    @classmethod
+    def from_record(cls, record: tuple[Any, ...]) -> PreparedText:
+        statement, index, value = record
+        return cls(_Statement.from_record(statement), (list(index), list(value)))
 
 
 @dataclass
@@ -94,6 +112,7 @@ class QueryFeaturizer:
             tables=analysis.tables,
             source=context.source,
             partition_filtered=analysis.base[_PARTITION] > 0,
+            days=days_read(analysis.base),
         )
         index, value = vector
         return FeatureRow(

@@ -1,11 +1,14 @@
-"""The 23 historical features: how this user, client, query template and these tables behaved.
+"""The 24 historical features: how this user, client, query template and these tables behaved.
 
 Statistics per key (user, source, fingerprint of the normalised SQL, table, and table read
 with or without a partition predicate) are counts, heavy counts, the mean / standard deviation
 of log CPU seconds and log peak memory (GiB), the mean log bytes scanned, and the count and
 mean log CPU of the last :data:`RECENT_DAYS` days of the history (a table's growth). Percentiles
 are read off a log-normal fit (p90 = mean + 1.2816 sd), which lets training compute them
-incrementally, point in time. Every statistic is smoothed towards the global prior with
+incrementally, point in time. Tables also keep the size of their data, from the queries
+that read them alone: GiB per day of data read (reads with a partition predicate) and the
+largest read (the table whole), which :func:`scan_estimate` turns into what a statement
+scans (``scan_estimate_gib_log``). Every statistic is smoothed towards the global prior with
 ``prior_weight`` pseudo-queries, and each key family has an explicit "unseen" feature.
 
 Training computes the statistics of each row from history strictly before its own day
@@ -13,7 +16,9 @@ Training computes the statistics of each row from history strictly before its ow
 at the end of the training window (``models/history_stats.parquet``) through
 :class:`HistoryLookup`. Both go through :func:`history_features`, the one formula.
 
-Every feature is a function of the history alone, never of the day the query arrives: a
+Every feature is a function of the history alone, never of the day the query arrives (but
+for the days of data a statement reads, which :func:`scan_estimate` takes from the statement
+and its own day, as the base feature ``date_lookback_days`` does): a
 training row's history ends the day before it (the history is one day old), a served query's
 history ends at the snapshot's cutoff (weeks old, and older every day the bundle stays
 deployed). Recency is measured back from the history's cutoff (and capped at
@@ -59,6 +64,8 @@ HISTORY_NAMES: tuple[str, ...] = (
     "table_mode_cpu_p90_log_max",
     "source_heavy_rate",
     "source_cpu_p90_log",
+    # how much data the statement reads: its tables' size per day x days read, or whole
+    "scan_estimate_gib_log",
 )
 Z90 = 1.2816
 # Idle days are capped here (and "never ran" is the cap): a training row's history is at
@@ -82,6 +89,10 @@ STATS_COLUMNS = (
     "bytes_mean",
     "recent_n",
     "recent_cpu_mean",
+    "size_n",
+    "size_day_mean",
+    "size_read_mean",
+    "size_max",
 )
 
 
@@ -97,6 +108,11 @@ class Stats(NamedTuple):
     bytes_mean: float = 0.0  # of log1p(GiB scanned, physical input); 0 where the log lacks it
     recent_n: float = 0.0  # queries in the last RECENT_DAYS days of the history
     recent_cpu_mean: float = 0.0  # ... and their mean log1p(CPU seconds)
+    # the key's queries that read one table and report physical input bytes (table modes):
+    size_n: float = 0.0  # how many
+    size_day_mean: float = 0.0  # their mean log1p(GiB scanned / days read)
+    size_read_mean: float = 0.0  # their mean log1p(GiB scanned)
+    size_max: float = 0.0  # their largest log1p(GiB scanned): no read exceeds the table
 
 
 EMPTY = Stats(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0, 0.0)
@@ -104,7 +120,8 @@ EMPTY = Stats(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0, 0.0)
 
 def table_mode_key(table: str, partition_filtered: bool) -> str:
     """The key of ``table`` read with (``p``) or without (``f``, a full scan unless the table
-    is small) a predicate on a partition column."""
+    is small) a predicate on a partition column. ``table`` "" is any table: its statistics
+    (of single-table reads) are the prior of a table's size."""
     return f"{table}\t{'p' if partition_filtered else 'f'}"
 
 
@@ -162,6 +179,47 @@ def _cold_start(
     ]
 
 
+def scan_estimate(
+    tables: Sequence[Stats | None],
+    modes: Sequence[Stats | None],
+    size_prior: Stats | None,
+    weight: float,
+    *,
+    partition_filtered: bool,
+    days: float,
+) -> float:
+    """log1p of the GiB a statement is expected to scan: the sum over the tables it reads of
+
+    - with a partition predicate, a table whose reads with one have sizes (``modes``): its
+      GiB per day of data (mean log, shrunk towards ``size_prior``'s with ``weight``
+      pseudo-reads) times the ``days`` read;
+    - else a table with sizes (``tables``): its largest read, the table read whole (no read
+      exceeds the table; a table joined unfiltered to a filtered one, like a dimension
+      table, is read whole);
+    - else (a table never read alone in the history): a typical table read this way,
+      ``size_prior`` (any table's single-table reads in that mode): its GiB per day times
+      ``days``, or its GiB per read.
+
+    0 when no table is read, or when the history holds no size (a log without
+    ``physical_input_bytes``)."""
+    p = size_prior if size_prior is not None else EMPTY
+    if not modes or p.size_n <= 0:
+        return 0.0
+    total = 0.0
+    for table, mode in zip(tables, modes, strict=True):
+        t = table if table is not None else EMPTY
+        m = mode if mode is not None else EMPTY
+        if partition_filtered and m.size_n > 0:
+            total += math.expm1(_shrink(m.size_day_mean, m.size_n, p.size_day_mean, weight)) * days
+        elif t.size_n > 0:
+            total += math.expm1(t.size_max)
+        elif partition_filtered:
+            total += math.expm1(p.size_day_mean) * days
+        else:
+            total += math.expm1(p.size_read_mean)
+    return math.log1p(total)
+
+
 def history_features(
     user: Stats | None,
     template: Stats | None,
@@ -171,10 +229,16 @@ def history_features(
     weight: float,
     modes: Sequence[Stats | None] = (),
     source: Stats | None = None,
+    size_prior: Stats | None = None,
+    partition_filtered: bool = False,
+    days: float = 1.0,
 ) -> list[float]:
-    """The 23 features (order of :data:`HISTORY_NAMES`) from the statistics of one query's
+    """The 24 features (order of :data:`HISTORY_NAMES`) from the statistics of one query's
     keys: ``modes`` are its tables read the way it reads them (:func:`table_mode_key`, in
-    the order of ``tables``), ``source`` its client's. ``prior`` is the history's global
+    the order of ``tables``: with a partition predicate when ``partition_filtered``),
+    ``source`` its client's, ``size_prior`` the statistics of any table read that way (key
+    ``table_mode_key("", partition_filtered)``) and ``days`` the days of data it reads
+    (:func:`~query_predictor.core.features.days_read`). ``prior`` is the history's global
     row: its ``last_day`` is the cutoff the template's idle days count back from. The
     query's own day is deliberately no input."""
     u = _key(user, prior, weight)
@@ -199,6 +263,9 @@ def history_features(
         *(u[0], u[1], u[2], u[3], u[4], u[5], t[0], t[1], t[3], t[4], idle, t[5]),
         *table,
         *_cold_start(tables, modes, source, prior, weight),
+        scan_estimate(
+            tables, modes, size_prior, weight, partition_filtered=partition_filtered, days=days
+        ),
     ]
 
 
@@ -255,7 +322,9 @@ class HistoryLookup:
         tables: Sequence[str],
         source: str | None = None,
         partition_filtered: bool = False,
+        days: float = 1.0,
     ) -> list[float]:
+        """:func:`history_features` of a query's keys (``days``: the days of data it reads)."""
         return history_features(
             self.users.get(user or ""),
             self.templates.get(template),
@@ -264,6 +333,9 @@ class HistoryLookup:
             weight=self.weight,
             modes=[self.modes.get(table_mode_key(t, partition_filtered)) for t in tables],
             source=self.sources.get(source or ""),
+            size_prior=self.modes.get(table_mode_key("", partition_filtered)),
+            partition_filtered=partition_filtered,
+            days=days,
         )
 
 

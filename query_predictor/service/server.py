@@ -103,8 +103,11 @@ class ServeSettings:
         return text.encode() if text else None
 
 
-def build_app(settings: ServeSettings, predictor: Predictor | None = None) -> ServiceApp:
-    """The app for ``settings``, on ``predictor`` or the bundle it loads."""
+def build_app(
+    settings: ServeSettings, predictor: Predictor | None = None, *, settle_heap: bool = False
+) -> ServiceApp:
+    """The app for ``settings``, on ``predictor`` or the bundle it loads (``settle_heap``:
+    see :class:`ServiceApp`)."""
     started = time.perf_counter()
     predictor = predictor or Predictor.from_bundle(
         settings.models, statement_cache=settings.statement_cache
@@ -122,6 +125,7 @@ def build_app(settings: ServeSettings, predictor: Predictor | None = None) -> Se
         token=settings.token(),
         max_body_bytes=settings.max_body_bytes,
         load_seconds=time.perf_counter() - started,
+        settle_heap=settle_heap,
     )
 
 
@@ -199,7 +203,7 @@ def ignore_sighup_until_served() -> None:
 
 def _run_worker(settings: ServeSettings, sock: socket.socket, predictor: Predictor | None) -> None:
     raise_file_limit(settings.max_connections)
-    server = uvicorn_server(build_app(settings, predictor), settings)
+    server = uvicorn_server(build_app(settings, predictor, settle_heap=True), settings)
     # uvicorn stops gracefully on SIGTERM/SIGINT, then raises the signal again for the
     # handler it found: that one just lets the process end normally (exit 0)
     stops = (signal.SIGTERM, signal.SIGINT)

@@ -21,7 +21,7 @@ and the training rows' per-day document frequencies; the split rows' features an
 texts' terms go to a scratch folder, one part a day, which steps 2-4 read back for batches
 of split rows (:data:`BATCH_ROWS`).
 
-Matrices are parquet: 101 float32 columns plus the sparse TF-IDF vector as two list columns
+Matrices are parquet: 102 float32 columns plus the sparse TF-IDF vector as two list columns
 (``tfidf_index``, ``tfidf_value``): one columnar file per split, a few percent of a dense
 1,000-column matrix, read straight into CSR by the trainer.
 """
@@ -48,7 +48,7 @@ from tqdm import tqdm
 
 from query_predictor.core.conventions import Conventions, fit_conventions
 from query_predictor.core.errors import DataError, ParityError
-from query_predictor.core.features import BASE_NAMES, FeatureExtractor, QueryContext
+from query_predictor.core.features import BASE_NAMES, FeatureExtractor, QueryContext, days_read
 from query_predictor.core.featurizer import FEATURE_NAMES, QueryFeaturizer
 from query_predictor.core.history import HISTORY_NAMES, HistoryLookup, history_features
 from query_predictor.core.tfidf import TfidfVocabulary, vocabulary_of_frequencies
@@ -145,7 +145,7 @@ def analyze_chunk(chunk: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     queries = chunk["query"].to_list()
     missing = [math.nan] * len(BASE_NAMES)
     base: list[list[float]] = []
-    tables, templates, compared, dated, keys = [], [], [], [], []
+    tables, templates, compared, dated, days, keys = [], [], [], [], [], []
     terms: dict[str | None, dict[str, int]] = {}
     digests: dict[str | None, bytes | None] = {}
     analyses = extractor.analyze_many(queries, contexts_of(chunk))
@@ -154,6 +154,7 @@ def analyze_chunk(chunk: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         templates.append(a.template)
         dated.append(sorted(a.dated))
         compared.append(sorted(a.compared))  # every row: history keys on partition filters
+        days.append(days_read(a.base))  # every row: history sizes a table per day read
         if keep:
             base.append(a.base)
             if sql not in terms:
@@ -169,6 +170,7 @@ def analyze_chunk(chunk: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         template=pl.Series(templates, dtype=pl.String),
         compared=list_series(compared, pl.String),
         dated=list_series(dated, pl.String),
+        days_read=pl.Series(days, dtype=pl.Float64),
         text_key=pl.Series(keys, dtype=pl.Binary),
     )
     texts = pl.DataFrame(
@@ -325,7 +327,8 @@ def history_block_of_sums(
 ) -> np.ndarray:
     """:func:`history_block` from the history's
     :func:`~query_predictor.training.history.daily_sums` ``sums``. ``rows`` carry
-    ``has_partition_predicate`` where known (else: no partition filter)."""
+    ``has_partition_predicate`` where known (else: no partition filter) and ``days_read``
+    (else: one day)."""
     return history_block_of_cumulative(rows, cumulative_by_kind(sums), weight=weight, until=until)
 
 
@@ -342,9 +345,23 @@ def history_block_of_cumulative(
         rows = rows.with_columns(partition=pl.col("has_partition_predicate"))
     stats = point_in_time_of_cumulative(rows, cumulative, until=until)
     out = np.empty((rows.height, len(HISTORY_NAMES)), dtype=np.float64)
-    for i, (user, template, tables, prior, modes, source) in enumerate(stats):
+    ones = pl.Series([1.0] * rows.height, dtype=pl.Float64)
+    partition = rows["partition"] if "partition" in rows.columns else ones * 0
+    days = rows["days_read"] if "days_read" in rows.columns else ones
+    for i, ((user, template, tables, prior, modes, source, size), flag, read) in enumerate(
+        zip(stats, partition.fill_null(0.0).to_list(), days.to_list(), strict=True)
+    ):
         out[i] = history_features(
-            user, template, tables, prior=prior, weight=weight, modes=modes, source=source
+            user,
+            template,
+            tables,
+            prior=prior,
+            weight=weight,
+            modes=modes,
+            source=source,
+            size_prior=size,
+            partition_filtered=flag > 0,
+            days=read,
         )
     return out
 
@@ -488,7 +505,7 @@ def check_rows(
 
 # split rows go through history, TF-IDF and the parity check this many at a time
 BATCH_ROWS = 50_000
-_KEPT = ("query_id", "user", "compared", *BASE_NAMES, "tables", "template", "text_key")
+_KEPT = ("query_id", "user", "compared", *BASE_NAMES, "tables", "template", "days_read", "text_key")
 
 
 class _Spill:
@@ -665,7 +682,9 @@ def featurize(
                 kept, terms = spill.covering(split["event_date"])
                 features = with_conventions(kept.drop("event_date"), learned)
                 rows = split.join(
-                    features.select("query_id", *BASE_NAMES, "tables", "template", "text_key"),
+                    features.select(
+                        "query_id", *BASE_NAMES, "tables", "template", "days_read", "text_key"
+                    ),
                     on="query_id",
                     how="left",
                     maintain_order="left",

@@ -33,12 +33,13 @@ from query_predictor.core.history import (
     table_mode_key,
 )
 
-_SUMS = ("n", "heavy", "sx", "sxx", "sy", "syy", "sb")
+_SUMS = ("n", "heavy", "sx", "sxx", "sy", "syy", "sb", "n1", "sd", "sr")
 # daily_sums of rows with the columns each compares but no partition flag yet: the reads of
 # a table keyed "<table>\t<columns joined by _COLUMNS>" (see resolve_partitions)
 _TABLE_COMPARED, _COLUMNS = "table_compared", "\x1f"
-# the columns of a history frame; ``partition`` (has_partition_predicate), ``source`` and
-# ``physical_input_bytes`` may be absent (then: no predicate, no client, no bytes known)
+# the columns of a history frame; ``partition`` (has_partition_predicate), ``source``,
+# ``physical_input_bytes`` and ``days_read`` (core.features.days_read) may be absent (then:
+# no predicate, no client, no bytes known, one day)
 HISTORY_COLUMNS = (
     "event_date",
     "user",
@@ -50,6 +51,7 @@ HISTORY_COLUMNS = (
     "tables",
     "template",
     "partition",
+    "days_read",
 )
 
 
@@ -64,7 +66,11 @@ def _mode(partition: pl.Expr) -> pl.Expr:
 
 def _long(frame: pl.DataFrame) -> pl.DataFrame:
     """One row per (query, key): kind, key, day, heavy, x = log1p(CPU s), y = log1p(GiB
-    peak memory), b = log1p(GiB scanned)."""
+    peak memory), b = log1p(GiB scanned); and for a query reading one table whose bytes are
+    known (s1 = 1; else 0 and 0): d = log1p(GiB scanned / days read), r = log1p(GiB
+    scanned). Its table's size is then its own: a join's bytes cannot be split among its
+    tables. Those queries count once more under the table mode of table "" (any table), the
+    prior of a table's size."""
     present = set(frame.columns)
 
     def column(name: str, default: object) -> pl.Expr:
@@ -77,21 +83,25 @@ def _long(frame: pl.DataFrame) -> pl.DataFrame:
         mode = pl.lit("\t") + pl.col("compared").list.sort().list.join(_COLUMNS).fill_null("")
     else:
         mode_kind, mode = TABLE_MODE, _mode(column("partition", 0.0))
+    gib = column("physical_input_bytes", None).cast(pl.Float64).clip(0) / 2**30
+    days = column("days_read", 1.0).cast(pl.Float64).fill_null(1.0).clip(1.0)
+    single = (pl.col("tables").list.len() == 1) & gib.is_not_null()
     base = frame.select(
         day=(pl.col("event_date") - pl.lit(EPOCH)).dt.total_days().cast(pl.Int32),
         heavy=pl.col("is_heavy").cast(pl.Int64),
         x=(pl.col("cpu_time_millis").clip(0) / 1000.0).log1p(),
         y=(pl.col("peak_memory_bytes").clip(0) / 2**30).log1p(),
-        b=(column("physical_input_bytes", None).cast(pl.Float64).clip(0) / 2**30)
-        .log1p()
-        .fill_null(0.0),
+        b=gib.log1p().fill_null(0.0),
+        s1=single.cast(pl.Int64),
+        d=pl.when(single).then((gib / days).log1p()).otherwise(0.0),
+        r=pl.when(single).then(gib.log1p()).otherwise(0.0),
         user=pl.col("user").fill_null(""),
         source=column("source", None).cast(pl.String).fill_null(""),
         template=pl.col("template"),
         tables=pl.col("tables"),
         mode=mode,
     )
-    values = ["day", "heavy", "x", "y", "b"]
+    values = ["day", "heavy", "x", "y", "b", "s1", "d", "r"]
     tables = base.explode("tables").drop_nulls("tables")
     parts = [
         base.select(*values, kind=pl.lit(USER), key=pl.col("user")),
@@ -99,6 +109,7 @@ def _long(frame: pl.DataFrame) -> pl.DataFrame:
         base.select(*values, kind=pl.lit(TEMPLATE), key=pl.col("template")),
         tables.select(*values, kind=pl.lit(TABLE), key=pl.col("tables")),
         tables.select(*values, kind=pl.lit(mode_kind), key=pl.col("tables") + pl.col("mode")),
+        base.filter(pl.col("s1") > 0).select(*values, kind=pl.lit(mode_kind), key=pl.col("mode")),
         base.select(*values, kind=pl.lit(GLOBAL), key=pl.lit("*")),
     ]
     return pl.concat(parts)
@@ -107,8 +118,9 @@ def _long(frame: pl.DataFrame) -> pl.DataFrame:
 def daily_sums(frame: pl.DataFrame) -> pl.DataFrame:
     """Per (kind, key, day) of ``frame``'s rows (event_date, user, is_heavy, cpu_time_millis,
     peak_memory_bytes, template, tables; source, physical_input_bytes and partition, or
-    compared, where known: :data:`HISTORY_COLUMNS`): ``n`` and the sums of heavy, x, x², y,
-    y², b. Rows with ``compared`` but no ``partition`` give sums to :func:`resolve_partitions`.
+    compared, days_read, where known: :data:`HISTORY_COLUMNS`): ``n`` and the sums of heavy,
+    x, x², y, y², b; ``n1``, the sums of d, r and the largest r, ``mr`` (:func:`_long`).
+    Rows with ``compared`` but no ``partition`` give sums to :func:`resolve_partitions`.
 
     The sums of disjoint parts of a log (e.g. one day each) concatenated stand for the whole
     log wherever history is computed (:func:`snapshot_of_sums`, :func:`point_in_time_of_sums`):
@@ -124,6 +136,10 @@ def daily_sums(frame: pl.DataFrame) -> pl.DataFrame:
             sy=pl.col("y").sum(),
             syy=(pl.col("y") ** 2).sum(),
             sb=pl.col("b").sum(),
+            n1=pl.col("s1").sum(),
+            sd=pl.col("d").sum(),
+            sr=pl.col("r").sum(),
+            mr=pl.col("r").max(),
         )
     )
 
@@ -163,11 +179,12 @@ def _cumulative(sums: pl.DataFrame) -> pl.DataFrame:
         # resolve_partitions): one row. Float sums in sorted order: the same bits whatever
         # order the parallel group-by meets the parts in
         sums.group_by("kind", "key", "day")
-        .agg(*(pl.col(c).sort().sum() for c in _SUMS))
+        .agg(*(pl.col(c).sort().sum() for c in _SUMS), pl.col("mr").max())
         .sort("kind", "key", "day")
     )
     return daily.with_columns(
         *(pl.col(c).cum_sum().over("kind", "key") for c in _SUMS),
+        pl.col("mr").cum_max().over("kind", "key"),
         first=pl.col("day").min().over("kind", "key"),
     )
 
@@ -185,6 +202,12 @@ def _stats_columns() -> list[pl.Expr]:
         pl.col("day").cast(pl.Float64).alias("last_day"),
         pl.col("first").cast(pl.Float64).alias("first_day"),
         (pl.col("sb") / n).alias("bytes_mean"),
+        pl.col("n1").cast(pl.Float64).alias("size_n"),
+        *(
+            pl.when(pl.col("n1") > 0).then(pl.col(s) / pl.col("n1")).otherwise(0.0).alias(name)
+            for s, name in (("sd", "size_day_mean"), ("sr", "size_read_mean"))
+        ),
+        pl.col("mr").alias("size_max"),
     ]
 
 
@@ -197,6 +220,9 @@ def _with_recent(frame: pl.DataFrame) -> pl.DataFrame:
         recent_n=recent_n,
         recent_cpu_mean=pl.when(recent_n > 0).then(recent_sx / recent_n).otherwise(0.0),
     )
+
+
+_RECENT = ("recent_n", "recent_cpu_mean")  # added by _with_recent
 
 
 def _old(cum: pl.DataFrame) -> pl.DataFrame:
@@ -240,9 +266,10 @@ def point_in_time_of_sums(
     rows: pl.DataFrame, history: pl.DataFrame, *, until: dt.date | None = None
 ) -> list[tuple]:
     """For each of ``rows`` (event_date, user, template, tables; source and partition when
-    present): (user, template, [tables...], global prior, [table modes...], source) Stats from
-    ``history`` strictly before the row's day. The prior is point in time too: a label on day
-    D must not move any feature on a day <= D.
+    present): (user, template, [tables...], global prior, [table modes...], source, size
+    prior) Stats from ``history`` strictly before the row's day; the size prior is any
+    table's read the row's way (:func:`table_mode_key` of table ""). The prior is point in
+    time too: a label on day D must not move any feature on a day <= D.
 
     ``until`` is the last day ``history`` holds (validation and test rows see the training
     window only); None: the history is complete up to the day before each row. The prior's
@@ -260,7 +287,7 @@ def cumulative_by_kind(history: pl.DataFrame) -> dict[str, tuple[pl.DataFrame, p
     cum = (
         _cumulative(history)
         .with_columns(_stats_columns())
-        .select("kind", "key", "day", "sx", *STATS_COLUMNS[:-2])
+        .select("kind", "key", "day", "sx", *(c for c in STATS_COLUMNS if c not in _RECENT))
     )
     old = _old(cum)
     return {
@@ -339,6 +366,7 @@ def point_in_time_of_cumulative(
         of(SOURCE, pl.col("source")),
         of(TEMPLATE, pl.col("template")),
     )
+    sizes = of(TABLE_MODE, pl.col("mode"))  # any table read the row's way: table ""
     indexed = (
         indexed.explode("tables")
         .drop_nulls("tables")
@@ -348,8 +376,10 @@ def point_in_time_of_cumulative(
     tables = per_table(TABLE, pl.col("tables"))
     modes = per_table(TABLE_MODE, pl.col("tables") + pl.col("mode"))
     out = []
-    for row, (u, t, s, g) in enumerate(zip(users, templates, sources, priors, strict=True)):
-        out.append((u, t, tables.get(row, []), _stats(g) or EMPTY, modes.get(row, []), s))
+    for row, (u, t, s, g, z) in enumerate(
+        zip(users, templates, sources, priors, sizes, strict=True)
+    ):
+        out.append((u, t, tables.get(row, []), _stats(g) or EMPTY, modes.get(row, []), s, z))
     return out
 
 

@@ -62,7 +62,7 @@ def features(
     values = history_features(
         user, template, tables or [], prior=prior, weight=weight, modes=modes or [], source=source
     )
-    assert len(values) == len(HISTORY_NAMES) == 23
+    assert len(values) == len(HISTORY_NAMES) == 24
     return dict(zip(HISTORY_NAMES, values, strict=True))
 
 
@@ -70,7 +70,7 @@ def features(
 
 
 def test_names() -> None:
-    assert len(HISTORY_NAMES) == len(set(HISTORY_NAMES)) == 23
+    assert len(HISTORY_NAMES) == len(set(HISTORY_NAMES)) == 24
     assert Stats._fields == STATS_COLUMNS
 
 
@@ -314,6 +314,7 @@ SCHEMA = {
     "source": pl.String,
     "physical_input_bytes": pl.Int64,
     "partition": pl.Float32,
+    "days_read": pl.Float64,
 }
 SOURCES = ["superset", "airflow", None]
 
@@ -322,6 +323,7 @@ def make_history(days: int = 5, per_day: int = 9, seed: int = 3) -> pl.DataFrame
     """Several users, templates and tables over ``days`` days; some rows without tables."""
     rng = np.random.default_rng(seed)
     more = np.random.default_rng(seed + 1)  # the cold-start columns, not moving the others
+    span = np.random.default_rng(seed + 2)  # days read, moving neither
     rows = []
     for d in range(days):
         for i in range(per_day):
@@ -342,6 +344,7 @@ def make_history(days: int = 5, per_day: int = 9, seed: int = 3) -> pl.DataFrame
                         None if more.random() < 0.2 else int(more.lognormal(np.log(2**32), 2))
                     ),
                     "partition": float(more.random() < 0.5),
+                    "days_read": float(span.choice([1, 1, 3, 7, 30])),
                 }
             )
     return pl.DataFrame(rows, schema=SCHEMA)
@@ -370,6 +373,9 @@ def matches(record: dict[str, Any], kind: str, key: str) -> bool:
     if kind == "source":
         return (record["source"] or "") == key
     if kind == "table_mode":
+        mode = table_mode_key("", record["partition"] > 0)
+        if key == mode:  # any table: the queries reading one table, bytes known
+            return len(record["tables"]) == 1 and record["physical_input_bytes"] is not None
         return key in [table_mode_key(t, record["partition"] > 0) for t in record["tables"]]
     return True  # global
 
@@ -382,6 +388,10 @@ def reference(records: list[dict], kind: str, key: str, before: dt.date) -> Stat
     # the last RECENT_DAYS days up to the cutoff, the day before ``before``
     recent = [r for r in chosen if (before - r["event_date"]).days <= RECENT_DAYS]
     x = np.log1p(np.array([r["cpu_time_millis"] for r in chosen]) / 1000.0)
+    # sizes: the queries that read one table alone and report their bytes
+    sized = [r for r in chosen if len(r["tables"]) == 1 and r["physical_input_bytes"] is not None]
+    gib = np.array([r["physical_input_bytes"] for r in sized], dtype=float) / 2**30
+    per_day = gib / np.array([max(1.0, r["days_read"]) for r in sized])
     y = np.log1p(np.array([r["peak_memory_bytes"] for r in chosen]) / 2**30)
     return Stats(
         float(len(chosen)),
@@ -400,6 +410,10 @@ def reference(records: list[dict], kind: str, key: str, before: dt.date) -> Stat
         float(np.log1p(np.array([r["cpu_time_millis"] for r in recent]) / 1000.0).mean())
         if recent
         else 0.0,
+        float(len(sized)),
+        float(np.log1p(per_day).mean()) if sized else 0.0,
+        float(np.log1p(gib).mean()) if sized else 0.0,
+        float(np.log1p(gib).max()) if sized else 0.0,
     )
 
 
@@ -419,6 +433,10 @@ def assert_stats_close(got: Stats | None, want: Stats | None) -> None:
     assert got.bytes_mean == pytest.approx(want.bytes_mean, rel=1e-12)
     assert got.recent_n == want.recent_n
     assert got.recent_cpu_mean == pytest.approx(want.recent_cpu_mean, rel=1e-9, abs=1e-12)
+    assert got.size_n == want.size_n
+    assert got.size_day_mean == pytest.approx(want.size_day_mean, rel=1e-12, abs=1e-15)
+    assert got.size_read_mean == pytest.approx(want.size_read_mean, rel=1e-12, abs=1e-15)
+    assert got.size_max == pytest.approx(want.size_max, rel=1e-12, abs=1e-15)
 
 
 # --------------------------------------------------------------------------- point in time
@@ -429,10 +447,12 @@ def test_point_in_time_sees_only_earlier_days(history: pl.DataFrame) -> None:
     rows = history.sample(fraction=1.0, shuffle=True, seed=0)  # any row order
     out = point_in_time(rows, history)
     assert len(out) == rows.height
-    for record, (user, template, tables, prior, modes, source) in zip(
+    for record, (user, template, tables, prior, modes, source, size) in zip(
         rows.to_dicts(), out, strict=True
     ):
         day = record["event_date"]
+        any_table = table_mode_key("", record["partition"] > 0)
+        assert_stats_close(size, reference(records, "table_mode", any_table, day))
         assert_stats_close(user, reference(records, "user", record["user"] or "", day))
         assert_stats_close(source, reference(records, "source", record["source"] or "", day))
         for table, stats in zip(record["tables"], modes, strict=True):
@@ -508,10 +528,10 @@ def test_unknown_keys_are_unseen(history: pl.DataFrame) -> None:
 
 def test_history_block_shape(history: pl.DataFrame) -> None:
     block = history_block(history, history, weight=WEIGHT)
-    assert block.shape == (history.height, 23)
+    assert block.shape == (history.height, 24)
     assert block.dtype == np.float64
     assert np.isfinite(block).all()
-    assert history_block(history.head(0), history, weight=WEIGHT).shape == (0, 23)
+    assert history_block(history.head(0), history, weight=WEIGHT).shape == (0, 24)
 
 
 # --------------------------------------------------------------------------- leakage
@@ -652,7 +672,7 @@ def test_snapshot_equals_point_in_time_on_the_next_day(history: pl.DataFrame, da
     snap = snapshot(history, until=until)
     rows = probes(snap, until + dt.timedelta(days=1))
     out = point_in_time(rows, history)  # the whole history, later days included
-    for (kind, _key, *values), (user, template, tables, prior, modes, source) in zip(
+    for (kind, _key, *values), (user, template, tables, prior, modes, source, _) in zip(
         snap.iter_rows(), out, strict=True
     ):
         want = Stats(*values)
@@ -686,6 +706,7 @@ def test_lookup_on_the_snapshot_equals_history_block(
             tables=record["tables"],
             source=record["source"],
             partition_filtered=record["partition"] > 0,
+            days=record["days_read"],
         )
         assert served == block[i].tolist()
 
@@ -732,3 +753,116 @@ def test_cold_start_features_read_the_tables_the_way_the_query_does() -> None:
     assert cold["table_growth_log_max"] == 0.0
     assert cold["source_heavy_rate"] == pytest.approx(PRIOR_RATE)
     assert cold["table_mode_heavy_rate_max"] == pytest.approx(PRIOR_RATE)
+
+
+def sized(n: float, per_day: float = 0.0, per_read: float = 0.0, largest: float = 0.0) -> Stats:
+    """A table's (mode's) statistics with ``n`` single-table reads of these log sizes."""
+    return Stats(
+        n,
+        0.0,
+        1.0,
+        0.5,
+        0.1,
+        0.1,
+        DAY - 1.0,
+        DAY - 9.0,
+        size_n=n,
+        size_day_mean=per_day,
+        size_read_mean=per_read,
+        size_max=largest,
+    )
+
+
+def test_scan_estimate_is_size_per_day_times_days_read_or_the_whole_table() -> None:
+    """A statement's expected scan: each table's GiB per day of data times the days read when
+    it filters on the partition column, the whole table (its largest read) when it does not
+    or when the table is never read by day; a table never read alone counts as a typical
+    one (the prior); summed over the tables."""
+    fact = sized(1e12, largest=math.log1p(3000.0))  # any read: 3 TiB at most
+    fact_by_day = sized(1e12, per_day=math.log1p(10.0))  # 10 GiB a day
+    dim = sized(1e12, largest=math.log1p(2.0))  # a 2 GiB table, never read by day
+    prior = sized(500.0, per_day=math.log1p(1.0), per_read=math.log1p(50.0))
+
+    def scan(
+        tables: list[Stats | None], modes: list[Stats | None], partition: bool, days: float
+    ) -> float:
+        values = history_features(
+            None,
+            None,
+            tables,
+            prior=PRIOR,
+            weight=WEIGHT,
+            modes=modes,
+            size_prior=prior,
+            partition_filtered=partition,
+            days=days,
+        )
+        return math.expm1(values[COL["scan_estimate_gib_log"]])
+
+    assert scan([fact], [fact_by_day], True, 1.0) == pytest.approx(10.0, rel=1e-6)
+    assert scan([fact], [fact_by_day], True, 30.0) == pytest.approx(300.0, rel=1e-6)
+    assert scan([fact], [None], False, 30.0) == pytest.approx(3000.0, rel=1e-9)  # whole
+    # joined to a dimension table: that one is read whole, whatever the days
+    assert scan([fact, dim], [fact_by_day, None], True, 7.0) == pytest.approx(72.0, rel=1e-6)
+    assert scan([dim], [None], False, 7.0) == pytest.approx(2.0, rel=1e-9)
+    # never read alone: a typical table read this way
+    assert scan([None], [None], True, 7.0) == pytest.approx(7.0, rel=1e-9)
+    assert scan([None], [None], False, 7.0) == pytest.approx(50.0, rel=1e-9)
+    # a few reads by day weigh as much as their count against the prior's pseudo-reads
+    few = sized(WEIGHT, per_day=math.log1p(10.0))
+    half = math.expm1(math.log1p(10.0) / 2 + math.log1p(1.0) / 2)
+    assert scan([fact], [few], True, 1.0) == pytest.approx(half, rel=1e-9)
+    assert scan([], [], True, 7.0) == 0.0  # no table read
+    # a log without physical_input_bytes knows no size: 0, as table_scan_gib_log_max
+    unsized = features(None, None, [None], modes=[None])
+    assert unsized["scan_estimate_gib_log"] == 0.0
+
+
+def test_scan_sizes_come_from_single_table_reads() -> None:
+    """A join's bytes cannot be split among its tables: only a query reading one table sizes
+    it, per day of data with a partition predicate and per read without one."""
+    day = START + dt.timedelta(days=1)
+    rows = [
+        # table a, filtered, 8 GiB over 4 days and 2 GiB over 1 day: 2 GiB a day both times
+        ("a", 8 * 2**30, 1.0, 4.0),
+        ("a", 2 * 2**30, 1.0, 1.0),
+        ("a", 100 * 2**30, 0.0, 1.0),  # scanned whole
+        ("a", None, 1.0, 1.0),  # bytes unknown: not a size
+    ]
+    records = [
+        {
+            "query_id": f"q{i}",
+            "event_date": START,
+            "user": "u",
+            "template": "t",
+            "tables": [t],
+            "is_heavy": False,
+            "cpu_time_millis": 1000,
+            "peak_memory_bytes": 2**20,
+            "source": None,
+            "physical_input_bytes": b,
+            "partition": p,
+            "days_read": d,
+        }
+        for i, (t, b, p, d) in enumerate(rows)
+    ]
+    records.append(
+        {**records[0], "query_id": "join", "tables": ["a", "b"], "physical_input_bytes": 2**40}
+    )
+    history = pl.DataFrame(records, schema=SCHEMA)
+    probe = history.head(2).with_columns(event_date=pl.lit(day), partition=pl.Series([1.0, 0.0]))
+    (*_, filtered_modes, _, filtered_size), (*_, whole_modes, _, whole_size) = point_in_time(
+        probe, history
+    )
+    (a_filtered,) = filtered_modes
+    (a_whole,) = whole_modes
+    (a_any,) = point_in_time(probe, history)[0][2]  # the table's reads, either way
+    assert a_any.size_n == 3.0
+    assert a_any.size_max == pytest.approx(math.log1p(100.0))  # its largest single read
+    assert a_filtered.n == 4.0  # the join and the unknown bytes count as reads ...
+    assert a_filtered.size_n == 2.0  # ... but not as sizes
+    assert a_filtered.size_day_mean == pytest.approx(math.log1p(2.0))
+    assert a_whole.size_n == 1.0
+    assert a_whole.size_read_mean == pytest.approx(math.log1p(100.0))
+    assert filtered_size.size_n == 2.0  # any table: the same single-table reads
+    assert whole_size.size_read_mean == pytest.approx(math.log1p(100.0))

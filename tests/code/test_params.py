@@ -38,7 +38,7 @@ def test_repository_params_yaml_has_the_documented_values() -> None:
     assert params.boundary_sampling.max_boost == 2.0
     assert params.boundary_sampling.min_multiplier == 0.05
     assert params.features.base_feature_count == 78
-    assert params.features.historical_feature_count == 23
+    assert params.features.historical_feature_count == 24
     assert params.features.tfidf_vocab_size == 1000
     assert model.n_estimators == 100
     assert model.cv_folds == 5
@@ -153,7 +153,7 @@ def test_wrong_type_is_named_with_its_value(raw: dict[str, Any], message: str) -
         ("boundary_sampling", "balance_ratio", 0, "greater than 0"),
         ("features", "tfidf_vocab_size", 9, "greater than or equal to 10"),
         ("features", "base_feature_count", 80, "78"),
-        ("features", "historical_feature_count", 17, "23"),
+        ("features", "historical_feature_count", 17, "24"),
         ("model", "cv_folds", 1, "greater than or equal to 2"),
         ("model", "cost_fn", 0, "greater than 0"),
         ("splits", "train_days", 0, "greater than 0"),

@@ -11,6 +11,8 @@ import json
 import logging
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -1001,3 +1003,42 @@ def test_serve_tags_by_default_and_the_flag_turns_it_off(flags: list[str], tagge
     args = build_parser().parse_args(["serve", "--models", "m", *flags])
     given = {k: v for k, v in vars(args).items() if v is not None}
     assert given.get("decision_tag", ServeSettings().decision_tag) is tagged
+
+
+SETTLED_WORKER = """
+import asyncio, gc, sys, weakref
+from query_predictor.service.server import ServeSettings, build_app
+
+app = build_app(ServeSettings(models=sys.argv[1]), settle_heap=True)
+first = weakref.ref(app.router.predictor)
+
+async def startup_then_reload():
+    messages = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    async def receive():
+        return messages.pop(0)
+    async def send(message):
+        pass
+    await app({"type": "lifespan"}, receive, send)
+    frozen = gc.get_freeze_count()
+    assert await app.reload()
+    return frozen
+
+frozen = asyncio.run(startup_then_reload())
+print(frozen, gc.get_freeze_count(), first() is None)
+"""
+
+
+def test_a_worker_hides_its_bundle_from_the_garbage_collector(served: Served) -> None:
+    """A serving process collects once and freezes what it holds when the bundle is loaded
+    (startup, and again after a reload, when the previous bundle is collected): later
+    collections then walk only what requests allocate."""
+    done = subprocess.run(
+        [sys.executable, "-c", SETTLED_WORKER, str(served.bundle)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    at_startup, after_reload, released = done.stdout.split()
+    assert int(at_startup) > 10_000 and int(after_reload) > 10_000
+    assert released == "True"  # the first bundle did not stay frozen in memory

@@ -5,6 +5,7 @@ bundle is a one-line error."""
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import shutil
 import subprocess
@@ -400,6 +401,30 @@ def test_the_statement_cache_changes_no_answer(
     distinct = len({readable(r["query"]) for r in rows})
     assert len(cached.cache) == distinct and cached.cache.hits == 4 * len(rows) - distinct
     assert len(uncached.cache) == 0 and uncached.cache.hits == 0
+
+
+def test_the_statement_cache_holds_nothing_the_garbage_collector_tracks(
+    built: tuple[Path, dict[str, pl.DataFrame]], predictor: Predictor
+) -> None:
+    """Kept texts must not lengthen a collection's pause: once collected, no kept record is
+    tracked (a dataclass, a named tuple, a dict, a set or a list in it would keep it so), and
+    a record read back predicts exactly what the analysis it came from does."""
+    _, splits = built
+    cached = dataclasses.replace(predictor)
+    texts = [readable(sql) for sql in splits["test"]["query"].head(60)]
+    for text in texts:
+        cached.predict(text, QueryContext(user="alice"))
+    records = [cached.cache.get(text) for text in dict.fromkeys(texts)]
+    # a collection untracks a tuple once what it holds is: one level of nesting at a time
+    for _ in range(8):
+        gc.collect()
+    assert any(len(r) > 2 for r in records)  # some went through the model
+    assert not [r for r in records if gc.is_tracked(r)]
+    for text, record in zip(dict.fromkeys(texts), records, strict=True):
+        known = _Known.from_record(record)
+        if known.prepared is not None:
+            assert known.prepared == cached.featurizer.prepare(text)
+            assert np.array_equal(known.columns, record[3]) and known.weights is record[4]
 
 
 def test_the_statement_cache_is_bounded() -> None:
