@@ -44,6 +44,7 @@ def main() -> None:
             workers=params.engine.workers,
             analyze=engine.analyze,
             sink=lambda name, matrix: write_parquet(matrix, tmp / f"{name}.parquet"),
+            analyzed=engine.close,  # its workers are idle from then on
         )
     models = Path(args.models)
     result.vocabulary.to_json(models / "tfidf_vocab.json")

@@ -124,18 +124,28 @@ def fit_vocabulary(
     for counts, times in zip(documents, weights, strict=repeats is not None):
         n += times
         for t in counts:
-            if is_term(t):
-                df[t] += times
+            df[t] += times
+    return vocabulary_of_frequencies(df, documents=n, size=size, min_df=min_df)
+
+
+def vocabulary_of_frequencies(
+    frequencies: Mapping[str, int], *, documents: int, size: int, min_df: int = 2
+) -> TfidfVocabulary:
+    """:func:`fit_vocabulary` from its counts: ``frequencies`` maps each term to the number
+    of documents it occurs in (terms that cannot enter a vocabulary, see :func:`is_term`,
+    are left out here), ``documents`` is the number of documents. Counts of disjoint parts
+    of a corpus (e.g. one day each) add up to the whole corpus's."""
+    df = {t: c for t, c in frequencies.items() if is_term(t)}
     ranked = sorted(((-c, t) for t, c in df.items() if c >= min_df))[:size]
     terms = tuple(sorted(t for _, t in ranked))
-    idf = tuple(math.log((1 + n) / (1 + df[t])) + 1.0 for t in terms)
+    idf = tuple(math.log((1 + documents) / (1 + df[t])) + 1.0 for t in terms)
     return TfidfVocabulary(
         terms,
         idf,
         {
             "size": size,
             "min_df": min_df,
-            "documents": n,
+            "documents": documents,
             "tf": "1 + ln(count)",
             "idf": "ln((1+N)/(1+df)) + 1",
             "norm": "l2",

@@ -51,7 +51,9 @@ class Engine(Protocol):
 
     def analyze(self, frame: pl.DataFrame, *, full: pl.Series, workers: int) -> Analyzed: ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Stop the engine's workers (Spark: its session); a second call does nothing."""
+        ...
 
 
 class PolarsEngine:

@@ -9,10 +9,17 @@
    with the history cut at the end of the training window, so validation and test rows see
    exactly the training-window snapshot that serving loads (``models/history_stats.parquet``).
 3. TF-IDF: the vocabulary is fitted on the training split only (``models/tfidf_vocab.json``).
-   Terms depend on the text alone, so each distinct text is kept, weighed and looked up once.
+   Terms depend on the text alone, so each distinct text is weighed and looked up once, by
+   a 128-bit hash of the text (:func:`text_key`), never by the text itself.
 4. Parity: a hash-chosen sample of validation and test rows is featurized again through the
    single-query serving path (:class:`~query_predictor.core.featurizer.QueryFeaturizer`) and
    compared, feature by feature, with the batch rows; any difference fails the stage.
+
+Memory follows a day of the log and one split's matrix, not the log: step 1 runs a day at
+a time and keeps, for the whole log, only the history's daily sums, the conventions' inputs
+and the training rows' per-day document frequencies; the split rows' features and their
+texts' terms go to a scratch folder, one part a day, which steps 2-4 read back for batches
+of split rows (:data:`BATCH_ROWS`).
 
 Matrices are parquet: 102 float32 columns plus the sparse TF-IDF vector as two list columns
 (``tfidf_index``, ``tfidf_value``): one columnar file per split, a few percent of a dense
@@ -22,14 +29,17 @@ Matrices are parquet: 102 float32 columns plus the sparse TF-IDF vector as two l
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import math
 import multiprocessing
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import chain, starmap
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -41,11 +51,17 @@ from query_predictor.core.errors import DataError, ParityError
 from query_predictor.core.features import BASE_NAMES, FeatureExtractor, QueryContext, days_read
 from query_predictor.core.featurizer import FEATURE_NAMES, QueryFeaturizer
 from query_predictor.core.history import HISTORY_NAMES, HistoryLookup, history_features
-from query_predictor.core.tfidf import TfidfVocabulary, fit_vocabulary
+from query_predictor.core.tfidf import TfidfVocabulary, vocabulary_of_frequencies
 from query_predictor.params import Features
 
 from .hashing import unit_hashes
-from .history import daily_sums, point_in_time_of_sums, resolve_partitions, snapshot_of_sums
+from .history import (
+    cumulative_by_kind,
+    daily_sums,
+    point_in_time_of_cumulative,
+    resolve_partitions,
+    snapshot_of_sums,
+)
 
 T = TypeVar("T")
 CONTEXT_COLUMNS = (
@@ -112,18 +128,26 @@ def _context(
     )
 
 
+def text_key(sql: str | None) -> bytes | None:
+    """The 128-bit BLAKE2b digest of a statement text (None for None): what featurize keys
+    a text's TF-IDF terms by, 16 bytes instead of the text (about 700 on average)."""
+    return None if sql is None else hashlib.blake2b(sql.encode(), digest_size=16).digest()
+
+
 def analyze_chunk(chunk: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Analyze one chunk (a batch: a text repeated in it is analysed once). Returns the rows
-    (tables and template for every row, base features only where ``full`` is true: split
-    rows; the history-only rows cost no memory beyond their keys) and the TF-IDF terms of
-    each distinct text of the full rows (``query``, ``term_keys``, ``term_counts``)."""
+    (tables and template for every row, base features and :func:`text_key` only where
+    ``full`` is true: split rows; the history-only rows cost no memory beyond their keys)
+    and the TF-IDF terms of each distinct text of the full rows (``text_key``,
+    ``term_keys``, ``term_counts``)."""
     extractor = FeatureExtractor()
     full = chunk["full"].to_list()
     queries = chunk["query"].to_list()
     missing = [math.nan] * len(BASE_NAMES)
     base: list[list[float]] = []
-    tables, templates, compared, dated, days = [], [], [], [], []
+    tables, templates, compared, dated, days, keys = [], [], [], [], [], []
     terms: dict[str | None, dict[str, int]] = {}
+    digests: dict[str | None, bytes | None] = {}
     analyses = extractor.analyze_many(queries, contexts_of(chunk))
     for keep, sql, a in zip(full, queries, analyses, strict=True):
         tables.append(a.tables)
@@ -135,8 +159,11 @@ def analyze_chunk(chunk: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
             base.append(a.base)
             if sql not in terms:
                 terms[sql] = a.terms
+                digests[sql] = text_key(sql)
+            keys.append(digests[sql])
         else:
             base.append(missing)
+            keys.append(None)
     block = np.array(base, dtype=np.float32).reshape(len(base), len(BASE_NAMES))
     rows = pl.DataFrame(block, schema=list(BASE_NAMES)).with_columns(
         tables=list_series(tables, pl.String),
@@ -144,10 +171,11 @@ def analyze_chunk(chunk: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         compared=list_series(compared, pl.String),
         dated=list_series(dated, pl.String),
         days_read=pl.Series(days, dtype=pl.Float64),
+        text_key=pl.Series(keys, dtype=pl.Binary),
     )
     texts = pl.DataFrame(
         {
-            "query": pl.Series(list(terms), dtype=pl.String),
+            "text_key": pl.Series(list(digests.values()), dtype=pl.Binary),
             "term_keys": list_series([list(t) for t in terms.values()], pl.String),
             "term_counts": list_series([list(t.values()) for t in terms.values()], pl.Int32),
         }
@@ -158,10 +186,11 @@ def analyze_chunk(chunk: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
 @dataclass
 class Analyzed:
     """:func:`analyze_frame`'s result: the rows with their features, and the TF-IDF terms of
-    each distinct statement text (a text's terms are the same wherever it repeats)."""
+    each distinct statement text (a text's terms are the same wherever it repeats), keyed by
+    the :func:`text_key` the full rows carry."""
 
     rows: pl.DataFrame
-    terms: pl.DataFrame  # query, term_keys, term_counts
+    terms: pl.DataFrame  # text_key, term_keys, term_counts
 
 
 def _progress(items: Iterable[T], total: int) -> Iterable[T]:
@@ -199,7 +228,7 @@ def analyze_frame(
     else:
         parts = [analyze_chunk(c) for c in _progress(chunks, len(chunks))]
     rows = frame.hstack(pl.concat([r for r, _ in parts]))
-    terms = pl.concat([t for _, t in parts]).unique("query", keep="first", maintain_order=True)
+    terms = pl.concat([t for _, t in parts]).unique("text_key", keep="first", maintain_order=True)
     return Analyzed(rows, terms)
 
 
@@ -232,18 +261,34 @@ def regroup(row: np.ndarray, values: pl.Series, n: int) -> pl.Series:
     )
 
 
-def _documents(terms: pl.DataFrame) -> Iterator[dict[str, int]]:
-    for keys, counts in zip(
-        terms["term_keys"].to_list(), terms["term_counts"].to_list(), strict=True
-    ):
-        yield dict(zip(keys, counts, strict=True))
+def document_frequencies(rows: pl.DataFrame, terms: pl.DataFrame) -> pl.DataFrame:
+    """``term`` and ``df``, the number of ``rows`` (each row one document, by its
+    ``text_key``) whose text has the term, from the ``terms`` of their texts. The counts of
+    disjoint batches of rows add up to those of all the rows."""
+    repeats = rows.group_by("text_key").len()
+    return (
+        repeats.join(terms, on="text_key", how="inner", nulls_equal=True)
+        .select(pl.col("len").cast(pl.Int64).alias("df"), pl.col("term_keys").alias("term"))
+        .explode("term")
+        .drop_nulls("term")
+        .group_by("term")
+        .agg(pl.col("df").sum())
+    )
+
+
+def vocabulary_of(
+    frequencies: Iterable[pl.DataFrame], *, documents: int, size: int
+) -> TfidfVocabulary:
+    """The vocabulary from batches of :func:`document_frequencies` over ``documents`` rows."""
+    parts = [f for f in frequencies if f.height]
+    total = pl.concat(parts).group_by("term").agg(pl.col("df").sum()) if parts else None
+    counts = {} if total is None else dict(zip(total["term"], total["df"], strict=True))
+    return vocabulary_of_frequencies(counts, documents=int(documents), size=size)
 
 
 def fit_on(rows: pl.DataFrame, terms: pl.DataFrame, *, size: int) -> TfidfVocabulary:
     """The vocabulary of ``rows`` (each row one document), from the terms of their texts."""
-    repeats = rows.group_by("query", maintain_order=True).len()
-    texts = repeats.join(terms, on="query", how="left", nulls_equal=True, maintain_order="left")
-    return fit_vocabulary(_documents(texts), size=size, repeats=texts["len"].to_list())
+    return vocabulary_of([document_frequencies(rows, terms)], documents=rows.height, size=size)
 
 
 @dataclass
@@ -284,9 +329,21 @@ def history_block_of_sums(
     :func:`~query_predictor.training.history.daily_sums` ``sums``. ``rows`` carry
     ``has_partition_predicate`` where known (else: no partition filter) and ``days_read``
     (else: one day)."""
+    return history_block_of_cumulative(rows, cumulative_by_kind(sums), weight=weight, until=until)
+
+
+def history_block_of_cumulative(
+    rows: pl.DataFrame,
+    cumulative: dict[str, tuple[pl.DataFrame, pl.DataFrame]],
+    *,
+    weight: float,
+    until: dt.date | None = None,
+) -> np.ndarray:
+    """:func:`history_block_of_sums` from the history's
+    :func:`~query_predictor.training.history.cumulative_by_kind` (rows may come in batches)."""
     if "has_partition_predicate" in rows.columns:
         rows = rows.with_columns(partition=pl.col("has_partition_predicate"))
-    stats = point_in_time_of_sums(rows, sums, until=until)
+    stats = point_in_time_of_cumulative(rows, cumulative, until=until)
     out = np.empty((rows.height, len(HISTORY_NAMES)), dtype=np.float64)
     ones = pl.Series([1.0] * rows.height, dtype=pl.Float64)
     partition = rows["partition"] if "partition" in rows.columns else ones * 0
@@ -310,7 +367,7 @@ def history_block_of_sums(
 
 
 def tfidf_vectors(terms: pl.DataFrame, vocab: TfidfVocabulary) -> pl.DataFrame:
-    """``query``, ``tfidf_index`` and ``tfidf_value`` of each distinct text in ``terms``.
+    """``text_key``, ``tfidf_index`` and ``tfidf_value`` of each distinct text in ``terms``.
 
     The terms are matched to the vocabulary by a polars join, and the weights of all texts
     are worked out in one compiled call (:meth:`TfidfVocabulary.weigh_batch`, the arithmetic
@@ -332,18 +389,19 @@ def tfidf_vectors(terms: pl.DataFrame, vocab: TfidfVocabulary) -> pl.DataFrame:
     text = pairs["text"].to_numpy()
     ends = np.cumsum(np.bincount(text, minlength=terms.height))
     weights = vocab.weigh_batch(ends, pairs["column"].to_numpy(), pairs["count"].to_numpy())
-    return terms.select("query").with_columns(
+    return terms.select("text_key").with_columns(
         tfidf_index=regroup(text, pairs["column"].cast(pl.Int32), terms.height),
         tfidf_value=regroup(text, pl.Series(weights, dtype=pl.Float32), terms.height),
     )
 
 
 def with_tfidf(rows: pl.DataFrame, vectors: pl.DataFrame) -> pl.DataFrame:
-    """The TF-IDF vector of each row of ``rows``, looked up by its text in ``vectors``."""
+    """The TF-IDF vector of each row of ``rows``, looked up by its ``text_key`` in
+    ``vectors``."""
     return (
-        rows.select("query")
-        .join(vectors, on="query", how="left", nulls_equal=True, maintain_order="left")
-        .drop("query")
+        rows.select("text_key")
+        .join(vectors, on="text_key", how="left", nulls_equal=True, maintain_order="left")
+        .drop("text_key")
     )
 
 
@@ -402,10 +460,27 @@ def check_split_parity(
     seed: int,
 ) -> int:
     """:func:`check_parity` of one split (``sample // 2`` hash-chosen rows); rows checked."""
-    u = unit_hashes(rows["query_id"], seed)
-    take = np.argsort(u, kind="stable")[: max(1, sample // 2)]
+    return check_rows(name, matrix, rows, featurizer, parity_rows(rows["query_id"], sample, seed))
+
+
+def parity_rows(ids: pl.Series, sample: int, seed: int) -> list[int]:
+    """The positions (ascending) of the ``sample // 2`` split rows, chosen by the hash of
+    their ``ids``, that :func:`check_split_parity` checks."""
+    u = unit_hashes(ids, seed)
+    return sorted(np.argsort(u, kind="stable")[: max(1, sample // 2)].tolist())
+
+
+def check_rows(
+    name: str,
+    matrix: pl.DataFrame,
+    rows: pl.DataFrame,
+    featurizer: QueryFeaturizer,
+    positions: Iterable[int],
+) -> int:
+    """Compare the batch ``matrix`` with the serving path at ``positions`` of ``rows``;
+    raise ParityError naming the first differing row and feature; rows checked."""
     checked = 0
-    for i in sorted(take.tolist()):
+    for i in positions:
         row = rows.row(i, named=True)
         single = featurizer.featurize(row["query"], context_of(row))
         batch = matrix.row(i, named=True)
@@ -428,30 +503,80 @@ def check_split_parity(
     return checked
 
 
+# split rows go through history, TF-IDF and the parity check this many at a time
+BATCH_ROWS = 50_000
+_KEPT = ("query_id", "user", "compared", *BASE_NAMES, "tables", "template", "days_read", "text_key")
+
+
+class _Spill:
+    """The split rows' features and their texts' terms, one pair of parquet files per
+    labeled part (a day), in a scratch folder: the later steps read back the parts of the
+    days a batch of split rows covers, so nothing is held for the whole log."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.spans: list[tuple[dt.date, dt.date]] = []  # event_date range of each part
+        self._loaded: dict[int, tuple[pl.DataFrame, pl.DataFrame]] = {}
+
+    def add(self, rows: pl.DataFrame, terms: pl.DataFrame) -> None:
+        index = len(self.spans)
+        for kind, frame in (("rows", rows), ("terms", terms)):
+            frame.write_parquet(self.folder / f"{kind}-{index:05d}.parquet", compression="lz4")
+        dates = rows["event_date"]
+        self.spans.append((dates.min(), dates.max()))  # type: ignore[arg-type]
+
+    def covering(self, dates: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The spilled rows and terms of every part holding a day of ``dates``; the parts
+        stay loaded while consecutive batches need them (split rows come in time order)."""
+        days = set(dates.unique().to_list())
+        wanted = [
+            i for i, (low, high) in enumerate(self.spans) if any(low <= d <= high for d in days)
+        ]
+        self._loaded = {i: self._loaded.get(i) or self._read(i) for i in wanted}
+        frames = list(self._loaded.values())
+        if not frames:
+            return self._read_empty()
+        return pl.concat([r for r, _ in frames]), pl.concat([t for _, t in frames])
+
+    def _read(self, index: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+        return tuple(  # type: ignore[return-value]
+            pl.read_parquet(self.folder / f"{kind}-{index:05d}.parquet")
+            for kind in ("rows", "terms")
+        )
+
+    def _read_empty(self) -> tuple[pl.DataFrame, pl.DataFrame]:
+        rows, terms = self._read(0)
+        return rows.head(0), terms.head(0)
+
+
 @dataclass
 class _Gathered:
-    """What featurize keeps of the labeled rows, gathered day by day (no SQL text but the
-    distinct texts' terms): history sums, the conventions' inputs, the split rows' features."""
+    """What featurize keeps of the labeled rows, gathered day by day: history sums, the
+    conventions' inputs, the training rows' document frequencies; the split rows' features
+    and terms go to the :class:`_Spill`."""
 
     sums: list[pl.DataFrame]
     convention_rows: list[pl.DataFrame]
-    keyed: list[pl.DataFrame]
-    terms: list[pl.DataFrame]
+    frequencies: list[pl.DataFrame]
+    found: dict[str, np.ndarray]  # per split, which of its ids the labeled rows hold
+    documents: int = 0
     rows: int = 0
     nulls: dict[str, int] | None = None
 
 
 def _gather(
     labeled: Iterable[pl.DataFrame],
-    ids: pl.Series,
+    split_ids: Mapping[str, pl.Series],
+    spill: _Spill,
     *,
     train_end: dt.date,
     workers: int,
     analyze: Callable[..., Analyzed],
 ) -> _Gathered:
-    out = _Gathered([], [], [], [])
+    out = _Gathered([], [], [], {n: np.zeros(len(i), dtype=bool) for n, i in split_ids.items()})
     nulls = dict.fromkeys(CONTEXT_COLUMNS, 0)
-    wanted = ids.implode()
+    wanted = pl.concat(list(split_ids.values())).implode()
+    training = split_ids["train"].implode()
     for part in labeled:
         out.rows += part.height
         for c in CONTEXT_COLUMNS:
@@ -463,12 +588,16 @@ def _gather(
         if history.height:
             out.sums.append(daily_sums(history))
             out.convention_rows.append(history.select("user", "template", "dated"))
-        out.keyed.append(
-            rows.filter(full).select(
-                "query_id", "user", "compared", *BASE_NAMES, "tables", "template", "days_read"
-            )
-        )
-        out.terms.append(analyzed.terms)
+        kept = rows.filter(full).select("event_date", *_KEPT)
+        if not kept.height:
+            continue
+        spill.add(kept, analyzed.terms)
+        ids = kept["query_id"].implode()
+        for name, series in split_ids.items():
+            out.found[name] |= series.is_in(ids).to_numpy()
+        train = kept.filter(pl.col("query_id").is_in(training))
+        out.documents += train.height
+        out.frequencies.append(document_frequencies(train, analyzed.terms))
     out.nulls = nulls
     return out
 
@@ -486,6 +615,8 @@ def featurize(
     workers: int = 0,
     analyze: Callable[..., Analyzed] = analyze_frame,
     sink: Callable[[str, pl.DataFrame], None] | None = None,
+    scratch: str | Path | None = None,
+    analyzed: Callable[[], None] | None = None,
 ) -> FeatureSet:
     """Run steps 1-4 of the module docstring; ``conventions`` are the keyword arguments of
     :func:`~query_predictor.core.conventions.fit_conventions` but the rows; ``analyze`` runs
@@ -493,82 +624,107 @@ def featurize(
     own partitions).
 
     ``labeled`` may come in parts (one day each, in order: the stage reads it so): each part
-    is analysed and reduced to what later steps use (history :func:`daily_sums`, the split
-    rows' features, the distinct texts' terms) before the next is read. ``splits`` may be lazy
-    (read one at a time); ``sink`` receives each split's matrix as soon as it is built
-    (default: kept in :attr:`FeatureSet.matrices`), so one matrix is in memory at a time."""
+    is analysed and reduced to what later steps use (history :func:`daily_sums`, the training
+    rows' :func:`document_frequencies`) before the next is read; the split rows' features and
+    their texts' terms are written to a folder under ``scratch`` (default: the system's
+    temporary folder) and read back a day at a time. ``splits`` may be lazy (read in batches
+    of :data:`BATCH_ROWS`); ``sink`` receives each split's matrix as soon as it is built
+    (default: kept in :attr:`FeatureSet.matrices`), so one matrix is in memory at a time.
+    ``analyzed`` is called once every labeled row is analysed (``analyze`` is not called
+    again): e.g. the engine's close, so its worker processes free their memory for the rest."""
     workers = workers or os.cpu_count() or 1
     parts = [labeled] if isinstance(labeled, pl.DataFrame) else labeled
     lazy = {n: s.lazy() for n, s in splits.items()}
     split_ids = {n: s.select("query_id").collect()["query_id"] for n, s in lazy.items()}
-    gathered = _gather(
-        parts,
-        pl.concat(list(split_ids.values())),
-        train_end=train_end,
-        workers=workers,
-        analyze=analyze,
-    )
-    sums = pl.concat(gathered.sums) if gathered.sums else daily_sums(_EMPTY_HISTORY)
-    learned = fit_conventions(
-        _concat(gathered.convention_rows, ("user", "template", "dated")), **conventions
-    )
-    # the tables' reads with / without a partition filter, as the learned conventions say
-    sums = resolve_partitions(sums, learned.partition_predicate)
-    keyed = with_conventions(pl.concat(gathered.keyed), learned).select(
-        "query_id", *BASE_NAMES, "tables", "template", "days_read"
-    )
-    gathered.keyed.clear()
-    missing = {
-        n: int((~ids.is_in(keyed["query_id"].implode())).sum()) for n, ids in split_ids.items()
-    }
-    if any(missing.values()):
-        raise DataError(
-            f"split rows missing from the labeled data: {missing}; data/splits and data/labeled "
-            "come from different runs: rerun `dvc repro split`"
+    with tempfile.TemporaryDirectory(prefix="featurize-", dir=scratch) as folder:
+        spill = _Spill(Path(folder))
+        gathered = _gather(
+            parts, split_ids, spill, train_end=train_end, workers=workers, analyze=analyze
         )
-    terms = pl.concat(gathered.terms).unique("query", keep="first", maintain_order=True)
-    gathered.terms.clear()
-
-    def rows_of(name: str) -> pl.DataFrame:
-        split = lazy[name].select(LABELED_COLUMNS).collect()
-        return split.join(keyed, on="query_id", how="left", maintain_order="left")
-
-    ready = {"train": rows_of("train")}
-    vocab = fit_on(ready["train"], terms, size=vocab_size)
-    vectors = tfidf_vectors(terms, vocab)
-    del terms
-    snap = snapshot_of_sums(sums, until=train_end)
-    # the serving side reads the bundle from files: check parity against what they hold
-    served_vocab = TfidfVocabulary.from_payload(json.loads(json.dumps(vocab.to_payload())))
-    served_conventions = Conventions.from_payload(json.loads(json.dumps(learned.to_payload())))
-    featurizer = QueryFeaturizer(
-        FeatureExtractor(served_conventions),
-        served_vocab,
-        HistoryLookup.from_frame(snap, weight=prior_weight),
-    )
-    matrices: dict[str, pl.DataFrame] = {}
-    heights: dict[str, int] = {}
-    nonzero: dict[str, float] = {}
-    checked = 0
-    for name in lazy:
-        rows = ready.pop(name) if name in ready else rows_of(name)
-        block = history_block_of_sums(rows, sums, weight=prior_weight, until=train_end)
-        matrix = build_matrix(rows, block, vectors)
-        if name in PARITY_SPLITS:
-            checked += check_split_parity(
-                name, matrix, rows, featurizer, sample=parity_sample, seed=seed
+        if analyzed is not None:
+            analyzed()
+        missing = {n: int((~found).sum()) for n, found in gathered.found.items()}
+        if any(missing.values()):
+            raise DataError(
+                f"split rows missing from the labeled data: {missing}; data/splits and "
+                "data/labeled come from different runs: rerun `dvc repro split`"
             )
-        heights[name] = matrix.height
-        nonzero[name] = float(matrix["tfidf_index"].list.len().mean() or 0)
-        if sink is None:
-            matrices[name] = matrix
-        else:
-            sink(name, matrix)
-        del rows, block, matrix
+        sums = pl.concat(gathered.sums) if gathered.sums else daily_sums(_EMPTY_HISTORY)
+        learned = fit_conventions(
+            _concat(gathered.convention_rows, ("user", "template", "dated")), **conventions
+        )
+        gathered.convention_rows.clear()
+        # the tables' reads with / without a partition filter, as the learned conventions say
+        sums = resolve_partitions(sums, learned.partition_predicate)
+        vocab = vocabulary_of(gathered.frequencies, documents=gathered.documents, size=vocab_size)
+        snap = snapshot_of_sums(sums, until=train_end)
+        cumulative = cumulative_by_kind(sums)
+        del sums
+        # the serving side reads the bundle from files: check parity against what they hold
+        served_vocab = TfidfVocabulary.from_payload(json.loads(json.dumps(vocab.to_payload())))
+        served_conventions = Conventions.from_payload(json.loads(json.dumps(learned.to_payload())))
+        featurizer = QueryFeaturizer(
+            FeatureExtractor(served_conventions),
+            served_vocab,
+            HistoryLookup.from_frame(snap, weight=prior_weight),
+        )
+        matrices: dict[str, pl.DataFrame] = {}
+        heights: dict[str, int] = {}
+        nonzero: dict[str, float] = {}
+        checked = 0
+        for name in lazy:
+            positions = (
+                parity_rows(split_ids[name], parity_sample, seed) if name in PARITY_SPLITS else []
+            )
+            pieces = []
+            for offset in range(0, max(len(split_ids[name]), 1), BATCH_ROWS):
+                split = lazy[name].select(LABELED_COLUMNS).slice(offset, BATCH_ROWS).collect()
+                kept, terms = spill.covering(split["event_date"])
+                features = with_conventions(kept.drop("event_date"), learned)
+                rows = split.join(
+                    features.select(
+                        "query_id", *BASE_NAMES, "tables", "template", "days_read", "text_key"
+                    ),
+                    on="query_id",
+                    how="left",
+                    maintain_order="left",
+                )
+                block = history_block_of_cumulative(
+                    rows, cumulative, weight=prior_weight, until=train_end
+                )
+                # a text the parts share is in each of them: weigh it once
+                texts = terms.join(rows.select("text_key"), on="text_key", how="semi").unique(
+                    "text_key"
+                )
+                piece = build_matrix(rows, block, tfidf_vectors(texts, vocab))
+                here = [p - offset for p in positions if offset <= p < offset + split.height]
+                checked += check_rows(name, piece, rows, featurizer, here)
+                pieces.append(piece)
+                del split, kept, terms, features, rows, block, texts
+            matrix = _assemble(pieces)
+            heights[name] = matrix.height
+            nonzero[name] = float(matrix["tfidf_index"].list.len().mean() or 0)
+            if sink is None:
+                matrices[name] = matrix
+            else:
+                sink(name, matrix)
+            del matrix
     absent = [c for c, n in (gathered.nulls or {}).items() if n == gathered.rows]
     return FeatureSet(
         matrices, vocab, snap, learned, parity_summary(checked), heights, nonzero, absent
     )
+
+
+def _assemble(pieces: list[pl.DataFrame]) -> pl.DataFrame:
+    """One frame of ``pieces`` (emptied), one contiguous chunk per column, as one frame
+    built whole would be (a parquet file's row groups follow the chunks): column by column,
+    so the copy costs one column on top of the matrix, not a second matrix."""
+    columns = []
+    for name in pieces[0].columns:
+        columns.append(pl.concat([p.get_column(name) for p in pieces], rechunk=True))
+        pieces[:] = [p.drop(name) for p in pieces]
+    pieces.clear()
+    return pl.DataFrame(columns)
 
 
 _EMPTY_HISTORY = pl.DataFrame(

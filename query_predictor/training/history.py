@@ -175,8 +175,11 @@ def _cumulative(sums: pl.DataFrame) -> pl.DataFrame:
             "history sums key tables by the columns compared: resolve_partitions first"
         )
     daily = (
-        sums.group_by("kind", "key", "day")  # a (kind, key, day) in several parts: one row
-        .agg(*(pl.col(c).sum() for c in _SUMS), pl.col("mr").max())
+        # a (kind, key, day) in several parts (days cut in two, a table's reads folded by
+        # resolve_partitions): one row. Float sums in sorted order: the same bits whatever
+        # order the parallel group-by meets the parts in
+        sums.group_by("kind", "key", "day")
+        .agg(*(pl.col(c).sort().sum() for c in _SUMS), pl.col("mr").max())
         .sort("kind", "key", "day")
     )
     return daily.with_columns(
@@ -273,12 +276,36 @@ def point_in_time_of_sums(
     ``last_day`` is the row's cutoff, the earlier of the two; "recent" statistics are of the
     RECENT_DAYS days up to that cutoff. ``history`` is the :func:`daily_sums` of the
     history's rows."""
+    return point_in_time_of_cumulative(rows, cumulative_by_kind(history), until=until)
+
+
+def cumulative_by_kind(history: pl.DataFrame) -> dict[str, tuple[pl.DataFrame, pl.DataFrame]]:
+    """Per kind of key, the statistics of each key at the end of each day it occurs on and
+    the sums the "recent" statistics subtract (both sorted by day), from the
+    :func:`daily_sums` ``history``: what :func:`point_in_time_of_cumulative` looks rows up
+    in. Computed once, it serves any number of batches of rows."""
     cum = (
         _cumulative(history)
         .with_columns(_stats_columns())
         .select("kind", "key", "day", "sx", *(c for c in STATS_COLUMNS if c not in _RECENT))
     )
     old = _old(cum)
+    return {
+        kind: tuple(  # type: ignore[misc]
+            f.filter(pl.col("kind") == kind).drop("kind").sort("day") for f in (cum, old)
+        )
+        for kind in (USER, SOURCE, TEMPLATE, TABLE, TABLE_MODE, GLOBAL)
+    }
+
+
+def point_in_time_of_cumulative(
+    rows: pl.DataFrame,
+    cumulative: dict[str, tuple[pl.DataFrame, pl.DataFrame]],
+    *,
+    until: dt.date | None = None,
+) -> list[tuple]:
+    """:func:`point_in_time_of_sums` from the history's :func:`cumulative_by_kind`. Each
+    row's result depends on that row alone: rows may come in batches."""
     present = set(rows.columns)
     cut = pl.col("event_date") - pl.lit(EPOCH)
     indexed = rows.select(
@@ -308,10 +335,9 @@ def point_in_time_of_sums(
         )
 
     def lookup(keys: pl.DataFrame, kind: str) -> pl.DataFrame:
-        found = asof(keys, cum.filter(pl.col("kind") == kind).drop("kind"), "before")
-        past = asof(
-            found.drop("day", strict=False), old.filter(pl.col("kind") == kind).drop("kind"), "old"
-        )
+        cum, old = cumulative[kind]
+        found = asof(keys, cum, "before")
+        past = asof(found.drop("day", strict=False), old, "old")
         return _with_recent(past).sort(keys.columns[0])
 
     def of(kind: str, key: pl.Expr) -> list[Stats | None]:

@@ -170,6 +170,7 @@ class SparkEngine:
 
     def __init__(self, settings: Spark) -> None:
         self.session = spark_session(settings)
+        self._closed = False
         # results the driver needs whole come back through files when the executors can
         # write where it reads (:func:`_collect`)
         self._spill = (
@@ -241,7 +242,7 @@ class SparkEngine:
         probe_rows, probe_texts = analyze_chunk(source.head(1))
         probe = probe_rows.with_columns(source.head(1).select("query_id"))
         row_schema = _struct(self.session, probe)
-        text_schema = _struct(self.session, probe_texts)
+        text_schema = _struct(self.session, probe_texts.drop("text_key"))
         combined = StructType([*row_schema.fields, *text_schema.fields])
         target = _arrow_schema(combined)
 
@@ -249,14 +250,12 @@ class SparkEngine:
             for batch in batches:
                 chunk = _from_arrow(batch)
                 analyzed, texts = analyze_chunk(chunk)
-                analyzed = analyzed.with_columns(chunk.select("query_id", "query"))
-                texts = texts.rename({"query": "_text"})
-                # the terms ride on the first row of each distinct text in the chunk
-                first = chunk.select(pl.col("query").is_first_distinct()).to_series()
+                analyzed = analyzed.with_columns(chunk.select("query_id", "full"))
+                # the terms ride on the first full row of each distinct text in the chunk
+                first = pl.col("full") & pl.struct("full", "text_key").is_first_distinct()
                 joined = analyzed.join(
-                    texts, left_on="query", right_on="_text", how="left", maintain_order="left"
-                )
-                joined = joined.with_columns(
+                    texts, on="text_key", how="left", nulls_equal=True, maintain_order="left"
+                ).with_columns(
                     pl.when(first).then(pl.col(c)).alias(c) for c in ("term_keys", "term_counts")
                 )
                 yield from to_batches(joined.select(target.names), target)
@@ -264,17 +263,20 @@ class SparkEngine:
         out = _collect(rows.mapInArrow(task, combined), spill=self._spill)
         texts = (
             out.filter(pl.col("term_keys").is_not_null())
-            .select("query", "term_keys", "term_counts")
-            .unique("query", keep="first")
-            .sort("query")
+            .select("text_key", "term_keys", "term_counts")
+            .unique("text_key", keep="first")
+            .sort("text_key")
         )
-        features = out.drop("query", "term_keys", "term_counts")
+        features = out.drop("term_keys", "term_counts")
         joined = frame.select("query_id").join(
             features, on="query_id", how="left", maintain_order="left"
         )
         return Analyzed(frame.hstack(joined.drop("query_id")), texts)
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         self.session.stop()
         if self._spill is not None:
             shutil.rmtree(self._spill, ignore_errors=True)

@@ -26,15 +26,19 @@ from query_predictor.core.history import (
 )
 from query_predictor.core.tfidf import TfidfVocabulary, fit_vocabulary
 from query_predictor.storage import write_parquet
+from query_predictor.training import featurize as featurize_module
 from query_predictor.training.featurize import (
     FeatureSet,
     analyze_frame,
     check_parity,
     context_of,
+    document_frequencies,
     featurize,
     fit_on,
     list_series,
+    text_key,
     tfidf_vectors,
+    vocabulary_of,
     with_conventions,
     with_tfidf,
 )
@@ -507,17 +511,19 @@ def test_analyze_frame(labeled: pl.DataFrame) -> None:
     analyzed = analyze_frame(sample, workers=3)
     rows, terms = analyzed.rows, analyzed.terms
     assert rows.height == sample.height
-    analysis = [*BASE_NAMES, "tables", "template", "compared", "dated", "days_read"]
+    analysis = [*BASE_NAMES, "tables", "template", "compared", "dated", "days_read", "text_key"]
     assert rows.columns == [*sample.columns, *analysis]
     assert rows["days_read"].to_list() == [
         days_read(list(base)) for base in rows.select(BASE_NAMES).iter_rows()
     ]
-    assert terms.columns == ["query", "term_keys", "term_counts"]
-    assert terms["query"].to_list() == sample["query"].unique(maintain_order=True).to_list()
-    by_text = {
-        sql: dict(zip(k, c, strict=True))
-        for sql, k, c in zip(
-            terms["query"],
+    assert terms.columns == ["text_key", "term_keys", "term_counts"]
+    texts = sample["query"].unique(maintain_order=True).to_list()
+    assert terms["text_key"].to_list() == [text_key(t) for t in texts]
+    assert terms["text_key"].n_unique() == len(texts)  # 128 bits: no two texts share a key
+    by_key = {
+        key: dict(zip(k, c, strict=True))
+        for key, k, c in zip(
+            terms["text_key"],
             terms["term_keys"].to_list(),
             terms["term_counts"].to_list(),
             strict=True,
@@ -529,7 +535,8 @@ def test_analyze_frame(labeled: pl.DataFrame) -> None:
         assert [row[n] for n in BASE_NAMES] == pytest.approx(a.base, rel=1e-6)
         assert row["tables"] == a.tables
         assert row["template"] == a.template
-        assert by_text[row["query"]] == a.terms
+        assert row["text_key"] == text_key(row["query"])
+        assert by_key[row["text_key"]] == a.terms
     # chunking does not change anything
     again = analyze_frame(sample, workers=1)
     assert again.rows.equals(rows)
@@ -547,7 +554,8 @@ def test_only_full_rows_have_base_features_and_terms(labeled: pl.DataFrame) -> N
     assert analyzed.rows.filter(~full)["n_tokens"].is_nan().all()
     assert not analyzed.rows.filter(full)["n_tokens"].is_nan().any()
     assert analyzed.rows["template"].null_count() == 0  # history needs every row's keys
-    assert set(analyzed.terms["query"]) == set(sample.filter(full)["query"])
+    assert analyzed.rows.filter(~full)["text_key"].is_null().all()
+    assert set(analyzed.terms["text_key"]) == {text_key(q) for q in sample.filter(full)["query"]}
 
 
 def test_templates_ignore_date_literals(labeled: pl.DataFrame) -> None:
@@ -675,3 +683,38 @@ def test_featurize_day_by_day_into_a_sink_gives_the_same_result(
     assert again.conventions.to_payload() == result.conventions.to_payload()
     assert again.parity == result.parity
     assert again.context_absent == result.context_absent
+
+
+def test_featurize_in_small_batches_out_of_time_order_gives_the_same_result(
+    result: FeatureSet,
+    labeled: pl.DataFrame,
+    splits: dict[str, pl.DataFrame],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Split rows go through history, TF-IDF and parity in batches that read back only the
+    day parts they cover; a split out of time order costs more reads, never other rows.
+    The scratch folder holding the parts is gone afterwards."""
+    monkeypatch.setattr(featurize_module, "BATCH_ROWS", 7)
+    shuffled = {**splits, "val": splits["val"].reverse()}
+    again = run(
+        labeled.partition_by("event_date", maintain_order=True),
+        {name: frame.lazy() for name, frame in shuffled.items()},
+        scratch=tmp_path,
+    )
+    assert again.matrices["train"].equals(result.matrices["train"])
+    assert again.matrices["val"].equals(result.matrices["val"].reverse())
+    assert again.matrices["test"].equals(result.matrices["test"])
+    assert again.vocabulary == result.vocabulary
+    assert again.parity == result.parity
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_document_frequencies_of_parts_add_up(labeled: pl.DataFrame) -> None:
+    analyzed = analyze_frame(labeled, workers=1)
+    rows, terms = analyzed.rows, analyzed.terms
+    halves = [document_frequencies(rows.head(100), terms), document_frequencies(rows[100:], terms)]
+    for size in (5, 500):
+        assert vocabulary_of(halves, documents=rows.height, size=size) == fit_on(
+            rows, terms, size=size
+        )
