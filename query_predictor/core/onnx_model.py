@@ -3,7 +3,7 @@
     >>> model = HeavyQueryModel.load("models/model.onnx")   # reads models/metadata.json too
     >>> scores, heavy = model.predict(matrix)   # probability, and True: route to heavy cluster
 
-The model takes one float32 row per query: the 101 dense features (:data:`FEATURE_NAMES`)
+The model takes one float32 row per query: the dense features (:data:`FEATURE_NAMES`)
 then the TF-IDF vector, as laid out in ``metadata.json``. A zero in a row means "absent",
 exactly as in the sparse matrices the model was trained on; the graph itself turns zeros into
 XGBoost's missing value, so callers pass plain dense rows. Anything wrong with the files

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 
 def load_features(path: str | Path, *, n_terms: int) -> tuple[sp.csr_matrix, np.ndarray]:
-    """(X, y) of one split: the 101 dense columns, then the TF-IDF terms, as float32 CSR."""
+    """(X, y) of one split: the dense columns, then the TF-IDF terms, as float32 CSR."""
     frame = pl.read_parquet(path)
     dense = sp.csr_matrix(frame.select(FEATURE_NAMES).to_numpy().astype(np.float32))
     index = frame["tfidf_index"].to_list()

@@ -47,7 +47,8 @@ def test_repro_runs_once_then_only_what_changed(first_run: FirstRun, project: Pa
     for stage in STAGES:
         assert f"Running stage '{stage}'" in first_run.stdout
     trained = json.loads((project / "metrics" / "train.json").read_text())
-    assert len(trained["folds"]) == 5 and "prd_compliant" in trained["test"]
+    folds = yaml.safe_load((project / "params.yaml").read_text())["model"]["cv_folds"]
+    assert len(trained["folds"]) == folds and "prd_compliant" in trained["test"]
     featurized = json.loads((project / "metrics" / "featurize.json").read_text())
     assert featurized["parity"]["passed"] and featurized["parity"]["rows_checked"] > 50
     metrics = json.loads((project / "metrics" / "load.json").read_text())
