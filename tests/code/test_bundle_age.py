@@ -13,7 +13,7 @@ from query_predictor.service.predictor import MODEL, Predictor
 from query_predictor.training.featurize import context_of, history_block
 from query_predictor.training.history import snapshot
 
-from .test_history import START, WEIGHT, make_history
+from .test_history import START, WEIGHT, make_history, served_block
 from .test_serving import built, predictor  # noqa: F401 (fixtures)
 
 # Features about the query's own arrival time, not about the bundle: the scan estimate
@@ -66,13 +66,4 @@ def test_the_history_says_otherwise_when_it_covers_the_days_between() -> None:
         until = frame["event_date"][0] - dt.timedelta(days=1)
         lookup = HistoryLookup.from_frame(snapshot(history, until=until), weight=WEIGHT)
         assert lookup.cutoff == until
-        for i, r in enumerate(frame.iter_rows(named=True)):
-            served = lookup.features(
-                user=r["user"],
-                template=r["template"],
-                tables=r["tables"],
-                source=r["source"],
-                partition_filtered=r["partition"] > 0,
-                days=r["days_read"],
-            )
-            assert served == block[i].tolist()
+        assert served_block(lookup, frame) == block.tolist()

@@ -319,6 +319,22 @@ SCHEMA = {
 SOURCES = ["superset", "airflow", None]
 
 
+def served_block(lookup: HistoryLookup, rows: pl.DataFrame) -> list[list[float]]:
+    """What serving's lookup gives each of ``rows`` (history rows with ``days_read``): the
+    rows of the block training computes for them, when the two agree."""
+    return [
+        lookup.features(
+            user=r["user"],
+            template=r["template"],
+            tables=r["tables"],
+            source=r["source"],
+            partition_filtered=r["partition"] > 0,
+            days=r["days_read"],
+        )
+        for r in rows.iter_rows(named=True)
+    ]
+
+
 def make_history(days: int = 5, per_day: int = 9, seed: int = 3) -> pl.DataFrame:
     """Several users, templates and tables over ``days`` days; some rows without tables."""
     rng = np.random.default_rng(seed)
@@ -699,16 +715,7 @@ def test_lookup_on_the_snapshot_equals_history_block(
         event_date=pl.lit(until + dt.timedelta(days=1))
     )
     block = history_block(rows, history, weight=WEIGHT)
-    for i, record in enumerate(rows.to_dicts()):
-        served = lookup.features(
-            user=record["user"],
-            template=record["template"],
-            tables=record["tables"],
-            source=record["source"],
-            partition_filtered=record["partition"] > 0,
-            days=record["days_read"],
-        )
-        assert served == block[i].tolist()
+    assert served_block(lookup, rows) == block.tolist()
 
 
 def test_lookup_needs_the_global_prior(history: pl.DataFrame) -> None:
