@@ -26,7 +26,7 @@ the decisions taken online with what the pipeline says they should have been.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -87,6 +87,10 @@ class Routed:
     tagged: bool | None = None
 
 
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
 class Router:
     """The answers of ``/v1/route``, ``/v1/predict`` and ``/healthz`` from one predictor.
 
@@ -102,6 +106,9 @@ class Router:
     decision_tag : bool, default True
         Append the decision's client tag to ``X-Trino-Client-Tags`` in ``externalHeaders``;
         False sends no ``X-Trino-Client-Tags`` at all (the client's own tags go on as sent).
+    clock : callable, default the current UTC time
+        The time a request arrives (the gateway does not send one): the statement's hour,
+        weekday and the age of the bundle's history are taken at it.
     """
 
     def __init__(
@@ -112,6 +119,7 @@ class Router:
         *,
         resource_estimate: bool = False,
         decision_tag: bool = True,
+        clock: Callable[[], dt.datetime] = utc_now,
     ) -> None:
         if heavy_group == light_group:
             raise ValueError(
@@ -123,6 +131,7 @@ class Router:
         self.light_group = light_group
         self.resource_estimate = resource_estimate
         self.decision_tag = decision_tag
+        self.clock = clock
 
     def reload(self, predictor: Predictor) -> None:
         """Answer with ``predictor`` from the next request on (one attribute store: a request
@@ -136,7 +145,7 @@ class Router:
         request = _object(body, "the body (RoutingGroupExternalBody)")
         query = _field(request, "trinoQueryProperties", dict) or {}
         sql = _field(query, "body", str, where="trinoQueryProperties.")
-        context = _route_context(request, query, headers)
+        context = _route_context(request, query, headers, self.clock())
         if not sql:
             return self._without_model(predictor, NO_SQL_STAGE, NO_SQL, headers)
         if query.get("isQueryParsingSuccessful") is False:
@@ -209,7 +218,7 @@ class Router:
             catalog=values["catalog"],
             schema=values["schema"],
             query_type=values["query_type"],
-            time=dt.datetime.now(dt.UTC),
+            time=self.clock(),
         )
         return self.predictor.predict(values["query"], context).as_dict()
 
@@ -241,7 +250,10 @@ def resource_estimate(prediction: Prediction) -> str | None:
 
 
 def _route_context(
-    request: Mapping[str, Any], query: Mapping[str, Any], headers: Mapping[str, list[str]]
+    request: Mapping[str, Any],
+    query: Mapping[str, Any],
+    headers: Mapping[str, list[str]],
+    time: dt.datetime,
 ) -> QueryContext:
     """What the router knows of the query besides its text, as training saw it in the log.
 
@@ -259,7 +271,7 @@ def _route_context(
         catalog=_field(query, "defaultCatalog", str, where="trinoQueryProperties."),
         schema=_field(query, "defaultSchema", str, where="trinoQueryProperties."),
         query_type=_field(query, "resourceGroupQueryType", str, where="trinoQueryProperties."),
-        time=dt.datetime.now(dt.UTC),
+        time=time,
         session_properties=session_properties(headers.get("x-trino-session", [])),
     )
 

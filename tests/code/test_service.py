@@ -46,6 +46,9 @@ from query_predictor.training.featurize import context_of
 from .test_serving import build_bundle
 
 HEAVY, LIGHT = "etl-heavy", "adhoc"
+# the service's clock in these tests: the morning after the test split's last day, so that its
+# answers (hour, weekday, age of the history) do not depend on when the suite runs
+ARRIVAL = dt.datetime(2025, 6, 9, 10, tzinfo=dt.UTC)
 TOKEN = "s3cret-token"
 
 
@@ -88,9 +91,8 @@ class Served:
 
 def serve_app(predictor: Predictor, bundle: Path | None = None, **options: Any) -> Running:
     settings = ServeSettings(**options.pop("settings", {}))
-    app = ServiceApp(
-        Router(predictor, HEAVY, LIGHT, **options.pop("router", {})), models=bundle, **options
-    )
+    router = {"clock": lambda: ARRIVAL, **options.pop("router", {})}
+    app = ServiceApp(Router(predictor, HEAVY, LIGHT, **router), models=bundle, **options)
     return Running(app, settings)
 
 
@@ -133,14 +135,14 @@ def ask(served: Served, method: str, path: str, body: Any = None, **headers: str
     return status, answer
 
 
-def at_now(context: QueryContext) -> QueryContext:
-    """``context`` at the time the service gives a request: now."""
-    return dataclasses.replace(context, time=dt.datetime.now(dt.UTC))
+def on_arrival(context: QueryContext) -> QueryContext:
+    """``context`` at the time the service gives a request: its clock's."""
+    return dataclasses.replace(context, time=ARRIVAL)
 
 
 def expected_route(served: Served, sql: str, context: QueryContext) -> dict[str, Any]:
     """What /v1/route must answer: the predictor's own decision for ``sql`` in ``context``."""
-    prediction = served.predictor.predict(sql, at_now(context))
+    prediction = served.predictor.predict(sql, on_arrival(context))
     return {
         "routingGroup": HEAVY if prediction.heavy else LIGHT,
         "errors": [],
@@ -240,6 +242,12 @@ def test_each_statement_is_routed_as_the_predictor_decides(served: Served) -> No
     assert groups == {HEAVY, LIGHT}
     assert any(c.source for c in contexts)
     assert any(c.session_properties for c in contexts)
+
+
+def test_a_request_arrives_at_the_current_utc_time_by_default(served: Served) -> None:
+    before = dt.datetime.now(dt.UTC)
+    arrived = Router(served.predictor).clock()
+    assert before <= arrived <= dt.datetime.now(dt.UTC)
 
 
 def test_the_user_falls_back_to_remote_user_then_the_trino_header(served: Served) -> None:
@@ -387,7 +395,7 @@ def test_predict_answers_what_the_predictor_says(served: Served) -> None:
         }
         status, answer = ask(served, "POST", "/v1/predict", request)
         assert status == 200
-        assert answer == served.predictor.predict(row["query"], at_now(context)).as_dict()
+        assert answer == served.predictor.predict(row["query"], on_arrival(context)).as_dict()
 
 
 def test_healthz_names_the_model(served: Served) -> None:
