@@ -27,7 +27,10 @@ The baseline is the old server's own source, taken from git history (:data:`BASE
 the last commit that had it) into a temporary directory: the benchmark measures exactly what
 shipped, and the package carries no dead server. It needs this checkout's git history.
 ``--checkout LABEL=PATH`` adds the server of another checkout (a worktree of an earlier
-commit, its compiled core built) with the same options: a before/after in one run.
+commit, its compiled core built) with the same options: a before/after in one run. ``--floor``
+adds the same uvicorn server answering a constant (``floor_server.py``): the latency and CPU
+that the HTTP stack and the client alone cost at each rate on this machine, the least any
+app behind them can show.
 """
 
 from __future__ import annotations
@@ -426,6 +429,11 @@ def main() -> None:
         "of main), same options; repeatable",
     )
     parser.add_argument("--no-baseline", action="store_true", help="without the old server")
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also the same HTTP server with an app that answers a constant (floor_server.py)",
+    )
     args = parser.parse_args()
     # stopped (SIGTERM): the servers are stopped too, as on Ctrl-C
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))
@@ -441,6 +449,10 @@ def main() -> None:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as scratch:
         commands = {}
+        if args.floor:
+            floor = REPO / "benchmarks" / "floor_server.py"
+            label = f"floor: constant answer, {args.workers} workers"
+            commands[label] = [sys.executable, str(floor), str(args.workers)]
         if not args.no_baseline:
             commands["old: http.server"] = baseline_command(Path(scratch), args.models)
         for given in args.checkout:
