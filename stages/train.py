@@ -77,6 +77,9 @@ def main() -> None:
             **summarize_folds(result.folds),
             "folds": result.folds,
             "n_trees": result.n_trees,
+            # trees the folds grew before their mean held-out PR-AUC stopped rising (the
+            # budget, model.n_estimators, when it never did)
+            "cv_rounds": result.cv_rounds,
             "threshold": {
                 "chosen": choice.chosen,
                 "policy": choice.policy,
@@ -95,7 +98,8 @@ def main() -> None:
         {
             "folds": len(result.folds),
             **summarize_folds(result.folds),
-            "trees": result.n_trees,
+            "trees": f"{result.n_trees} (the folds stopped at {result.cv_rounds} of "
+            f"{model.n_estimators})",
             "threshold": f"{choice.chosen:.6f} ({choice.policy})",
             "validation recall bound": (
                 f"{confidence.recall_lower_bound:.4f} at {confidence.level:.0%} confidence, "

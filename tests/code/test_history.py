@@ -315,6 +315,7 @@ SCHEMA = {
     "physical_input_bytes": pl.Int64,
     "partition": pl.Float32,
     "days_read": pl.Float64,
+    "data_read": pl.Boolean,
 }
 SOURCES = ["superset", "airflow", None]
 
@@ -826,15 +827,17 @@ def test_scan_estimate_is_size_per_day_times_days_read_or_the_whole_table() -> N
 
 
 def test_scan_sizes_come_from_single_table_reads() -> None:
-    """A join's bytes cannot be split among its tables: only a query reading one table sizes
-    it, per day of data with a partition predicate and per read without one."""
+    """A join's bytes cannot be split among its tables: only a query reading the data of one
+    table sizes it, per day of data with a partition predicate and per read without one."""
     day = START + dt.timedelta(days=1)
     rows = [
         # table a, filtered, 8 GiB over 4 days and 2 GiB over 1 day: 2 GiB a day both times
-        ("a", 8 * 2**30, 1.0, 4.0),
-        ("a", 2 * 2**30, 1.0, 1.0),
-        ("a", 100 * 2**30, 0.0, 1.0),  # scanned whole
-        ("a", None, 1.0, 1.0),  # bytes unknown: not a size
+        ("a", 8 * 2**30, 1.0, 4.0, True),
+        ("a", 2 * 2**30, 1.0, 1.0, True),
+        ("a", 100 * 2**30, 0.0, 1.0, True),  # scanned whole
+        ("a", None, 1.0, 1.0, True),  # bytes unknown: not a size
+        ("a", 0, 1.0, 1.0, False),  # SHOW COLUMNS FROM a: reads nothing of it, not a size
+        ("a", 0, 0.0, 1.0, None),  # not known whether it read data: a size (of 0 bytes)
     ]
     records = [
         {
@@ -850,8 +853,9 @@ def test_scan_sizes_come_from_single_table_reads() -> None:
             "physical_input_bytes": b,
             "partition": p,
             "days_read": d,
+            "data_read": r,
         }
-        for i, (t, b, p, d) in enumerate(rows)
+        for i, (t, b, p, d, r) in enumerate(rows)
     ]
     records.append(
         {**records[0], "query_id": "join", "tables": ["a", "b"], "physical_input_bytes": 2**40}
@@ -864,12 +868,12 @@ def test_scan_sizes_come_from_single_table_reads() -> None:
     (a_filtered,) = filtered_modes
     (a_whole,) = whole_modes
     (a_any,) = point_in_time(probe, history)[0][2]  # the table's reads, either way
-    assert a_any.size_n == 3.0
+    assert a_any.size_n == 4.0
     assert a_any.size_max == pytest.approx(math.log1p(100.0))  # its largest single read
-    assert a_filtered.n == 4.0  # the join and the unknown bytes count as reads ...
+    assert a_filtered.n == 5.0  # the join, the unknown bytes, the SHOW count as reads ...
     assert a_filtered.size_n == 2.0  # ... but not as sizes
     assert a_filtered.size_day_mean == pytest.approx(math.log1p(2.0))
-    assert a_whole.size_n == 1.0
-    assert a_whole.size_read_mean == pytest.approx(math.log1p(100.0))
+    assert a_whole.size_n == 2.0
+    assert a_whole.size_read_mean == pytest.approx(math.log1p(100.0) / 2)
     assert filtered_size.size_n == 2.0  # any table: the same single-table reads
-    assert whole_size.size_read_mean == pytest.approx(math.log1p(100.0))
+    assert whole_size.size_read_mean == pytest.approx(math.log1p(100.0) / 2)
