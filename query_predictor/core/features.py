@@ -107,7 +107,12 @@ BASE_FEATURES: tuple[Feature, ...] = (
     F("n_date_literals", "count", "literals that are dates ('YYYY-MM-DD...')", ""),
     F("date_span_days", "value", "days between the earliest and latest date literal", ""),
     F("date_lookback_days", "value", "days from the earliest date literal to the query day", ""),
-    F("interval_days", "value", "largest INTERVAL, in days", "INTERVAL '7' DAY -> 7"),
+    F(
+        "interval_days",
+        "value",
+        "largest INTERVAL or date_add('<unit>', n, ...), in days",
+        "INTERVAL '7' DAY -> 7",
+    ),
     F("uses_current_date", "flag", "current_date / now() / current_timestamp", ""),
     F(
         "has_partition_predicate",

@@ -506,10 +506,9 @@ def test_date_lookback_is_relative_to_the_arrival_day(
     [
         ("SELECT * FROM t WHERE ds >= '2025-06-03'", 7.0),  # a week back to today
         ("SELECT * FROM t WHERE ds = '2025-06-10'", 1.0),  # today: one day, not none
-        (
-            "SELECT * FROM t WHERE ds >= date_add('day', -30, current_date)",
-            1.0,
-        ),  # no date, no INTERVAL
+        ("SELECT * FROM t WHERE ds >= date_add('day', -30, current_date)", 30.0),
+        ("SELECT * FROM t WHERE ds > DATE_ADD('week', -2, CURRENT_DATE)", 14.0),
+        ("SELECT * FROM t WHERE ds >= date_add('day', n, current_date)", 1.0),  # not a number
         ("SELECT * FROM t WHERE ds >= current_date - INTERVAL '30' DAY", 30.0),
         ("SELECT * FROM t WHERE ds >= '2025-06-09' AND ts > now() - INTERVAL '2' HOUR", 1.0),
         ("SELECT * FROM t", 1.0),

@@ -7,11 +7,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from sklearn.metrics import average_precision_score
 
 from query_predictor.core.featurizer import FEATURE_NAMES
 from query_predictor.params import parse_params
-from sklearn.metrics import average_precision_score
-
 from query_predictor.training.model import (
     _classifier,
     cross_validate_and_fit,
