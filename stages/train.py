@@ -71,6 +71,12 @@ def main() -> None:
     curve = cost_curve(y_val, val_scores, cost_fn=model.cost_fn, cost_fp=model.cost_fp)
     with atomic_dir(args.plots) as tmp:
         pl.DataFrame(curve_table(curve)).write_csv(Path(tmp) / "cost_curve.csv")
+        pl.DataFrame(
+            {
+                "trees": range(1, result.cv_rounds + 1),
+                "mean_held_out_pr_auc": [round(v, 6) for v in result.cv_curve],
+            }
+        ).write_csv(Path(tmp) / "cv_curve.csv")
     write_json(
         args.metrics,
         {

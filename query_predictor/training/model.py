@@ -22,7 +22,7 @@ import json
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +81,13 @@ class TrainResult:
     model: xgb.XGBClassifier
     folds: list[dict[str, float]]
     n_trees: int
-    cv_rounds: int = 0  # trees each fold grew before the mean held-out PR-AUC stopped rising
+    # the folds' mean held-out PR-AUC after each tree, as far as they grew
+    cv_curve: list[float] = field(default_factory=list)
+
+    @property
+    def cv_rounds(self) -> int:
+        """Trees each fold grew before the mean held-out PR-AUC stopped rising."""
+        return len(self.cv_curve)
 
 
 def cv_splits(
@@ -121,8 +127,7 @@ def cross_validate_and_fit(
             f"model.cv_folds={params.cv_folds}"
         )
     parts = list(cv_splits(y, params, days=days))
-    curve, boosters, tests = _lockstep(x, y, parts, params, threads=threads)
-    best = int(np.argmax(curve))  # the first round of the highest mean held-out PR-AUC
+    curve, best, boosters, tests = _lockstep(x, y, parts, params, threads=threads)
     folds = []
     for number, ((_, held_rows), booster, test) in enumerate(
         zip(parts, boosters, tests, strict=True), 1
@@ -154,7 +159,7 @@ def cross_validate_and_fit(
     log.info("final model: %d trees on all %d training rows", n_trees, len(y))
     final = _classifier(params, n_trees, early_stopping=False, threads=threads)
     final.fit(x, y, verbose=False)
-    return TrainResult(final, folds, n_trees, len(curve))
+    return TrainResult(final, folds, n_trees, curve)
 
 
 class _Fold(xgb.Booster):
@@ -170,11 +175,13 @@ def _lockstep(
     params: Model,
     *,
     threads: int,
-) -> tuple[list[float], list[_Fold], list[xgb.DMatrix]]:
+) -> tuple[list[float], int, list[_Fold], list[xgb.DMatrix]]:
     """Grow every fold's model one tree at a time, each with the parameters of the final
-    model, and stop when the folds' mean held-out PR-AUC has not risen for
-    ``model.early_stopping_rounds`` trees, or at the ``n_estimators`` budget. Returns that
-    mean after each tree, the fold models and their held-out matrices.
+    model, and stop when the folds' mean held-out PR-AUC has not risen by more than
+    ``model.early_stopping_min_delta`` for ``model.early_stopping_rounds`` trees, or at the
+    ``n_estimators`` budget (XGBoost's early stopping rule, on the mean). Returns that mean
+    after each tree, the last tree that raised it so (the tree count), the fold models and
+    their held-out matrices.
 
     One stopping point for all folds, as ``xgboost.cv`` chooses it: each fold stopping on its
     own, a fold whose held-out days differ most stopped after 6 trees while another ran to
@@ -189,6 +196,7 @@ def _lockstep(
         booster.curve = []
         boosters.append(booster)
     curve: list[float] = []
+    best = 0
     progress = tqdm(total=params.n_estimators, desc="cross-validation", unit="tree", disable=None)
     with progress:
         for round_ in range(params.n_estimators):
@@ -198,9 +206,11 @@ def _lockstep(
                 booster.curve.append(float(booster.eval(test, "eval").rsplit(":", 1)[1]))
             curve.append(float(np.mean([b.curve[-1] for b in boosters])))
             progress.update()
-            if round_ - int(np.argmax(curve)) >= params.early_stopping_rounds:
+            if curve[-1] > curve[best] + params.early_stopping_min_delta:
+                best = round_
+            elif round_ - best >= params.early_stopping_rounds:
                 break
-    return curve, boosters, tests
+    return curve, best, boosters, tests
 
 
 def summarize_folds(folds: list[dict[str, float]]) -> dict[str, float]:

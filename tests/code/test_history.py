@@ -784,8 +784,9 @@ def sized(n: float, per_day: float = 0.0, per_read: float = 0.0, largest: float 
 def test_scan_estimate_is_size_per_day_times_days_read_or_the_whole_table() -> None:
     """A statement's expected scan: each table's GiB per day of data times the days read when
     it filters on the partition column, the whole table (its largest read) when it does not
-    or when the table is never read by day; a table never read alone counts as a typical
-    one (the prior); summed over the tables."""
+    or when the table is never read by day; a table the history never saw counts as a
+    typical one (the prior), one it saw only joined to others as nothing; summed over the
+    tables."""
     fact = sized(1e12, largest=math.log1p(3000.0))  # any read: 3 TiB at most
     fact_by_day = sized(1e12, per_day=math.log1p(10.0))  # 10 GiB a day
     dim = sized(1e12, largest=math.log1p(2.0))  # a 2 GiB table, never read by day
@@ -813,9 +814,13 @@ def test_scan_estimate_is_size_per_day_times_days_read_or_the_whole_table() -> N
     # joined to a dimension table: that one is read whole, whatever the days
     assert scan([fact, dim], [fact_by_day, None], True, 7.0) == pytest.approx(72.0, rel=1e-6)
     assert scan([dim], [None], False, 7.0) == pytest.approx(2.0, rel=1e-9)
-    # never read alone: a typical table read this way
+    # never read at all: a typical table read this way
     assert scan([None], [None], True, 7.0) == pytest.approx(7.0, rel=1e-9)
     assert scan([None], [None], False, 7.0) == pytest.approx(50.0, rel=1e-9)
+    # read 40 times, always joined to others (a lookup table): no size of its own to add
+    joined = sized(40.0)._replace(size_n=0.0)
+    assert scan([fact, joined], [fact_by_day, None], True, 7.0) == pytest.approx(70.0, rel=1e-6)
+    assert scan([joined], [None], False, 7.0) == 0.0
     # a few reads by day weigh as much as their count against the prior's pseudo-reads
     few = sized(WEIGHT, per_day=math.log1p(10.0))
     half = math.expm1(math.log1p(10.0) / 2 + math.log1p(1.0) / 2)

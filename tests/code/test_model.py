@@ -80,6 +80,7 @@ def test_folds_stop_together_at_their_best_mean_held_out_pr_auc(tmp_path: Path) 
     result = cross_validate_and_fit(x, y, params, days=days, threads=1)
     assert result.cv_rounds == result.n_trees + 5 < 300
     assert result.model.get_booster().num_boosted_rounds() == result.n_trees
+    assert result.cv_curve[result.n_trees - 1] == max(result.cv_curve)
     for fold, (fit_rows, held_rows) in zip(
         result.folds, cv_splits(y, params, days=days), strict=True
     ):
@@ -88,6 +89,17 @@ def test_folds_stop_together_at_their_best_mean_held_out_pr_auc(tmp_path: Path) 
         scores = alone.predict_proba(x[held_rows])[:, 1]
         assert fold["pr_auc"] == pytest.approx(average_precision_score(y[held_rows], scores))
         assert 0 <= fold["best_iteration"] < result.cv_rounds
+
+
+def test_a_rise_below_the_min_delta_does_not_keep_the_folds_growing(tmp_path: Path) -> None:
+    write_split(tmp_path / "train.parquet", 600, seed=2)
+    x, y = load_features(tmp_path / "train.parquet", n_terms=30)
+    model = {"n_estimators": 300, "cv_folds": 3, "early_stopping_rounds": 5}
+    days = np.arange(600) % 9
+    strict = parse_params({"model": {**model, "early_stopping_min_delta": 0.5}}).model
+    result = cross_validate_and_fit(x, y, strict, days=days, threads=1)
+    assert (result.n_trees, result.cv_rounds) == (1, 6)  # no tree adds 0.5 of PR-AUC
+    assert max(result.cv_curve) > result.cv_curve[0]  # though later trees did add a little
 
 
 def test_too_few_heavy_rows_for_the_folds_is_named(tmp_path: Path) -> None:
