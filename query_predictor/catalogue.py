@@ -84,9 +84,10 @@ HISTORY_MEANINGS = {
         "log(1 + GiB the statement should scan), summed over the tables read: with a partition "
         "predicate, the table's GiB per day of data x days read (date_lookback_days or "
         "interval_days, at least 1); without one, or for a table never read by day, the table "
-        "whole (its largest read); sizes from the queries in H that read the table alone; a "
-        "table never read alone counts as a typical one (physical_input_bytes; 0 on a log "
-        "without it)",
+        "whole (its largest read); sizes from the queries in H that read the table's data "
+        "alone (not a DESCRIBE or SHOW COLUMNS of it); a table H read only joined to others "
+        "adds nothing, one H never saw counts as a typical one (physical_input_bytes; 0 on a "
+        "log without it)",
         "sizes: same formula over H; days read count to the query's own day, as "
         "date_lookback_days does (a statement reading from a fixed date reads more later)",
     ),

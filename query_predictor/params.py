@@ -207,6 +207,7 @@ class Model(_Section):
     max_depth: int = Field(6, ge=1, le=20)
     learning_rate: float = Field(0.1, gt=0, le=1)
     early_stopping_rounds: int = Field(20, ge=1)
+    early_stopping_min_delta: float = Field(0.0, ge=0, lt=1)
     min_child_weight: float = Field(1.0, ge=0)
     scale_pos_weight: float = Field(1.0, gt=0)
     max_bin: int = Field(256, ge=2, le=1024)

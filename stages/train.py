@@ -71,12 +71,21 @@ def main() -> None:
     curve = cost_curve(y_val, val_scores, cost_fn=model.cost_fn, cost_fp=model.cost_fp)
     with atomic_dir(args.plots) as tmp:
         pl.DataFrame(curve_table(curve)).write_csv(Path(tmp) / "cost_curve.csv")
+        pl.DataFrame(
+            {
+                "trees": range(1, result.cv_rounds + 1),
+                "mean_held_out_pr_auc": [round(v, 6) for v in result.cv_curve],
+            }
+        ).write_csv(Path(tmp) / "cv_curve.csv")
     write_json(
         args.metrics,
         {
             **summarize_folds(result.folds),
             "folds": result.folds,
             "n_trees": result.n_trees,
+            # trees the folds grew before their mean held-out PR-AUC stopped rising (the
+            # budget, model.n_estimators, when it never did)
+            "cv_rounds": result.cv_rounds,
             "threshold": {
                 "chosen": choice.chosen,
                 "policy": choice.policy,
@@ -95,7 +104,8 @@ def main() -> None:
         {
             "folds": len(result.folds),
             **summarize_folds(result.folds),
-            "trees": result.n_trees,
+            "trees": f"{result.n_trees} (the folds stopped at {result.cv_rounds} of "
+            f"{model.n_estimators})",
             "threshold": f"{choice.chosen:.6f} ({choice.policy})",
             "validation recall bound": (
                 f"{confidence.recall_lower_bound:.4f} at {confidence.level:.0%} confidence, "

@@ -141,7 +141,7 @@ _flag(_IS_METADATA_VERB, METADATA_VERBS)
 _flag(_IS_LITERAL_PREFIX, LITERAL_PREFIX)
 _flag(_IS_MARKED, ("(", ")", "from", "join", "is", "limit", "first", "next", "interval", "*"))
 _flag(_IS_MARKED, COMPARE)
-_flag(_IS_MARKED, ("between", "in"))
+_flag(_IS_MARKED, ("between", "in", "date_add"))
 _flag(_IS_NOT_COLUMN, NOT_COLUMNS)
 
 cdef int LPAREN = _id("("), RPAREN = _id(")"), COMMA = _id(","), DOT = _id("."), STAR = _id("*")
@@ -154,6 +154,7 @@ cdef int FROM = _id("from"), JOIN = _id("join"), IS = _id("is"), NULL_ = _id("nu
 cdef int NOT = _id("not"), IN = _id("in"), COUNT = _id("count"), DISTINCT = _id("distinct")
 cdef int LIMIT = _id("limit"), FIRST = _id("first"), NEXT = _id("next"), ROW = _id("row")
 cdef int ROWS = _id("rows"), INTERVAL = _id("interval"), BETWEEN = _id("between")
+cdef int DATE_ADD = _id("date_add")
 cdef int UNNEST = _id("unnest"), LATERAL = _id("lateral"), ORDER = _id("order")
 cdef int INTERSECT = _id("intersect"), EXCEPT = _id("except"), GROUPING = _id("grouping")
 cdef int ROLLUP = _id("rollup"), CUBE = _id("cube"), CAST = _id("cast")
@@ -609,6 +610,10 @@ cdef list _walk(dict f, _Tokens toks, set ctes, list tables, set compared, set d
                 days = _interval_days(toks.text[i + 1], toks.text[i + 2])
                 if days is not None:
                     interval = max(interval, days)
+            elif tok == DATE_ADD and nxt == LPAREN:
+                days = _date_add_days(toks, i + 2)
+                if days is not None:
+                    interval = max(interval, days)
             elif tok == STAR:
                 if prev == SELECT or prev == COMMA or prev == DOT or prev == DISTINCT:
                     star += 1
@@ -668,6 +673,21 @@ cdef bint _is_date(_Tokens toks, Py_ssize_t j) except -1:
             _date_ordinal(toks.text[j + 2]) is not None
         )
     return "date" in text
+
+
+cdef object _date_add_days(_Tokens toks, Py_ssize_t i):
+    """Days of ``date_add('<unit>', [-]<amount>, ...)`` whose arguments start at token ``i``
+    (``date_add('day', -7, current_date)``: 7), or None when they are not a unit and a plain
+    number."""
+    cdef Py_ssize_t n = toks.n
+    if i + 3 >= n or toks.kind[i] != STRING or toks.id(i + 1) != COMMA:
+        return None
+    cdef Py_ssize_t at = i + 2
+    if toks.id(at) == MINUS or toks.id(at) == PLUS:
+        at += 1
+    if at + 1 >= n or toks.kind[at] != NUMBER or toks.id(at + 1) != COMMA:
+        return None
+    return _interval_days(toks.text[at], toks.text[i].strip("'"))
 
 
 def _interval_days(str amount, str unit):

@@ -107,7 +107,12 @@ BASE_FEATURES: tuple[Feature, ...] = (
     F("n_date_literals", "count", "literals that are dates ('YYYY-MM-DD...')", ""),
     F("date_span_days", "value", "days between the earliest and latest date literal", ""),
     F("date_lookback_days", "value", "days from the earliest date literal to the query day", ""),
-    F("interval_days", "value", "largest INTERVAL, in days", "INTERVAL '7' DAY -> 7"),
+    F(
+        "interval_days",
+        "value",
+        "largest INTERVAL or date_add('<unit>', n, ...), in days",
+        "INTERVAL '7' DAY -> 7",
+    ),
     F("uses_current_date", "flag", "current_date / now() / current_timestamp", ""),
     F(
         "has_partition_predicate",
@@ -146,6 +151,15 @@ def days_read(base: Sequence[float]) -> float:
     return max(1.0, base[_AT["date_lookback_days"]], base[_AT["interval_days"]])
 
 
+def reads_data(base: Sequence[float]) -> bool:
+    """Whether a statement reads the data of the tables it names, from its base features
+    ``base``: not a SHOW / DESCRIBE (``SHOW COLUMNS FROM t`` names ``t`` and reads nothing
+    of it), a plain EXPLAIN or DDL. Only such reads size a table
+    (:func:`~query_predictor.core.history.scan_estimate`)."""
+    return not any(base[_AT[name]] for name in _NO_DATA_READ)
+
+
+_NO_DATA_READ = ("stmt_metadata", "stmt_explain", "stmt_ddl")
 _ZEROS = dict.fromkeys(BASE_NAMES, 0.0)  # every feature 0, in catalogue order (never changed)
 
 QUERY_TYPES = (

@@ -48,7 +48,13 @@ from tqdm import tqdm
 
 from query_predictor.core.conventions import Conventions, fit_conventions
 from query_predictor.core.errors import DataError, ParityError
-from query_predictor.core.features import BASE_NAMES, FeatureExtractor, QueryContext, days_read
+from query_predictor.core.features import (
+    BASE_NAMES,
+    FeatureExtractor,
+    QueryContext,
+    days_read,
+    reads_data,
+)
 from query_predictor.core.featurizer import FEATURE_NAMES, QueryFeaturizer
 from query_predictor.core.history import HISTORY_NAMES, HistoryLookup, history_features
 from query_predictor.core.tfidf import TfidfVocabulary, vocabulary_of_frequencies
@@ -145,7 +151,7 @@ def analyze_chunk(chunk: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     queries = chunk["query"].to_list()
     missing = [math.nan] * len(BASE_NAMES)
     base: list[list[float]] = []
-    tables, templates, compared, dated, days, keys = [], [], [], [], [], []
+    tables, templates, compared, dated, days, data, keys = [], [], [], [], [], [], []
     terms: dict[str | None, dict[str, int]] = {}
     digests: dict[str | None, bytes | None] = {}
     analyses = extractor.analyze_many(queries, contexts_of(chunk))
@@ -154,7 +160,8 @@ def analyze_chunk(chunk: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         templates.append(a.template)
         dated.append(sorted(a.dated))
         compared.append(sorted(a.compared))  # every row: history keys on partition filters
-        days.append(days_read(a.base))  # every row: history sizes a table per day read
+        days.append(days_read(a.base))  # every row: history sizes a table per day read ...
+        data.append(reads_data(a.base))  # ... from the statements that read its data
         if keep:
             base.append(a.base)
             if sql not in terms:
@@ -171,6 +178,7 @@ def analyze_chunk(chunk: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         compared=list_series(compared, pl.String),
         dated=list_series(dated, pl.String),
         days_read=pl.Series(days, dtype=pl.Float64),
+        data_read=pl.Series(data, dtype=pl.Boolean),
         text_key=pl.Series(keys, dtype=pl.Binary),
     )
     texts = pl.DataFrame(

@@ -38,8 +38,9 @@ _SUMS = ("n", "heavy", "sx", "sxx", "sy", "syy", "sb", "n1", "sd", "sr")
 # a table keyed "<table>\t<columns joined by _COLUMNS>" (see resolve_partitions)
 _TABLE_COMPARED, _COLUMNS = "table_compared", "\x1f"
 # the columns of a history frame; ``partition`` (has_partition_predicate), ``source``,
-# ``physical_input_bytes`` and ``days_read`` (core.features.days_read) may be absent (then:
-# no predicate, no client, no bytes known, one day)
+# ``physical_input_bytes``, ``days_read`` (core.features.days_read) and ``data_read``
+# (core.features.reads_data) may be absent (then: no predicate, no client, no bytes known,
+# one day, a read of data)
 HISTORY_COLUMNS = (
     "event_date",
     "user",
@@ -52,6 +53,7 @@ HISTORY_COLUMNS = (
     "template",
     "partition",
     "days_read",
+    "data_read",
 )
 
 
@@ -66,11 +68,12 @@ def _mode(partition: pl.Expr) -> pl.Expr:
 
 def _long(frame: pl.DataFrame) -> pl.DataFrame:
     """One row per (query, key): kind, key, day, heavy, x = log1p(CPU s), y = log1p(GiB
-    peak memory), b = log1p(GiB scanned); and for a query reading one table whose bytes are
-    known (s1 = 1; else 0 and 0): d = log1p(GiB scanned / days read), r = log1p(GiB
-    scanned). Its table's size is then its own: a join's bytes cannot be split among its
-    tables. Those queries count once more under the table mode of table "" (any table), the
-    prior of a table's size."""
+    peak memory), b = log1p(GiB scanned); and for a query reading the data of one table whose
+    bytes are known (s1 = 1; else 0 and 0): d = log1p(GiB scanned / days read), r =
+    log1p(GiB scanned). Its table's size is then its own: a join's bytes cannot be split
+    among its tables, and a ``DESCRIBE`` or ``SHOW COLUMNS`` of the table reads none of it.
+    Those queries count once more under the table mode of table "" (any table), the prior of
+    a table's size."""
     present = set(frame.columns)
 
     def column(name: str, default: object) -> pl.Expr:
@@ -85,7 +88,8 @@ def _long(frame: pl.DataFrame) -> pl.DataFrame:
         mode_kind, mode = TABLE_MODE, _mode(column("partition", 0.0))
     gib = column("physical_input_bytes", None).cast(pl.Float64).clip(0) / 2**30
     days = column("days_read", 1.0).cast(pl.Float64).fill_null(1.0).clip(1.0)
-    single = (pl.col("tables").list.len() == 1) & gib.is_not_null()
+    data = column("data_read", True).cast(pl.Boolean).fill_null(True)
+    single = (pl.col("tables").list.len() == 1) & gib.is_not_null() & data
     base = frame.select(
         day=(pl.col("event_date") - pl.lit(EPOCH)).dt.total_days().cast(pl.Int32),
         heavy=pl.col("is_heavy").cast(pl.Int64),

@@ -25,6 +25,7 @@ from query_predictor.core.features import (
     FeatureExtractor,
     QueryContext,
     days_read,
+    reads_data,
 )
 from query_predictor.core.sql_tokens import MAX_CHARS, fingerprint, normalize
 
@@ -505,10 +506,9 @@ def test_date_lookback_is_relative_to_the_arrival_day(
     [
         ("SELECT * FROM t WHERE ds >= '2025-06-03'", 7.0),  # a week back to today
         ("SELECT * FROM t WHERE ds = '2025-06-10'", 1.0),  # today: one day, not none
-        (
-            "SELECT * FROM t WHERE ds >= date_add('day', -30, current_date)",
-            1.0,
-        ),  # no date, no INTERVAL
+        ("SELECT * FROM t WHERE ds >= date_add('day', -30, current_date)", 30.0),
+        ("SELECT * FROM t WHERE ds > DATE_ADD('week', -2, CURRENT_DATE)", 14.0),
+        ("SELECT * FROM t WHERE ds >= date_add('day', n, current_date)", 1.0),  # not a number
         ("SELECT * FROM t WHERE ds >= current_date - INTERVAL '30' DAY", 30.0),
         ("SELECT * FROM t WHERE ds >= '2025-06-09' AND ts > now() - INTERVAL '2' HOUR", 1.0),
         ("SELECT * FROM t", 1.0),
@@ -517,6 +517,28 @@ def test_date_lookback_is_relative_to_the_arrival_day(
 def test_days_read_is_the_look_back_or_the_interval(sql: str, days: float) -> None:
     base = FeatureExtractor().analyze(sql, QueryContext(time=ARRIVAL)).base
     assert days_read(base) == days
+
+
+@pytest.mark.parametrize(
+    ("sql", "reads"),
+    [
+        ("SELECT count(*) FROM t WHERE dt = DATE '2025-06-01'", True),
+        ("INSERT INTO a SELECT * FROM b", True),
+        ("CREATE TABLE a AS SELECT * FROM b", True),
+        ("EXPLAIN ANALYZE SELECT * FROM t", True),
+        ("DELETE FROM t WHERE id = 1", True),
+        ("SHOW COLUMNS FROM hive.tmp.products", False),
+        ("DESCRIBE hive.tmp.products", False),
+        ("show stats for t", False),
+        ("EXPLAIN SELECT * FROM t", False),
+        ("DROP TABLE t", False),
+        ("CREATE TABLE t (id bigint)", False),
+    ],
+)
+def test_reads_data_only_for_statements_that_scan_their_tables(sql: str, reads: bool) -> None:
+    """What a statement names is not always what it reads: only reads of data size a
+    table's history."""
+    assert reads_data(FeatureExtractor().analyze(sql, NO_CONTEXT).base) is reads
 
 
 # --------------------------------------------------------------------------- tables

@@ -511,7 +511,9 @@ def test_analyze_frame(labeled: pl.DataFrame) -> None:
     analyzed = analyze_frame(sample, workers=3)
     rows, terms = analyzed.rows, analyzed.terms
     assert rows.height == sample.height
-    analysis = [*BASE_NAMES, "tables", "template", "compared", "dated", "days_read", "text_key"]
+    analysis = [
+        *BASE_NAMES, "tables", "template", "compared", "dated", "days_read", "data_read", "text_key"
+    ]  # fmt: skip
     assert rows.columns == [*sample.columns, *analysis]
     assert rows["days_read"].to_list() == [
         days_read(list(base)) for base in rows.select(BASE_NAMES).iter_rows()

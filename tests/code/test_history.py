@@ -315,6 +315,7 @@ SCHEMA = {
     "physical_input_bytes": pl.Int64,
     "partition": pl.Float32,
     "days_read": pl.Float64,
+    "data_read": pl.Boolean,
 }
 SOURCES = ["superset", "airflow", None]
 
@@ -783,8 +784,9 @@ def sized(n: float, per_day: float = 0.0, per_read: float = 0.0, largest: float 
 def test_scan_estimate_is_size_per_day_times_days_read_or_the_whole_table() -> None:
     """A statement's expected scan: each table's GiB per day of data times the days read when
     it filters on the partition column, the whole table (its largest read) when it does not
-    or when the table is never read by day; a table never read alone counts as a typical
-    one (the prior); summed over the tables."""
+    or when the table is never read by day; a table the history never saw counts as a
+    typical one (the prior), one it saw only joined to others as nothing; summed over the
+    tables."""
     fact = sized(1e12, largest=math.log1p(3000.0))  # any read: 3 TiB at most
     fact_by_day = sized(1e12, per_day=math.log1p(10.0))  # 10 GiB a day
     dim = sized(1e12, largest=math.log1p(2.0))  # a 2 GiB table, never read by day
@@ -812,9 +814,13 @@ def test_scan_estimate_is_size_per_day_times_days_read_or_the_whole_table() -> N
     # joined to a dimension table: that one is read whole, whatever the days
     assert scan([fact, dim], [fact_by_day, None], True, 7.0) == pytest.approx(72.0, rel=1e-6)
     assert scan([dim], [None], False, 7.0) == pytest.approx(2.0, rel=1e-9)
-    # never read alone: a typical table read this way
+    # never read at all: a typical table read this way
     assert scan([None], [None], True, 7.0) == pytest.approx(7.0, rel=1e-9)
     assert scan([None], [None], False, 7.0) == pytest.approx(50.0, rel=1e-9)
+    # read 40 times, always joined to others (a lookup table): no size of its own to add
+    joined = sized(40.0)._replace(size_n=0.0)
+    assert scan([fact, joined], [fact_by_day, None], True, 7.0) == pytest.approx(70.0, rel=1e-6)
+    assert scan([joined], [None], False, 7.0) == 0.0
     # a few reads by day weigh as much as their count against the prior's pseudo-reads
     few = sized(WEIGHT, per_day=math.log1p(10.0))
     half = math.expm1(math.log1p(10.0) / 2 + math.log1p(1.0) / 2)
@@ -826,15 +832,17 @@ def test_scan_estimate_is_size_per_day_times_days_read_or_the_whole_table() -> N
 
 
 def test_scan_sizes_come_from_single_table_reads() -> None:
-    """A join's bytes cannot be split among its tables: only a query reading one table sizes
-    it, per day of data with a partition predicate and per read without one."""
+    """A join's bytes cannot be split among its tables: only a query reading the data of one
+    table sizes it, per day of data with a partition predicate and per read without one."""
     day = START + dt.timedelta(days=1)
     rows = [
         # table a, filtered, 8 GiB over 4 days and 2 GiB over 1 day: 2 GiB a day both times
-        ("a", 8 * 2**30, 1.0, 4.0),
-        ("a", 2 * 2**30, 1.0, 1.0),
-        ("a", 100 * 2**30, 0.0, 1.0),  # scanned whole
-        ("a", None, 1.0, 1.0),  # bytes unknown: not a size
+        ("a", 8 * 2**30, 1.0, 4.0, True),
+        ("a", 2 * 2**30, 1.0, 1.0, True),
+        ("a", 100 * 2**30, 0.0, 1.0, True),  # scanned whole
+        ("a", None, 1.0, 1.0, True),  # bytes unknown: not a size
+        ("a", 0, 1.0, 1.0, False),  # SHOW COLUMNS FROM a: reads nothing of it, not a size
+        ("a", 0, 0.0, 1.0, None),  # not known whether it read data: a size (of 0 bytes)
     ]
     records = [
         {
@@ -850,8 +858,9 @@ def test_scan_sizes_come_from_single_table_reads() -> None:
             "physical_input_bytes": b,
             "partition": p,
             "days_read": d,
+            "data_read": r,
         }
-        for i, (t, b, p, d) in enumerate(rows)
+        for i, (t, b, p, d, r) in enumerate(rows)
     ]
     records.append(
         {**records[0], "query_id": "join", "tables": ["a", "b"], "physical_input_bytes": 2**40}
@@ -864,12 +873,12 @@ def test_scan_sizes_come_from_single_table_reads() -> None:
     (a_filtered,) = filtered_modes
     (a_whole,) = whole_modes
     (a_any,) = point_in_time(probe, history)[0][2]  # the table's reads, either way
-    assert a_any.size_n == 3.0
+    assert a_any.size_n == 4.0
     assert a_any.size_max == pytest.approx(math.log1p(100.0))  # its largest single read
-    assert a_filtered.n == 4.0  # the join and the unknown bytes count as reads ...
+    assert a_filtered.n == 5.0  # the join, the unknown bytes, the SHOW count as reads ...
     assert a_filtered.size_n == 2.0  # ... but not as sizes
     assert a_filtered.size_day_mean == pytest.approx(math.log1p(2.0))
-    assert a_whole.size_n == 1.0
-    assert a_whole.size_read_mean == pytest.approx(math.log1p(100.0))
+    assert a_whole.size_n == 2.0
+    assert a_whole.size_read_mean == pytest.approx(math.log1p(100.0) / 2)
     assert filtered_size.size_n == 2.0  # any table: the same single-table reads
-    assert whole_size.size_read_mean == pytest.approx(math.log1p(100.0))
+    assert whole_size.size_read_mean == pytest.approx(math.log1p(100.0) / 2)

@@ -7,10 +7,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from sklearn.metrics import average_precision_score
 
 from query_predictor.core.featurizer import FEATURE_NAMES
 from query_predictor.params import parse_params
 from query_predictor.training.model import (
+    _classifier,
     cross_validate_and_fit,
     cv_splits,
     load_features,
@@ -63,6 +65,41 @@ def test_cross_validation_is_deterministic_and_learns(tmp_path: Path) -> None:
     summary = summarize_folds(first.folds)
     assert summary["mean_roc_auc"] > 0.8  # feature 0 separates the classes
     assert 1 <= first.n_trees <= 30
+
+
+def test_folds_stop_together_at_their_best_mean_held_out_pr_auc(tmp_path: Path) -> None:
+    """The folds grow together and stop ``early_stopping_rounds`` trees after the best of
+    their mean held-out PR-AUC, well before a large budget; the final model has the trees of
+    that best point, and each fold's figures are those of the classifier the final model's
+    settings grow on that fold's rows."""
+    write_split(tmp_path / "train.parquet", 600, seed=2)
+    x, y = load_features(tmp_path / "train.parquet", n_terms=30)
+    days = np.arange(600) % 9
+    model = {"n_estimators": 300, "cv_folds": 3, "early_stopping_rounds": 5}
+    params = parse_params({"model": model}).model
+    result = cross_validate_and_fit(x, y, params, days=days, threads=1)
+    assert result.cv_rounds == result.n_trees + 5 < 300
+    assert result.model.get_booster().num_boosted_rounds() == result.n_trees
+    assert result.cv_curve[result.n_trees - 1] == max(result.cv_curve)
+    for fold, (fit_rows, held_rows) in zip(
+        result.folds, cv_splits(y, params, days=days), strict=True
+    ):
+        alone = _classifier(params, result.n_trees, early_stopping=False, threads=1)
+        alone.fit(x[fit_rows], y[fit_rows])
+        scores = alone.predict_proba(x[held_rows])[:, 1]
+        assert fold["pr_auc"] == pytest.approx(average_precision_score(y[held_rows], scores))
+        assert 0 <= fold["best_iteration"] < result.cv_rounds
+
+
+def test_a_rise_below_the_min_delta_does_not_keep_the_folds_growing(tmp_path: Path) -> None:
+    write_split(tmp_path / "train.parquet", 600, seed=2)
+    x, y = load_features(tmp_path / "train.parquet", n_terms=30)
+    model = {"n_estimators": 300, "cv_folds": 3, "early_stopping_rounds": 5}
+    days = np.arange(600) % 9
+    strict = parse_params({"model": {**model, "early_stopping_min_delta": 0.5}}).model
+    result = cross_validate_and_fit(x, y, strict, days=days, threads=1)
+    assert (result.n_trees, result.cv_rounds) == (1, 6)  # no tree adds 0.5 of PR-AUC
+    assert max(result.cv_curve) > result.cv_curve[0]  # though later trees did add a little
 
 
 def test_too_few_heavy_rows_for_the_folds_is_named(tmp_path: Path) -> None:

@@ -40,7 +40,8 @@ def test_repository_params_yaml_has_the_documented_values() -> None:
     assert params.features.base_feature_count == 78
     assert params.features.historical_feature_count == 24
     assert params.features.tfidf_vocab_size == 1000
-    assert model.n_estimators == 300
+    assert model.n_estimators == 600
+    assert model.early_stopping_min_delta == 0.0002
     assert model.cv_folds == 3
     assert model.cv_split == "day"
     assert model.cost_fn == 100.0

@@ -315,6 +315,16 @@ class FeatureExtractor:
                 if unit in _INTERVAL_DAYS and _DECIMAL.fullmatch(amount):
                     days = min(MAX_INTERVAL_DAYS, float(amount) * _INTERVAL_DAYS[unit])
                     f["interval_days"] = max(f["interval_days"], days)
+            elif tok == "date_add" and nxt == "(":
+                # date_add('day', -7, current_date): an interval of 7 days
+                args = tokens[i + 2 : i + 7]
+                if args[2:3] in (["-"], ["+"]):
+                    del args[2]
+                if len(args) >= 4 and args[0][:1] == "'" and args[1] == "," and args[3] == ",":
+                    unit, amount = args[0].strip("'").rstrip("s"), args[2]
+                    if unit in _INTERVAL_DAYS and amount.isdigit() and len(amount) <= 12:
+                        days = min(MAX_INTERVAL_DAYS, float(amount) * _INTERVAL_DAYS[unit])
+                        f["interval_days"] = max(f["interval_days"], days)
             elif tok == "*" and prev in ("select", ",", ".", "distinct"):
                 f["n_star"] += 1
             if tok in _COMPARE or tok == "between" or tok == "in":
@@ -399,6 +409,7 @@ _FAMILY_PREFIXES = tuple(f"{family}_" for family in _FAMILIES)
 _METADATA_VERBS = {"show", "describe", "desc", "use", "set", "reset", "prepare", "deallocate"}
 _MARKED = frozenset(
     {"(", ")", "from", "join", "is", "limit", "first", "next", "interval", "*", "between", "in"}
+    | {"date_add"}
     | _COMPARE
 )
 
