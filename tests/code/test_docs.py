@@ -42,7 +42,9 @@ def test_nothing_refers_outside_the_repository(page: Path) -> None:
 
 def test_the_readme_is_a_front_door() -> None:
     text = (REPO / "README.md").read_text()
-    assert len(text.splitlines()) <= 160
+    # a front door, not a manual: room for the two benchmark tables users ask for first
+    # (serving latency, the engines at 10x), the rest in docs/
+    assert len(text.splitlines()) <= 175
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     table = re.findall(r"^\| `(\w+)` \|", text, flags=re.MULTILINE)
     assert table == list(stages), "the README's stage table lists dvc.yaml's stages in order"
