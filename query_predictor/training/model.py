@@ -118,8 +118,8 @@ def cross_validate_and_fit(
     days: np.ndarray | None = None,
     threads: int = 0,
 ) -> TrainResult:
-    """Stratified CV with early stopping per fold, then the final model (module docstring).
-    ``days``: each row's day, needed by ``cv_split: day``."""
+    """Stratified CV whose folds stop together (:func:`_lockstep`), then the final model
+    (module docstring). ``days``: each row's day, needed by ``cv_split: day``."""
     threads = threads or os.cpu_count() or 1
     if int(y.sum()) < params.cv_folds or int((~y).sum()) < params.cv_folds:
         raise DataError(
@@ -127,12 +127,10 @@ def cross_validate_and_fit(
             f"model.cv_folds={params.cv_folds}"
         )
     parts = list(cv_splits(y, params, days=days))
-    curve, best, boosters, tests = _lockstep(x, y, parts, params, threads=threads)
+    curve, best, grown = _lockstep(x, y, parts, params, threads=threads)
     folds = []
-    for number, ((_, held_rows), booster, test) in enumerate(
-        zip(parts, boosters, tests, strict=True), 1
-    ):
-        scores = booster.predict(test, iteration_range=(0, best + 1))
+    for number, ((_, held_rows), fold) in enumerate(zip(parts, grown, strict=True), 1):
+        scores = fold.booster.predict(fold.held_out, iteration_range=(0, best + 1))
         choice = choose_threshold(
             y[held_rows], scores, cost_fn=params.cost_fn, cost_fp=params.cost_fp, min_recall=0.0
         )
@@ -143,7 +141,7 @@ def cross_validate_and_fit(
                 "roc_auc": float(roc_auc_score(y[held_rows], scores)),
                 "recall_at_cost_optimal": choice.cost_optimal_recall,
                 # where this fold alone peaked (its held-out PR-AUC, one tree at a time)
-                "best_iteration": int(np.argmax(booster.curve)),
+                "best_iteration": int(np.argmax(fold.curve)),
             }
         )
         log.info(
@@ -162,10 +160,22 @@ def cross_validate_and_fit(
     return TrainResult(final, folds, n_trees, curve)
 
 
-class _Fold(xgb.Booster):
-    """One fold's booster and its held-out PR-AUC after each tree (``curve``)."""
+@dataclass
+class _Fold:
+    """One fold's model as it grows, its two matrices, and its held-out PR-AUC after each
+    tree."""
 
-    curve: list[float]
+    booster: xgb.Booster
+    fit: xgb.DMatrix
+    held_out: xgb.DMatrix
+    curve: list[float] = field(default_factory=list)
+
+    def grow(self, round_: int) -> float:
+        """One more tree; the held-out PR-AUC after it."""
+        self.booster.update(self.fit, round_)
+        # "[0]\teval-aucpr:0.123"
+        self.curve.append(float(self.booster.eval(self.held_out, "eval").rsplit(":", 1)[1]))
+        return self.curve[-1]
 
 
 def _lockstep(
@@ -175,42 +185,35 @@ def _lockstep(
     params: Model,
     *,
     threads: int,
-) -> tuple[list[float], int, list[_Fold], list[xgb.DMatrix]]:
+) -> tuple[list[float], int, list[_Fold]]:
     """Grow every fold's model one tree at a time, each with the parameters of the final
     model, and stop when the folds' mean held-out PR-AUC has not risen by more than
     ``model.early_stopping_min_delta`` for ``model.early_stopping_rounds`` trees, or at the
     ``n_estimators`` budget (XGBoost's early stopping rule, on the mean). Returns that mean
-    after each tree, the last tree that raised it so (the tree count), the fold models and
-    their held-out matrices.
+    after each tree, the last tree that raised it so (the tree count) and the folds.
 
     One stopping point for all folds, as ``xgboost.cv`` chooses it: each fold stopping on its
     own, a fold whose held-out days differ most stopped after 6 trees while another ran to
     296, and the final model's size, their median, hung on one fold."""
     settings = _classifier(params, params.n_estimators, early_stopping=False, threads=threads)
     booster_params = {k: v for k, v in settings.get_xgb_params().items() if v is not None}
-    fits, tests, boosters = [], [], []
+    folds = []
     for fit_rows, held_rows in parts:
-        fits.append(xgb.DMatrix(x[fit_rows], label=y[fit_rows]))
-        tests.append(xgb.DMatrix(x[held_rows], label=y[held_rows]))
-        booster = _Fold(booster_params, [fits[-1], tests[-1]])
-        booster.curve = []
-        boosters.append(booster)
+        fit = xgb.DMatrix(x[fit_rows], label=y[fit_rows])
+        held_out = xgb.DMatrix(x[held_rows], label=y[held_rows])
+        folds.append(_Fold(xgb.Booster(booster_params, [fit, held_out]), fit, held_out))
     curve: list[float] = []
     best = 0
     progress = tqdm(total=params.n_estimators, desc="cross-validation", unit="tree", disable=None)
     with progress:
         for round_ in range(params.n_estimators):
-            for booster, fit, test in zip(boosters, fits, tests, strict=True):
-                booster.update(fit, round_)
-                # "[0]\teval-aucpr:0.123": the held-out PR-AUC after this tree
-                booster.curve.append(float(booster.eval(test, "eval").rsplit(":", 1)[1]))
-            curve.append(float(np.mean([b.curve[-1] for b in boosters])))
+            curve.append(float(np.mean([fold.grow(round_) for fold in folds])))
             progress.update()
             if curve[-1] > curve[best] + params.early_stopping_min_delta:
                 best = round_
             elif round_ - best >= params.early_stopping_rounds:
                 break
-    return curve, best, boosters, tests
+    return curve, best, folds
 
 
 def summarize_folds(folds: list[dict[str, float]]) -> dict[str, float]:
