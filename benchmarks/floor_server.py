@@ -69,12 +69,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     for pid in children:
-        while True:
-            try:
-                os.waitpid(pid, 0)
-                break
-            except InterruptedError:
-                continue
+        os.waitpid(pid, 0)  # retried by Python when a signal interrupts it (PEP 475)
 
 
 if __name__ == "__main__":

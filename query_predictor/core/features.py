@@ -145,8 +145,9 @@ _AT = {name: i for i, name in enumerate(BASE_NAMES)}  # where a feature is in a 
 
 def days_read(base: Sequence[float]) -> float:
     """Days of data a statement reads (at least 1), from its base features ``base``: from
-    its earliest date literal to its own day (``date_lookback_days``) or its largest INTERVAL
-    (``current_date - INTERVAL '7' DAY``), whichever is longer. It sizes a read with a
+    its earliest date literal to its own day (``date_lookback_days``) or its largest interval
+    (``current_date - INTERVAL '7' DAY``, ``date_add('day', -7, current_date)``:
+    ``interval_days``), whichever is longer. It sizes a read with a
     partition predicate (:func:`~query_predictor.core.history.scan_estimate`)."""
     return max(1.0, base[_AT["date_lookback_days"]], base[_AT["interval_days"]])
 
