@@ -213,6 +213,9 @@ class Model(_Section):
     max_bin: int = Field(256, ge=2, le=1024)
     threshold_policy: Literal["cost_optimal", "recall", "confident_recall"] = "cost_optimal"
     threshold_confidence: float = Field(0.9, gt=0.5, lt=1.0)
+    # after the threshold is chosen on validation, fit the exported model again on the
+    # training and (boundary-sampled) validation rows, same trees, same threshold
+    refit_on_validation: bool = False
 
 
 class Prd(_Section):

@@ -12,8 +12,11 @@ risen for ``model.early_stopping_rounds`` trees (or the ``n_estimators`` budget)
 point of that mean curve is the final model's tree count. Each fold reports PR-AUC, ROC-AUC
 and the recall at its cost-optimal threshold there, and where it alone would have peaked.
 The final model trains on the whole split with that many trees. The decision threshold is
-then chosen on the validation split, which keeps the natural class balance, and judged on
-test (the PRD). Everything is seeded from params, so two runs give the same model bytes.
+then chosen on the validation split, which keeps the natural class balance. With
+``model.refit_on_validation`` the exported model is then fitted again, with the same trees,
+on the training rows and the validation rows (sampled as the training split was), and keeps
+that threshold (:func:`refit_with_validation`); test judges the exported model (the PRD).
+Everything is seeded from params, so two runs give the same model bytes.
 """
 
 from __future__ import annotations
@@ -154,10 +157,46 @@ def cross_validate_and_fit(
             folds[-1]["best_iteration"] + 1,
         )
     n_trees = best + 1
-    log.info("final model: %d trees on all %d training rows", n_trees, len(y))
-    final = _classifier(params, n_trees, early_stopping=False, threads=threads)
+    return TrainResult(fit_final(x, y, params, n_trees, threads=threads), folds, n_trees, curve)
+
+
+def fit_final(
+    x: sp.csr_matrix, y: np.ndarray, params: Model, n_trees: int, *, threads: int = 0
+) -> xgb.XGBClassifier:
+    """``n_trees`` trees on every row of ``x`` (no early stopping: the folds chose the
+    count)."""
+    log.info("final model: %d trees on %d rows", n_trees, len(y))
+    final = _classifier(
+        params, n_trees, early_stopping=False, threads=threads or os.cpu_count() or 1
+    )
     final.fit(x, y, verbose=False)
-    return TrainResult(final, folds, n_trees, curve)
+    return final
+
+
+def refit_with_validation(
+    train: tuple[sp.csr_matrix, np.ndarray],
+    validation: tuple[sp.csr_matrix, np.ndarray],
+    keep: np.ndarray,
+    params: Model,
+    n_trees: int,
+    *,
+    threads: int = 0,
+) -> xgb.XGBClassifier:
+    """The model to export under ``model.refit_on_validation``: :func:`fit_final` on the
+    training rows and the validation rows ``keep`` (boundary-sampled as the training split
+    was, so the class balance and the score scale stay those the threshold was chosen at).
+
+    Why: the model fitted on the training days alone scores the days right after them far
+    better than a week later (on the default data, routed share at recall 0.98: 14 % on
+    validation, 21.5 % on test). Validation has served its purpose once the threshold is
+    chosen on it; its week is the most recent labeled one, and a model deployed after it
+    should have learned from it (docs/training-guide.md, "Refit on validation")."""
+    (x_train, y_train), (x_val, y_val) = train, validation
+    if len(keep) != x_val.shape[0]:
+        raise ValueError(f"keep has {len(keep)} entries for {x_val.shape[0]} validation rows")
+    x = sp.vstack([x_train, x_val[keep]], format="csr")
+    y = np.concatenate([y_train, y_val[keep]])
+    return fit_final(x, y, params, n_trees, threads=threads)
 
 
 @dataclass

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+import scipy.sparse as sp
 from sklearn.metrics import average_precision_score
 
 from query_predictor.core.featurizer import FEATURE_NAMES
@@ -15,7 +16,9 @@ from query_predictor.training.model import (
     _classifier,
     cross_validate_and_fit,
     cv_splits,
+    fit_final,
     load_features,
+    refit_with_validation,
     summarize_folds,
 )
 
@@ -130,3 +133,29 @@ def test_day_folds_never_split_a_day_and_random_folds_do() -> None:
         cv_splits(y, params, days=days % 3)
     with pytest.raises(ValueError, match="needs each training row's day"):
         cv_splits(y, params)
+
+
+def test_the_refit_adds_the_kept_validation_rows_and_keeps_the_tree_count(
+    tmp_path: Path,
+) -> None:
+    write_split(tmp_path / "train.parquet", 400, seed=4)
+    write_split(tmp_path / "val.parquet", 300, seed=5)
+    train = load_features(tmp_path / "train.parquet", n_terms=30)
+    val = load_features(tmp_path / "val.parquet", n_terms=30)
+    params = parse_params({"model": {"n_estimators": 30}}).model
+    keep = np.arange(300) % 3 == 0  # any subset: the stage's is boundary-sampled
+
+    def raw(model: object) -> bytes:
+        return bytes(model.get_booster().save_raw(raw_format="json"))  # type: ignore[attr-defined]
+
+    refit = refit_with_validation(train, val, keep, params, 12, threads=1)
+    assert refit.get_booster().num_boosted_rounds() == 12
+    stacked = sp.vstack([train[0], val[0][keep]], format="csr")
+    by_hand = fit_final(stacked, np.concatenate([train[1], val[1][keep]]), params, 12)
+    assert raw(refit) == raw(by_hand)  # exactly the training rows and the kept ones
+    alone = fit_final(train[0], train[1], params, 12)
+    assert raw(refit) != raw(alone)
+    nothing_kept = refit_with_validation(train, val, np.zeros(300, bool), params, 12)
+    assert raw(nothing_kept) == raw(alone)
+    with pytest.raises(ValueError, match="keep has 299 entries for 300 validation rows"):
+        refit_with_validation(train, val, keep[:-1], params, 12)
