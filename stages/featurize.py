@@ -36,6 +36,7 @@ def main() -> None:
             labeled_parts(args.labeled, span, columns=LABELED_COLUMNS),  # a day at a time
             splits,
             train_end=windows["train"].end,
+            history_end=windows["val"].end,
             vocab_size=features.tfidf_vocab_size,
             prior_weight=features.history_prior_weight,
             parity_sample=features.parity_sample,

@@ -6,8 +6,10 @@
    once through :meth:`FeatureExtractor.analyze` (base features, tables, template, terms),
    in parallel over chunks (``engine.workers``).
 2. History: each split row gets statistics from the labeled rows *strictly before its day*,
-   with the history cut at the end of the training window, so validation and test rows see
-   exactly the training-window snapshot that serving loads (``models/history_stats.parquet``).
+   validation rows with the history cut at the end of the training window, test rows at
+   ``history_end`` (the stage: the validation window's end), the snapshot that serving
+   loads (``models/history_stats.parquet``); conventions are learned on the training
+   window.
 3. TF-IDF: the vocabulary is fitted on the training split only (``models/tfidf_vocab.json``).
    Terms depend on the text alone, so each distinct text is weighed and looked up once, by
    a 128-bit hash of the text (:func:`text_key`), never by the text itself.
@@ -447,6 +449,9 @@ def check_parity(
 
 
 PARITY_SPLITS = ("val", "test")
+# scored with the bundle's history snapshot (through history_end); earlier splits with the
+# training window's
+BUNDLE_HISTORY_SPLIT = "test"
 
 
 def parity_summary(checked: int) -> dict[str, object]:
@@ -578,6 +583,7 @@ def _gather(
     spill: _Spill,
     *,
     train_end: dt.date,
+    history_end: dt.date,
     workers: int,
     analyze: Callable[..., Analyzed],
 ) -> _Gathered:
@@ -592,10 +598,12 @@ def _gather(
         full = part["query_id"].is_in(wanted)
         analyzed = analyze(part, workers=workers, full=full)
         rows = analyzed.rows
-        history = rows.filter(pl.col("event_date") <= train_end)
+        history = rows.filter(pl.col("event_date") <= history_end)
         if history.height:
             out.sums.append(daily_sums(history))
-            out.convention_rows.append(history.select("user", "template", "dated"))
+        learned_from = history.filter(pl.col("event_date") <= train_end)
+        if learned_from.height:
+            out.convention_rows.append(learned_from.select("user", "template", "dated"))
         kept = rows.filter(full).select("event_date", *_KEPT)
         if not kept.height:
             continue
@@ -620,13 +628,16 @@ def featurize(
     parity_sample: int,
     seed: int,
     conventions: dict[str, object],
+    history_end: dt.date | None = None,
     workers: int = 0,
     analyze: Callable[..., Analyzed] = analyze_frame,
     sink: Callable[[str, pl.DataFrame], None] | None = None,
     scratch: str | Path | None = None,
     analyzed: Callable[[], None] | None = None,
 ) -> FeatureSet:
-    """Run steps 1-4 of the module docstring; ``conventions`` are the keyword arguments of
+    """Run steps 1-4 of the module docstring; ``history_end`` (default ``train_end``, not
+    before it) is the last day of the bundle's history snapshot and of what test rows see;
+    ``conventions`` are the keyword arguments of
     :func:`~query_predictor.core.conventions.fit_conventions` but the rows; ``analyze`` runs
     step 1 (:func:`analyze_frame`, or an engine's version calling :func:`analyze_chunk` on its
     own partitions).
@@ -646,8 +657,17 @@ def featurize(
     split_ids = {n: s.select("query_id").collect()["query_id"] for n, s in lazy.items()}
     with tempfile.TemporaryDirectory(prefix="featurize-", dir=scratch) as folder:
         spill = _Spill(Path(folder))
+        history_end = history_end or train_end
+        if history_end < train_end:
+            raise ValueError(f"history_end {history_end} is before train_end {train_end}")
         gathered = _gather(
-            parts, split_ids, spill, train_end=train_end, workers=workers, analyze=analyze
+            parts,
+            split_ids,
+            spill,
+            train_end=train_end,
+            history_end=history_end,
+            workers=workers,
+            analyze=analyze,
         )
         if analyzed is not None:
             analyzed()
@@ -665,17 +685,24 @@ def featurize(
         # the tables' reads with / without a partition filter, as the learned conventions say
         sums = resolve_partitions(sums, learned.partition_predicate)
         vocab = vocabulary_of(gathered.frequencies, documents=gathered.documents, size=vocab_size)
-        snap = snapshot_of_sums(sums, until=train_end)
+        # the bundle's snapshot ends on history_end; validation rows see the training
+        # window's (the threshold is chosen on them), test rows the bundle's
+        until = {name: history_end if name == BUNDLE_HISTORY_SPLIT else train_end for name in lazy}
+        snaps = {end: snapshot_of_sums(sums, until=end) for end in {train_end, history_end}}
+        snap = snaps[history_end]
         cumulative = cumulative_by_kind(sums)
         del sums
         # the serving side reads the bundle from files: check parity against what they hold
         served_vocab = TfidfVocabulary.from_payload(json.loads(json.dumps(vocab.to_payload())))
         served_conventions = Conventions.from_payload(json.loads(json.dumps(learned.to_payload())))
-        featurizer = QueryFeaturizer(
-            FeatureExtractor(served_conventions),
-            served_vocab,
-            HistoryLookup.from_frame(snap, weight=prior_weight),
-        )
+        featurizers = {
+            end: QueryFeaturizer(
+                FeatureExtractor(served_conventions),
+                served_vocab,
+                HistoryLookup.from_frame(frame, weight=prior_weight),
+            )
+            for end, frame in snaps.items()
+        }
         matrices: dict[str, pl.DataFrame] = {}
         heights: dict[str, int] = {}
         nonzero: dict[str, float] = {}
@@ -698,7 +725,7 @@ def featurize(
                     maintain_order="left",
                 )
                 block = history_block_of_cumulative(
-                    rows, cumulative, weight=prior_weight, until=train_end
+                    rows, cumulative, weight=prior_weight, until=until[name]
                 )
                 # a text the parts share is in each of them: weigh it once
                 texts = terms.join(rows.select("text_key"), on="text_key", how="semi").unique(
@@ -706,7 +733,7 @@ def featurize(
                 )
                 piece = build_matrix(rows, block, tfidf_vectors(texts, vocab))
                 here = [p - offset for p in positions if offset <= p < offset + split.height]
-                checked += check_rows(name, piece, rows, featurizer, here)
+                checked += check_rows(name, piece, rows, featurizers[until[name]], here)
                 pieces.append(piece)
                 del split, kept, terms, features, rows, block, texts
             matrix = _assemble(pieces)

@@ -2,8 +2,10 @@
 
 A training row on day D sees the statistics of every earlier day (< D), never its own day
 or later: daily sums per key are accumulated, and each row is joined (as-of, backward) to
-its key's cumulative sums at the end of day D - 1. Validation, test and serving use the
-snapshot at the end of the training window, written to ``models/history_stats.parquet``.
+its key's cumulative sums at the end of day D - 1. Validation rows see the history up to
+the end of the training window; test rows and serving the snapshot written to
+``models/history_stats.parquet``, up to the end of the validation window (the featurize
+stage's ``history_end``).
 
 Both give the global row the history's span: ``first_day`` is the first day of the history,
 ``last_day`` its cutoff (D - 1 for a training row on day D, the snapshot's ``until``
@@ -275,8 +277,9 @@ def point_in_time_of_sums(
     table's read the row's way (:func:`table_mode_key` of table ""). The prior is point in
     time too: a label on day D must not move any feature on a day <= D.
 
-    ``until`` is the last day ``history`` holds (validation and test rows see the training
-    window only); None: the history is complete up to the day before each row. The prior's
+    ``until`` is the last day a row may see (validation rows see the training window, test
+    rows the bundle's history): the history may hold later days, which no row sees; None:
+    every row sees up to the day before its own. The prior's
     ``last_day`` is the row's cutoff, the earlier of the two; "recent" statistics are of the
     RECENT_DAYS days up to that cutoff. ``history`` is the :func:`daily_sums` of the
     history's rows."""
@@ -311,10 +314,12 @@ def point_in_time_of_cumulative(
     """:func:`point_in_time_of_sums` from the history's :func:`cumulative_by_kind`. Each
     row's result depends on that row alone: rows may come in batches."""
     present = set(rows.columns)
-    cut = pl.col("event_date") - pl.lit(EPOCH)
+    cut = (pl.col("event_date") - pl.lit(EPOCH)).dt.total_days().cast(pl.Int32) - 1
+    if until is not None:  # the history may hold later days: a row never sees past until
+        cut = pl.min_horizontal(cut, pl.lit(_day(until), dtype=pl.Int32))
     indexed = rows.select(
         row=pl.int_range(pl.len(), dtype=pl.Int64),
-        before=cut.dt.total_days().cast(pl.Int32) - 1,
+        before=cut,
         user=pl.col("user").fill_null(""),
         source=(pl.col("source") if "source" in present else pl.lit(None))
         .cast(pl.String)

@@ -317,6 +317,31 @@ def test_val_and_test_see_the_same_snapshot(
         assert values == [np.float32(expected)]
 
 
+def test_a_later_history_end_moves_only_the_test_rows_and_the_bundle(
+    result: FeatureSet, labeled: pl.DataFrame, splits: dict[str, pl.DataFrame]
+) -> None:
+    """history_end = the validation window's end: the bundle's snapshot (and the test rows
+    scored with it) reach that day; training and validation rows are as before, and both
+    still match the serving path (parity)."""
+    later = run(labeled, splits, history_end=VAL_END)
+    assert later.parity["passed"] is True
+    assert later.parity["rows_checked"] == result.parity["rows_checked"]
+    prior = later.history.filter(pl.col("kind") == "global").row(0, named=True)
+    assert prior["last_day"] == float((VAL_END - EPOCH).days)
+    assert prior["n"] == float(labeled.filter(pl.col("event_date") <= VAL_END).height)
+    for name in ("train", "val"):
+        assert_frame_equal(later.matrices[name], result.matrices[name])
+    assert later.conventions == result.conventions  # learned on the training window
+    test = later.matrices["test"].with_columns(user=splits["test"]["user"].fill_null(""))
+    counts = dict(later.history.filter(pl.col("kind") == "user").select("key", "n").iter_rows())
+    span = prior["last_day"] - prior["first_day"] + 1
+    for user, values in test.group_by("user").agg(pl.col("user_daily_count_log").unique()).rows():
+        assert values == [np.float32(math.log1p(counts.get(user, 0.0) / span))]
+    assert not later.matrices["test"].equals(result.matrices["test"])
+    with pytest.raises(ValueError, match="is before train_end"):
+        run(labeled, splits, history_end=TRAIN_END - timedelta(days=1))
+
+
 def test_featurize_is_deterministic(
     result: FeatureSet, labeled: pl.DataFrame, splits: dict[str, pl.DataFrame]
 ) -> None:

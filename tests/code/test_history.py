@@ -523,6 +523,22 @@ def test_a_row_after_the_history_sees_all_of_it(history: pl.DataFrame) -> None:
         )
 
 
+def test_until_hides_later_days_the_history_holds(history: pl.DataFrame) -> None:
+    """A test row scored with the bundle's snapshot: the history runs on past ``until``, and
+    the row sees none of it (the featurize stage keeps later days for the test split)."""
+    until = START + dt.timedelta(days=2)
+    later = history.head(6).with_columns(event_date=pl.lit(START + dt.timedelta(days=30)))
+    records = history.to_dicts()
+    cut = until + dt.timedelta(days=1)
+    for record, (user, template, _, prior, *_) in zip(
+        later.to_dicts(), point_in_time(later, history, until=until), strict=True
+    ):
+        assert prior.n == sum(r["event_date"] <= until for r in records) < history.height
+        assert prior.last_day == day_of(until)
+        assert_stats_close(user, reference(records, "user", record["user"] or "", cut))
+        assert_stats_close(template, reference(records, "template", record["template"], cut))
+
+
 def test_unknown_keys_are_unseen(history: pl.DataFrame) -> None:
     rows = pl.DataFrame(
         [
