@@ -19,9 +19,9 @@ from query_predictor.core.history import HISTORY_NAMES, RECENCY_HORIZON_DAYS, RE
 
 # name -> (meaning in terms of the history H, its cutoff C and its span S = days from its
 # first day to C; what differs between training and serving). Training: H = labeled rows of
-# the days before the row's day D (C = D - 1; validation and test rows: C = the training
-# window's last day). Serving: H = the bundle's snapshot, C = the training window's last day,
-# however long ago that is. No feature reads the query's own day.
+# the days before the row's day D (C = D - 1; validation rows: C = the training window's
+# last day; test rows: the bundle's). Serving: H = the bundle's snapshot, C = the validation
+# window's last day, however long ago that is. No feature reads the query's own day.
 _HORIZON = f"{RECENCY_HORIZON_DAYS:g}"
 _SAME = "same formula; S grows with C in training, fixed by the snapshot in serving"
 _STAT = "same formula over H; estimates are shrunk harder on a short history"
@@ -227,9 +227,10 @@ def render(fire_rates: Mapping[str, Any] | None = None) -> str:
         "and table read with or without a partition predicate, from a",
         "history H with a cutoff C (its last day) and a span S (days from its first day to C),",
         "smoothed towards the global prior. **Training**: for a row on day D, H is every labeled",
-        "row before D and C = D - 1 (validation and test rows: H stops at the training window's",
-        "end, C is that day). **Serving**: H is the bundle's snapshot and C the training window's",
-        "last day, however long the bundle has been deployed. No feature but the scan estimate",
+        "row before D and C = D - 1 (validation rows: H stops at the training window's end, C",
+        "is that day; test rows: H is the bundle's snapshot). **Serving**: H is the bundle's",
+        "snapshot, every labeled row up to the validation window's end, and C that day, however",
+        "long the bundle has been deployed. No feature but the scan estimate",
         "reads the query's own day, so the same statement gets the same history features a day",
         "or a month after C;",
         "recency counts back from C and counts are per day of S, so they mean the same whether",
