@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 import time
 from pathlib import Path
 
+import polars as pl
 import pytest
 import yaml
 
@@ -98,6 +100,21 @@ def test_repro_runs_once_then_only_what_changed(first_run: FirstRun, project: Pa
         assert f"Running stage '{upstream}'" not in fifth.stdout
     vocab = json.loads((project / "models" / "tfidf_vocab.json").read_text())
     assert len(vocab["terms"]) == 50
+
+
+# a date inside an identifier: 20250603, 2025_06_03, 2025-06-03
+DATE_IN_NAME = re.compile(r"20\d\d[_-]?[01]\d[_-]?[0-3]\d")
+
+
+def test_the_vocabulary_of_the_default_run_has_no_date(first_run: FirstRun) -> None:
+    """Date-stamped table names (one per day) reach the log, never the TF-IDF vocabulary:
+    the shared normalisation maps them to one placeholder term."""
+    raw = pl.read_parquet(first_run.path / "data" / "raw" / "**" / "*.parquet")
+    stamped = raw["query"].str.contains(r"[A-Za-z]_20\d{6}\b|[A-Za-z]_20\d\d_\d\d_\d\d\b")
+    assert stamped.sum() > 10  # the log does name such tables
+    terms = json.loads((first_run.path / "models" / "tfidf_vocab.json").read_text())["terms"]
+    assert len(terms) > 100
+    assert [t for t in terms if DATE_IN_NAME.search(t)] == []
 
 
 def test_bad_params_fail_with_the_key_named(project: Path) -> None:
