@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup pipeline test lint fire-rates lock bench bench-pipeline bench-featurize bench-predict bench-service bench-scale spark-package clean plot-assets check-plots
+.PHONY: setup pipeline test lint fire-rates lock bench bench-pipeline bench-featurize bench-predict bench-service bench-scale bench-oracle spark-package clean plot-assets check-plots
 
 # A foreign SQL corpus for the tests (tests/foreign_log.py): the sdist of the sqlglot version
 # pinned in requirements.lock (its wheel has no tests/fixtures), checked against this sha256.
@@ -74,7 +74,7 @@ check-plots: setup plot-assets
 
 # Stage times and memory (scratch copy), then, on this workspace's pipeline outputs (run
 # `make pipeline` first), the featurizer, one prediction in process, and the HTTP service.
-bench: bench-pipeline bench-featurize bench-predict bench-service bench-scale
+bench: bench-pipeline bench-featurize bench-predict bench-service bench-scale bench-oracle
 
 bench-pipeline: setup
 	$(BIN)/python benchmarks/pipeline.py
@@ -86,6 +86,12 @@ bench-pipeline: setup
 SCALES ?= --scale 1 --scale 10
 bench-scale: setup
 	$(BIN)/python benchmarks/scale.py $(SCALES) $(if $(SCALE_WORK),--work $(SCALE_WORK))
+
+# The share of test rows a router that knew the generator's latents must route to catch 98 %
+# of the heavy ones (data/raw, splits and features of `make pipeline`; a few minutes, one core).
+# e.g. make bench-oracle BENCH_ARGS="--draws 128 --out oracle.json"
+bench-oracle: setup
+	$(BIN)/python benchmarks/oracle_bound.py $(BENCH_ARGS)
 
 # e.g. make bench-service BENCH_ARGS="--rates 500,1000 --workers 2"
 bench-featurize bench-predict bench-service: bench-%: setup
