@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from query_predictor.core.label import LabelRule
 from query_predictor.storage import atomic_dir, atomic_file, write_json
 from query_predictor.summary import print_summary, run_stage, start_stage
 from query_predictor.training.model import (
@@ -24,7 +23,7 @@ from query_predictor.training.model import (
     summarize_folds,
     vocabulary_size,
 )
-from query_predictor.training.sampling import boundary_sample
+from query_predictor.training.sampling import sample_as_configured
 from query_predictor.training.threshold import (
     choose_threshold,
     cost_curve,
@@ -73,18 +72,11 @@ def main() -> None:
 
     exported, refit = result.model, None
     if model.refit_on_validation:
-        sampling = params.boundary_sampling
-        keep = boundary_sample(
-            pl.read_parquet(
-                Path(args.features) / "val.parquet",
-                columns=["query_id", "is_heavy", "cpu_time_millis", "peak_memory_bytes"],
-            ),
-            balance_ratio=sampling.balance_ratio,
-            max_boost=sampling.max_boost,
-            min_multiplier=sampling.min_multiplier,
-            seed=sampling.seed,
-            rule=LabelRule.from_params(params.data_loading),
-        ).keep.to_numpy()
+        labels = pl.read_parquet(  # the few columns sampling reads (x_val has no ids)
+            Path(args.features) / "val.parquet",
+            columns=["query_id", "is_heavy", "cpu_time_millis", "peak_memory_bytes"],
+        )
+        keep = sample_as_configured(labels, params).keep.to_numpy()
         exported = refit_with_validation(
             (x_train, y_train), (x_val, y_val), keep, model, result.n_trees,
             threads=params.engine.workers,

@@ -655,11 +655,11 @@ def featurize(
     parts = [labeled] if isinstance(labeled, pl.DataFrame) else labeled
     lazy = {n: s.lazy() for n, s in splits.items()}
     split_ids = {n: s.select("query_id").collect()["query_id"] for n, s in lazy.items()}
+    history_end = history_end or train_end
+    if history_end < train_end:
+        raise ValueError(f"history_end {history_end} is before train_end {train_end}")
     with tempfile.TemporaryDirectory(prefix="featurize-", dir=scratch) as folder:
         spill = _Spill(Path(folder))
-        history_end = history_end or train_end
-        if history_end < train_end:
-            raise ValueError(f"history_end {history_end} is before train_end {train_end}")
         gathered = _gather(
             parts,
             split_ids,

@@ -190,7 +190,7 @@ def refit_with_validation(
     better than a week later (on the default data, routed share at recall 0.98: 14 % on
     validation, 21.5 % on test). Validation has served its purpose once the threshold is
     chosen on it; its week is the most recent labeled one, and a model deployed after it
-    should have learned from it (docs/training-guide.md, "Refit on validation")."""
+    should have learned from it (docs/pipeline.md, "Refit on validation")."""
     (x_train, y_train), (x_val, y_val) = train, validation
     if len(keep) != x_val.shape[0]:
         raise ValueError(f"keep has {len(keep)} entries for {x_val.shape[0]} validation rows")

@@ -32,7 +32,7 @@ import polars as pl
 
 from query_predictor.core.errors import DataError
 from query_predictor.core.label import LabelRule
-from query_predictor.params import ParamsError
+from query_predictor.params import Params, ParamsError
 
 from .hashing import unit_hashes
 
@@ -101,6 +101,21 @@ def boundary_sample(
     kept_light = int(keep.sum()) - n_heavy
     achieved = kept_light / n_heavy if n_heavy else None
     return SamplingResult(pl.Series("keep", keep), distance, base_rate, achieved, reachable)
+
+
+def sample_as_configured(frame: pl.DataFrame, params: Params) -> SamplingResult:
+    """:func:`boundary_sample` with ``params.yaml``'s ``boundary_sampling`` section and label
+    rule: the split stage's sampling of the training window, and the train stage's of the
+    validation rows the model is refit on."""
+    sampling = params.boundary_sampling
+    return boundary_sample(
+        frame,
+        balance_ratio=sampling.balance_ratio,
+        max_boost=sampling.max_boost,
+        min_multiplier=sampling.min_multiplier,
+        seed=sampling.seed,
+        rule=LabelRule.from_params(params.data_loading),
+    )
 
 
 def kept_by_bucket(result: SamplingResult, heavy: np.ndarray) -> list[dict[str, object]]:

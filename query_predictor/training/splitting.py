@@ -14,12 +14,11 @@ import polars as pl
 
 from query_predictor.core.classifier import QueryClassifier
 from query_predictor.core.errors import DataError, EmptyWindowError, MissingInputError
-from query_predictor.core.label import LabelRule
 from query_predictor.params import Params
 
 from .analysis import ANALYSIS_COLUMNS
 from .engines import PolarsEngine
-from .sampling import boundary_sample, curve, kept_by_bucket
+from .sampling import curve, kept_by_bucket, sample_as_configured
 from .windows import SPLITS, Window, windows_for
 
 
@@ -145,14 +144,7 @@ def run_split(
         }
 
     train = frames["train"]
-    result = boundary_sample(
-        train,
-        balance_ratio=sampling.balance_ratio,
-        max_boost=sampling.max_boost,
-        min_multiplier=sampling.min_multiplier,
-        seed=sampling.seed,
-        rule=LabelRule.from_params(params.data_loading),
-    )
+    result = sample_as_configured(train, params)
     buckets = kept_by_bucket(result, train["is_heavy"].to_numpy())
     frames["train"] = train.filter(result.keep)
     split_metrics["train"].update(

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from query_predictor.core.label import LabelRule
+from query_predictor.params import parse_params
 from query_predictor.training.hashing import unit_hashes
 from query_predictor.training.sampling import (
     BUCKETS,
@@ -22,6 +23,7 @@ from query_predictor.training.sampling import (
     keep_probability,
     kept_by_bucket,
     multiplier,
+    sample_as_configured,
 )
 
 GIB = 2**30
@@ -372,3 +374,25 @@ def test_a_kept_light_row_stays_kept_nearer_the_boundary(
     m = multiplier(np.array([d, nearer]), min_multiplier=low, max_boost=high)
     if u / m[0] <= base_rate:
         assert u / m[1] <= base_rate
+
+
+def test_sample_as_configured_reads_every_knob_from_params() -> None:
+    """The split and train stages sample through params: each knob, changed there, changes
+    the rows kept exactly as boundary_sample given it directly."""
+    rng = np.random.default_rng(3)
+    cpu = rng.integers(0, 600_000, 400).tolist()
+    data = frame(cpu, heavy=[c >= 560_000 for c in cpu])
+    knobs = {"balance_ratio": 2.0, "max_boost": 3.0, "min_multiplier": 0.2, "seed": 9}
+    params = parse_params(
+        {
+            "boundary_sampling": knobs,
+            "data_loading": {"cpu_threshold_seconds": 200, "memory_threshold_gb": 10},
+        }
+    )
+    rule = LabelRule.from_params(params.data_loading)
+    got = sample_as_configured(data, params)
+    want = boundary_sample(data, **knobs, rule=rule)
+    assert got.keep.to_list() == want.keep.to_list()
+    assert got.base_rate == want.base_rate
+    default = boundary_sample(data, **DEFAULTS)
+    assert got.keep.to_list() != default.keep.to_list()
