@@ -57,6 +57,7 @@ import numpy as np
 import polars as pl
 import psutil
 import uvloop
+from prometheus_client.parser import text_string_to_metric_families
 
 from query_predictor.service.routing import gateway_request
 from query_predictor.training.featurize import contexts_of
@@ -96,6 +97,9 @@ class Run:
     client_cpu: float = 0.0
     load: float = 0.0  # the machine's 1-minute load average at the end
     seen: float = 0.0  # share of the statements sent before in this benchmark
+    # routing calls per batch the model scored (the service's route_batch_size metric);
+    # None for a server without it
+    per_batch: float | None = None
 
     @property
     def achieved(self) -> float:
@@ -118,6 +122,7 @@ class Run:
             f"{self.seen:.0%}",
             f"{np.percentile(np.array(self.lag or [0.0]) * 1e3, 99):.2f}",
             f"{self.load:.1f}",
+            "-" if self.per_batch is None else f"{self.per_batch:.1f}",
         ]
 
     @property
@@ -142,6 +147,7 @@ HEADER = [
     "statements seen before",
     "client lag p99 ms",
     "machine load avg",
+    "calls per model run",
 ]
 
 
@@ -294,6 +300,32 @@ def start(command: list[str]) -> tuple[subprocess.Popen[str], tuple[str, int], s
     return server, address, found[3]
 
 
+def batches(address: tuple[str, int]) -> tuple[float, float] | None:
+    """The service's batches so far and the routing calls in them (``/metrics``, all
+    workers); None for a server without that metric."""
+    connection = http.client.HTTPConnection(*address, timeout=10)
+    try:
+        connection.request("GET", "/metrics")
+        response = connection.getresponse()
+        text = response.read().decode("utf-8", "replace")
+    finally:
+        connection.close()
+    if response.status != 200:
+        return None
+    values = {}
+    try:
+        for family in text_string_to_metric_families(text):
+            if family.name == "query_predictor_route_batch_size":
+                values = {sample.name: sample.value for sample in family.samples}
+    except ValueError:  # not Prometheus text (the floor server answers every path alike)
+        return None
+    if not values:
+        return None
+    return values["query_predictor_route_batch_size_count"], values[
+        "query_predictor_route_batch_size_sum"
+    ]
+
+
 def wait_ready(address: tuple[str, int], seconds: float = 60.0) -> None:
     """Until ``GET /healthz`` answers 200 on several connections (workers load their
     bundles after the socket is bound)."""
@@ -356,10 +388,13 @@ def bench(
                 server, address, _ = started[name]
                 process = psutil.Process(server.pid)
                 run = Run("saturation" if saturation else f"{rate:,.0f}/s", rate, seen=seen / n)
+                counted = batches(address)
                 before, client = server_cpu(process), time.process_time()
                 asyncio.run(load(address, requests[chunk], rate, args.connections, run))
                 run.cpu = server_cpu(process) - before
                 run.client_cpu = time.process_time() - client
+                if counted is not None and (after := batches(address)) is not None:
+                    run.per_batch = (after[1] - counted[1]) / max(after[0] - counted[0], 1.0)
                 run.load = os.getloadavg()[0]
                 runs[name].append(run)
                 print(f"  {name} | {' | '.join(run.row())}", file=sys.stderr)
@@ -385,19 +420,20 @@ def baseline_command(directory: Path, models: Path) -> list[str]:
     return [sys.executable, "-c", BASELINE_MAIN, str(directory), str(models)]
 
 
-def checkout_command(path: Path, args: argparse.Namespace) -> list[str]:
+def checkout_command(path: Path, args: argparse.Namespace, workers: int) -> list[str]:
     """``serve`` of the package in another checkout (its compiled core built in place, e.g.
     by ``make setup`` there), with this one's interpreter and arguments."""
     if not (path / "query_predictor" / "cli.py").is_file():
         raise SystemExit(f"--checkout {path}: no query_predictor/cli.py there")
+    # run from that checkout: `python -m` puts the working directory first on sys.path, for
+    # the supervisor and for each worker it starts, so from here they would run this one
     python = [sys.executable, "-m", "query_predictor.cli"]
-    return ["env", f"PYTHONPATH={path.resolve()}", *python, *serve_arguments(args)]
+    return ["env", "-C", str(path.resolve()), *python, *serve_arguments(args, workers)]
 
 
-def serve_arguments(args: argparse.Namespace) -> list[str]:
-    return [
-        "serve", "--port", "0", "--models", str(args.models), "--workers", str(args.workers),
-    ]  # fmt: skip
+def serve_arguments(args: argparse.Namespace, workers: int) -> list[str]:
+    models = str(args.models.resolve())
+    return ["serve", "--port", "0", "--models", models, "--workers", str(workers)]
 
 
 def pool(split: Path, size: int) -> pl.DataFrame:
@@ -417,7 +453,12 @@ def main() -> None:
     parser.add_argument("--saturation-rate", type=float, default=10000.0)
     parser.add_argument("--seconds", type=float, default=10.0, help="per rate")
     parser.add_argument("--connections", type=int, default=64, help="keep-alive pool")
-    parser.add_argument("--workers", type=int, default=2, help="of the new server")
+    parser.add_argument(
+        "--workers",
+        default="2",
+        metavar="N[,N...]",
+        help="processes of each server but the old one; a list runs each server once per count",
+    )
     parser.add_argument("--models", type=Path, default=REPO / "models")
     parser.add_argument("--split", type=Path, default=REPO / "data" / "splits" / "test.parquet")
     parser.add_argument(
@@ -427,6 +468,13 @@ def main() -> None:
         metavar="LABEL=PATH",
         help="also the server of another checkout of this repository (e.g. a git worktree "
         "of main), same options; repeatable",
+    )
+    parser.add_argument(
+        "--floor-burn",
+        default="",
+        metavar="US,US,...",
+        help="also the floor server spinning this many microseconds of CPU a request, one "
+        "server each: the latency a given CPU per request allows here",
     )
     parser.add_argument("--no-baseline", action="store_true", help="without the old server")
     parser.add_argument(
@@ -439,26 +487,34 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))
     uvloop.install()
     rates = [float(r) for r in args.rates.split(",")]
+    counts = [int(w) for w in args.workers.split(",")]
     size = WARM_UP + int(sum(rates) * args.seconds + args.saturation_rate * args.seconds / 2)
     frame = pool(args.split, size)
     texts = frame["query"].to_list()
     requests = route_requests(frame, "127.0.0.1")
     gc.collect()  # the client's own collections would delay sends: nothing it holds is
     gc.freeze()  # walked again (what a run allocates is a few lists of floats)
-    new = [sys.executable, "-m", "query_predictor.cli", *serve_arguments(args)]
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as scratch:
         commands = {}
-        if args.floor:
-            floor = REPO / "benchmarks" / "floor_server.py"
-            label = f"floor: constant answer, {args.workers} workers"
-            commands[label] = [sys.executable, str(floor), str(args.workers)]
+        floor = REPO / "benchmarks" / "floor_server.py"
+        for workers in counts:
+            if args.floor:
+                label = f"floor: constant answer, {workers} workers"
+                commands[label] = [sys.executable, str(floor), str(workers)]
+            for burn in filter(None, args.floor_burn.split(",")):
+                label = f"floor + {float(burn):g} us CPU, {workers} workers"
+                commands[label] = [sys.executable, str(floor), str(workers), burn]
         if not args.no_baseline:
             commands["old: http.server"] = baseline_command(Path(scratch), args.models)
-        for given in args.checkout:
-            label, _, path = given.partition("=")
-            commands[f"{label}: {args.workers} workers"] = checkout_command(Path(path), args)
-        commands[f"new: uvicorn, {args.workers} workers"] = new
+        for workers in counts:
+            for given in args.checkout:
+                label, _, path = given.partition("=")
+                command = checkout_command(Path(path), args, workers)
+                commands[f"{label}: {workers} workers"] = command
+        for workers in counts:
+            new = [sys.executable, "-m", "query_predictor.cli", *serve_arguments(args, workers)]
+            commands[f"new: uvicorn, {workers} workers"] = new
         servers = bench(commands, texts, requests, rates, args)
     print(
         f"\n{len(requests):,} POST /v1/route requests from {args.split.name} "

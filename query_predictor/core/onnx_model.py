@@ -133,11 +133,10 @@ class HeavyQueryModel:
             chunk = chunk.toarray() if sp.issparse(chunk) else np.asarray(chunk)
             yield np.ascontiguousarray(chunk, dtype=np.float32)
 
-    def predict_row(self, row: np.ndarray) -> tuple[float, bool]:
-        """:meth:`predict` of one row (float32, shape ``(1, width)``), without the batching:
-        the probability and the decision."""
-        score, decision = self.session.run([SCORE, DECISION], {INPUT: row})
-        return float(score[0]), bool(decision[0])
+    def predict_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict` of a few rows the caller built (float32, shape ``(n, width)``),
+        in one run and without the chunking: what serving calls for each batch of requests."""
+        return self.session.run([SCORE, DECISION], {INPUT: rows})
 
     def predict(self, matrix: np.ndarray | sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:
         """Heavy probability (float32) and decision (score >= the exported threshold) of each

@@ -8,6 +8,7 @@ metric                                              type       labels
 ``query_predictor_decisions_total``                 counter    ``routing_group``, ``stage``
 ``query_predictor_decision_tags_total``             counter    ``client_tags``
 ``query_predictor_errors_total``                    counter    ``kind``
+``query_predictor_route_batch_size``                histogram  (routing calls answered at once)
 ``query_predictor_model_info``                      gauge      ``version`` (1: serving, 0: was)
 ``query_predictor_model_load_seconds``              gauge      (time the last load took)
 ``query_predictor_model_loaded_timestamp_seconds``  gauge      (when the last load finished)
@@ -16,7 +17,9 @@ metric                                              type       labels
 ``endpoint`` is the path of a known endpoint or ``other``, so a scan of random paths cannot
 grow the label set. ``decision_tags_total`` counts the decisions sent back as a client tag:
 ``client_tags="appended"`` after tags the client sent, ``"alone"`` when it sent none (zero
-for both when ``serve --no-decision-tag``). With several workers (``serve --workers N``)
+for both when ``serve --no-decision-tag``). ``route_batch_size`` counts the batches of
+routing calls the model scored together (:class:`~query_predictor.service.app.RouteBatch`):
+mostly 1 while the service keeps up, larger under load. With several workers (``serve --workers N``)
 every worker writes its values to the directory named by ``PROMETHEUS_MULTIPROC_DIR`` (set
 by the supervisor before the workers start) and ``/metrics`` adds them up, whichever worker
 answers; the gauges then carry a ``pid`` label, one sample per live worker.
@@ -43,6 +46,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0
 )  # fmt: skip
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32)
 
 
 class Metrics:
@@ -81,6 +85,12 @@ class Metrics:
             "query_predictor_errors",
             "Requests answered with an error, and failed bundle reloads, by kind",
             ["kind"],
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "query_predictor_route_batch_size",
+            "Routing calls answered together, with one run of the model",
+            buckets=BATCH_BUCKETS,
             registry=registry,
         )
         self.model_info = Gauge(

@@ -208,39 +208,75 @@ class Predictor:
         """The routing decision for one statement and what the router knows of it;
         ``bands=False``: without :attr:`Prediction.bands` (None), for a caller that does not
         use them."""
-        context = context or QueryContext()
-        text = readable(sql)  # the classifier sees the whole text, as in training
+        return self.predict_batch([(sql, context)], bands=bands)[0]
+
+    def predict_batch(
+        self,
+        statements: Sequence[tuple[str | bytes | None, QueryContext | None]],
+        *,
+        bands: bool = True,
+    ) -> list[Prediction]:
+        """:meth:`predict` of each (statement, context), the model run once for all of them:
+        what a server answering several requests at once calls. The answers are those of
+        :meth:`predict` one at a time, to the bit (the ensemble sums each row's trees in
+        the same order whatever the batch)."""
+        answers: list[Any] = []  # a Prediction each; None until the model has spoken
+        scored: list[tuple[int, _Known, FeatureRow, QueryContext]] = []
+        for sql, context in statements:
+            known = self._known(readable(sql))  # the classifier sees the whole text
+            if known.prepared is None:
+                answers.append(
+                    Prediction(
+                        False, 0.0, known.stage, self.model.threshold, self.version, known.category
+                    )
+                )
+                continue
+            context = context or QueryContext()
+            scored.append(
+                (len(answers), known, self.featurizer.complete(known.prepared, context), context)
+            )
+            answers.append(None)
+        if not scored:
+            return answers
+        matrix = np.zeros((len(scored), self.model.width), dtype=np.float32)
+        for r, (_, known, row, _) in enumerate(scored):
+            matrix[r, : len(row.dense)] = row.dense
+            matrix[r, known.columns] = known.weights  # what _matrix does, from the kept arrays
+        probability, heavy = self.model.predict_rows(matrix)
+        history = self.featurizer.history
+        for r, (i, known, row, context) in enumerate(scored):
+            expected = None
+            if bands:
+                expected = resource_bands(
+                    history, user=context.user, template=row.template, tables=row.tables
+                )
+            answers[i] = Prediction(
+                bool(heavy[r]),
+                float(probability[r]),
+                MODEL,
+                self.model.threshold,
+                self.version,
+                known.category,
+                expected,
+            )
+        return answers
+
+    def _known(self, text: str) -> _Known:
+        """What ``text`` alone decides, from the cache or worked out (and kept)."""
         kept = self.cache.get(text)
-        known = None if kept is None else _Known.from_record(kept)
-        if known is None:
-            category = self.classifier.classify(text)
-            stage = self._stage(text, category)
-            known = _Known(category, stage, None)
-            if stage == MODEL:
-                prepared = self.featurizer.prepare(text)
-                index, value = prepared.vector
-                columns = np.asarray(index, dtype=np.int64) + len(FEATURE_NAMES)
-                weights = np.asarray(value, dtype=np.float32)
-                known = _Known(category, stage, prepared, columns, weights)
-            self.cache.put(text, known.record())
-        if known.prepared is None:
-            return Prediction(
-                False, 0.0, known.stage, self.model.threshold, self.version, known.category
-            )
-        row = self.featurizer.complete(known.prepared, context)
-        matrix = np.zeros((1, self.model.width), dtype=np.float32)
-        matrix[0, : len(row.dense)] = row.dense
-        matrix[0, known.columns] = known.weights  # what _matrix does, from the kept arrays
-        probability, heavy = self.model.predict_row(matrix)
-        expected = None
-        if bands:
-            history = self.featurizer.history
-            expected = resource_bands(
-                history, user=context.user, template=row.template, tables=row.tables
-            )
-        return Prediction(
-            heavy, probability, MODEL, self.model.threshold, self.version, known.category, expected
-        )
+        if kept is not None:
+            return _Known.from_record(kept)
+        category = self.classifier.classify(text)
+        stage = self._stage(text, category)
+        known = _Known(category, stage, None)
+        if stage == MODEL:
+            prepared = self.featurizer.prepare(text)
+            index, value = prepared.vector
+            columns = np.asarray(index, dtype=np.int64) + len(FEATURE_NAMES)
+            weights = np.asarray(value, dtype=np.float32)
+            known = _Known(category, stage, prepared, columns, weights)
+        self.cache.put(text, known.record())
+        return known
 
     def predict_many(
         self, statements: Sequence[str | bytes | None], contexts: Sequence[QueryContext]

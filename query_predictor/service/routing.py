@@ -141,7 +141,43 @@ class Router:
     def route(self, body: Any, headers: Mapping[str, list[str]]) -> Routed:
         """Trino Gateway's external routing call: the group for the statement in ``body``.
         ``headers`` maps lower-case header names to their values."""
-        predictor = self.predictor
+        (answer,) = self.route_many([(body, headers)])
+        if isinstance(answer, RequestError):
+            raise answer
+        return answer
+
+    def route_many(
+        self, calls: Sequence[tuple[Any, Mapping[str, list[str]]]]
+    ) -> list[Routed | RequestError]:
+        """:meth:`route` of each (body, headers), with the model run once for all the
+        statements it scores (:meth:`Predictor.predict_batch`): what a server answering
+        several calls at once asks. A call that :meth:`route` would refuse gets its
+        :class:`RequestError` in its place; the others are answered all the same."""
+        predictor = self.predictor  # one bundle for the whole batch, even across a reload
+        answers: list[Any] = []  # Routed or RequestError; None until the model has spoken
+        scored: list[tuple[int, Mapping[str, list[str]]]] = []
+        statements: list[tuple[str, QueryContext]] = []
+        for body, headers in calls:
+            try:
+                read = self._read(predictor, body, headers)
+            except RequestError as exc:
+                answers.append(exc)
+                continue
+            if isinstance(read, Routed):
+                answers.append(read)
+                continue
+            scored.append((len(answers), headers))
+            statements.append(read)
+            answers.append(None)
+        predictions = predictor.predict_batch(statements, bands=self.resource_estimate)
+        for (i, headers), prediction in zip(scored, predictions, strict=True):
+            answers[i] = self._answer(predictor, prediction, headers)
+        return answers
+
+    def _read(
+        self, predictor: Predictor, body: Any, headers: Mapping[str, list[str]]
+    ) -> Routed | tuple[str, QueryContext]:
+        """The statement and its context, or the answer when the call needs no model."""
         request = _object(body, "the body (RoutingGroupExternalBody)")
         query = _field(request, "trinoQueryProperties", dict) or {}
         sql = _field(query, "body", str, where="trinoQueryProperties.")
@@ -154,7 +190,12 @@ class Router:
             return self._without_model(
                 predictor, UNPARSED_STAGE, UNPARSED.format(detail=detail), headers
             )
-        prediction = predictor.predict(sql, context, bands=self.resource_estimate)
+        return sql, context
+
+    def _answer(
+        self, predictor: Predictor, prediction: Prediction, headers: Mapping[str, list[str]]
+    ) -> Routed:
+        """The routing answer for the model's ``prediction`` of a statement."""
         if prediction.stage == NO_SQL_STAGE:
             return self._without_model(predictor, NO_SQL_STAGE, EMPTY_SQL, headers)
         external = decision_headers(prediction)

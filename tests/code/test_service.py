@@ -4,6 +4,7 @@ requests with a JSON error naming the problem, and keeps connections alive."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import http.client
@@ -28,7 +29,7 @@ from query_predictor.cli import build_parser, main
 from query_predictor.core.client_tags import CLIENT_TAGS_HEADER, Decision, find_decision, format_tag
 from query_predictor.core.features import QueryContext
 from query_predictor.core.history import resource_bands
-from query_predictor.service.app import ACCESS_LOG, MAX_BODY_BYTES, ServiceApp
+from query_predictor.service.app import ACCESS_LOG, MAX_BODY_BYTES, RouteBatch, ServiceApp
 from query_predictor.service.predictor import NO_SQL_STAGE, ZERO_COST, Predictor
 from query_predictor.service.routing import (
     EMPTY_SQL,
@@ -36,6 +37,7 @@ from query_predictor.service.routing import (
     NO_SQL,
     RESOURCE_ESTIMATE,
     UNPARSED_STAGE,
+    RequestError,
     Router,
     gateway_request,
     session_properties,
@@ -539,6 +541,100 @@ def test_concurrent_requests_get_the_sequential_answers(served: Served) -> None:
     assert all(result == sequential for result in results)
 
 
+def routing_calls(served: Served) -> list[tuple[Any, dict[str, list[str]]]]:
+    """Routing calls as the app hands them to the router: statements the model scores, one
+    zero-cost, one without SQL, one with nothing to run, and one body of the wrong shape."""
+    calls = []
+    for row in served.test_rows.head(24).iter_rows(named=True):
+        body, headers = gateway_request(row["query"], context_of(row))
+        calls.append((body, {name.lower(): [value] for name, value in headers.items()}))
+    calls[3:3] = [({"trinoQueryProperties": {"body": "SHOW CATALOGS"}}, {})]
+    calls[7:7] = [({"trinoQueryProperties": {}}, {}), ([1, 2], {})]
+    calls[12:12] = [({"trinoQueryProperties": {"body": "-- nothing"}}, {})]
+    return calls
+
+
+def router_of(served: Served) -> Router:
+    return Router(dataclasses.replace(served.predictor), HEAVY, LIGHT, clock=lambda: ARRIVAL)
+
+
+def route_alone(router: Router, body: Any, headers: dict[str, list[str]]) -> Any:
+    try:
+        return router.route(body, headers)
+    except RequestError as exc:
+        return exc
+
+
+def test_route_many_answers_each_call_as_route_does(served: Served) -> None:
+    calls = routing_calls(served)
+    alone = [route_alone(router_of(served), *c) for c in calls]
+    together = router_of(served).route_many(calls)
+    assert len(together) == len(calls)
+    for one, many in zip(alone, together, strict=True):
+        if isinstance(one, RequestError):  # the body of the wrong shape, in its own slot
+            assert isinstance(many, RequestError) and many.message == one.message
+        else:
+            assert many == one
+    stages = {a.stage for a in alone if not isinstance(a, RequestError)}
+    assert stages == {"model", ZERO_COST, NO_SQL_STAGE}
+
+
+def test_calls_ready_at_once_are_routed_in_batches(served: Served) -> None:
+    """Calls made in the same turn of the event loop wait for one another and are routed
+    together, at most ``most`` at a time; each gets the answer it gets alone."""
+    calls = routing_calls(served)
+    router = router_of(served)
+    sizes: list[int] = []
+    batch = RouteBatch(router, sizes.append, most=10)
+
+    async def route_all() -> list[Any]:
+        return await asyncio.gather(
+            *(batch.route(body, headers) for body, headers in calls), return_exceptions=True
+        )
+
+    answers = asyncio.run(route_all())
+    assert sizes == [10, 10, len(calls) - 20]
+    for (body, headers), answer in zip(calls, answers, strict=True):
+        expected = route_alone(router_of(served), body, headers)
+        if isinstance(expected, RequestError):
+            assert isinstance(answer, RequestError) and answer.message == expected.message
+        else:
+            assert answer == expected
+
+    async def one_by_one() -> list[Any]:
+        return [await batch.route(body, headers) for body, headers in calls[:3]]
+
+    sizes.clear()
+    asyncio.run(one_by_one())
+    assert sizes == [1, 1, 1]
+
+
+def test_a_call_that_breaks_its_batch_fails_alone(served: Served) -> None:
+    """An unexpected failure while routing a batch: each call is routed again on its own,
+    so only the call that fails gets the exception (the app answers it with a 500)."""
+
+    class Fragile(Router):
+        def route_many(self, calls):  # type: ignore[no-untyped-def]
+            if any(isinstance(body, dict) and "poison" in body for body, _ in calls):
+                raise RuntimeError("a bug")
+            return super().route_many(calls)
+
+    calls = routing_calls(served)[:6]
+    calls.insert(2, ({"poison": True}, {}))
+    fragile = Fragile(dataclasses.replace(served.predictor), HEAVY, LIGHT, clock=lambda: ARRIVAL)
+    batch = RouteBatch(fragile)
+
+    async def route_all() -> list[Any]:
+        return await asyncio.gather(
+            *(batch.route(body, headers) for body, headers in calls), return_exceptions=True
+        )
+
+    answers = asyncio.run(route_all())
+    assert isinstance(answers[2], RuntimeError)
+    others = [a for i, a in enumerate(answers) if i != 2]
+    assert others == [route_alone(router_of(served), *c) for i, c in enumerate(calls) if i != 2]
+
+
 def test_an_unexpected_failure_is_a_500_without_a_traceback(
     served: Served, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -711,6 +807,10 @@ def test_metrics_count_requests_decisions_errors_and_the_model(served: Served) -
     assert samples[tags, (("client_tags", "appended"),)] == 0
     assert samples["query_predictor_errors_total", (("kind", "bad_request"),)] == 1
     assert samples["query_predictor_errors_total", (("kind", "not_found"),)] == 1
+    # one call at a time on one connection: four batches of one (the body that is not JSON
+    # never reached the router)
+    assert samples["query_predictor_route_batch_size_count", ()] == 4
+    assert samples["query_predictor_route_batch_size_bucket", (("le", "1.0"),)] == 4
     assert samples["query_predictor_model_info", (("version", served.predictor.version),)] == 1
     assert ("query_predictor_model_load_seconds", ()) in samples
     assert samples["query_predictor_model_loaded_timestamp_seconds", ()] > time.time() - 600

@@ -375,6 +375,25 @@ def test_predict_many_is_predict_of_each_statement(
         assert bool(np.isnan(many.dense[i]).all()) is (one.stage != MODEL)
 
 
+def test_predict_batch_is_predict_of_each_statement_to_the_bit(
+    built: tuple[Path, dict[str, pl.DataFrame]], predictor: Predictor
+) -> None:
+    """A server scores the calls that arrive together in one batch: every answer, bands
+    included, is exactly the one the statement gets alone, whatever else is in the batch
+    (statements the model scores, zero-cost and empty ones, a text twice in two contexts)."""
+    _, splits = built
+    rows = list(splits["test"].head(50).iter_rows(named=True))
+    statements = [r["query"] for r in rows] + ["SHOW TABLES", "-- nothing", rows[0]["query"]]
+    contexts = [context_of(r) for r in rows] + [QueryContext()] * 2 + [context_of(rows[1])]
+    pairs = list(zip(statements, contexts, strict=True))
+    alone = [dataclasses.replace(predictor).predict(s, c) for s, c in pairs]
+    assert {a.stage for a in alone} == {MODEL, ZERO_COST, NO_SQL_STAGE}
+    for bands in (True, False):
+        batch = dataclasses.replace(predictor).predict_batch(pairs, bands=bands)
+        assert batch == [a if bands else dataclasses.replace(a, bands=None) for a in alone]
+    assert dataclasses.replace(predictor).predict_batch([]) == []
+
+
 def test_predict_many_needs_a_context_per_statement(predictor: Predictor) -> None:
     with pytest.raises(ValueError, match="2 statements but 1 contexts"):
         predictor.predict_many(["SELECT 1", "SELECT 2"], [QueryContext()])
