@@ -94,7 +94,9 @@ def test_a_missing_dep_is_reported(tmp_path: Path) -> None:
 def test_plot_ids_are_safe_in_the_html_dvc_writes() -> None:
     """`dvc plots show` puts a plot's id, unescaped, inside a JavaScript string: a quote in a
     title leaves that plot blank in the browser."""
-    ids = [next(iter(p)) if isinstance(p, dict) else p for p in yaml.safe_load(
-        (REPO / "dvc.yaml").read_text())["plots"]]
+    ids = [
+        next(iter(p)) if isinstance(p, dict) else p
+        for p in yaml.safe_load((REPO / "dvc.yaml").read_text())["plots"]
+    ]
     unsafe = [i for i in ids if any(c in i for c in "'\"\\<>")]
     assert not unsafe, f"plot ids with quotes or brackets: {unsafe}"

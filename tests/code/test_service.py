@@ -10,6 +10,7 @@ import datetime as dt
 import http.client
 import json
 import logging
+import math
 import re
 import socket
 import subprocess
@@ -580,12 +581,13 @@ def test_route_many_answers_each_call_as_route_does(served: Served) -> None:
 
 
 def test_calls_ready_at_once_are_routed_in_batches(served: Served) -> None:
-    """Calls made in the same turn of the event loop wait for one another and are routed
-    together, at most ``most`` at a time; each gets the answer it gets alone."""
+    """Calls made in the same turn of the event loop while the worker is busy wait for one
+    another and are routed together, at most ``most`` at a time; each gets the answer it
+    gets alone."""
     calls = routing_calls(served)
     router = router_of(served)
     sizes: list[int] = []
-    batch = RouteBatch(router, sizes.append, most=10)
+    batch = RouteBatch(router, sizes.append, most=10, idle_seconds=math.inf)  # always busy
 
     async def route_all() -> list[Any]:
         return await asyncio.gather(
@@ -601,12 +603,33 @@ def test_calls_ready_at_once_are_routed_in_batches(served: Served) -> None:
         else:
             assert answer == expected
 
-    async def one_by_one() -> list[Any]:
-        return [await batch.route(body, headers) for body, headers in calls[:3]]
+
+def test_a_call_to_an_idle_worker_is_answered_at_once(served: Served) -> None:
+    """No call waiting and none answered for a while: the call is routed before ``route``
+    returns, without waiting for the loop; calls that come on its heels are batched."""
+    calls = routing_calls(served)[:8]
+    sizes: list[int] = []
+    batch = RouteBatch(router_of(served), sizes.append, idle_seconds=0.05)
+
+    async def one_by_one() -> list[bool]:
+        done = []
+        for body, headers in calls[:3]:
+            await asyncio.sleep(0.06)  # idle longer than idle_seconds
+            future = batch.route(body, headers)
+            done.append(future.done())
+            await future
+        return done
+
+    assert asyncio.run(one_by_one()) == [True, True, True]
+    assert sizes == [1, 1, 1]
+
+    async def on_its_heels() -> None:
+        await asyncio.sleep(0.06)
+        await asyncio.gather(*(batch.route(body, headers) for body, headers in calls))
 
     sizes.clear()
-    asyncio.run(one_by_one())
-    assert sizes == [1, 1, 1]
+    asyncio.run(on_its_heels())
+    assert sizes == [1, len(calls) - 1]  # the first alone, at once; the rest together
 
 
 def test_a_call_that_breaks_its_batch_fails_alone(served: Served) -> None:

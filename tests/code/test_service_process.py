@@ -112,9 +112,7 @@ def test_a_sighup_reload_under_load_with_two_workers_fails_no_request(
             futures = [pool.submit(hammer) for _ in range(4)]
             time.sleep(0.5)
             metadata = json.loads((reloadable / "metadata.json").read_text())
-            (reloadable / "metadata.json").write_text(
-                json.dumps(metadata | {"name": NEW_NAME})
-            )
+            (reloadable / "metadata.json").write_text(json.dumps(metadata | {"name": NEW_NAME}))
             service.process.send_signal(signal.SIGHUP)
             new = f"{NEW_NAME}@{old.split('@')[1]}"
             deadline = time.monotonic() + 60
