@@ -102,7 +102,12 @@ class ServiceApp:
         self.metrics.model_loaded(router.predictor.version, load_seconds)
         self._reloading: asyncio.Task[None] | None = None
         self.settle_heap = settle_heap
-        self._batch = RouteBatch(router, self.metrics.batch_size.observe)
+        self.batch = RouteBatch(router, self.metrics.batch_size.observe)
+
+    def count_requests_with(self, in_flight: Callable[[], int]) -> None:
+        """How the server tells the requests it has read and not yet answered: a routing
+        call waits for the others of its turn only when there are some (:class:`RouteBatch`)."""
+        self.batch.in_flight = in_flight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -190,7 +195,7 @@ class ServiceApp:
             headers = _headers(scope["headers"])
             self._check(path, method, headers)
             if path == "/v1/route":
-                routed = await self._batch.route(await self._read_json(receive, headers), headers)
+                routed = await self.batch.route(await self._read_json(receive, headers), headers)
                 payload = routed.payload
                 stage, group = routed.stage, payload["routingGroup"]
                 self.metrics.decided(group, stage)
@@ -323,8 +328,9 @@ class RouteBatch:
     of this one are on their way.
 
     Waiting for the end of the turn costs a call about 20 µs, for nothing when no other call
-    comes. So a call that finds the worker idle (no call waiting, the last batch a single
-    call, and more than :attr:`idle_seconds` since it was answered) is answered at once.
+    comes; so a call waits only while ``in_flight()`` (the requests the server has read and
+    not yet answered, this one included) says others are there, and is answered at once
+    otherwise. Without a server to ask, every call waits.
     """
 
     def __init__(
@@ -333,14 +339,13 @@ class RouteBatch:
         batched: Callable[[int], None] = lambda size: None,
         *,
         most: int = 32,
-        idle_seconds: float = 0.0002,
+        in_flight: Callable[[], int] = lambda: 2,
     ) -> None:
         self.router = router
         self.batched = batched  # told the size of each batch
         self.most = most
-        self.idle_seconds = idle_seconds
+        self.in_flight = in_flight
         self._waiting: list[tuple[tuple[Any, dict[str, list[str]]], asyncio.Future[Any]]] = []
-        self._last = (0.0, 1)  # when the last batch was answered, and its size
 
     def route(self, body: Any, headers: dict[str, list[str]]) -> asyncio.Future[Any]:
         """The :class:`~query_predictor.service.routing.Routed` answer to await (or the
@@ -350,11 +355,10 @@ class RouteBatch:
         first = not self._waiting
         self._waiting.append(((body, headers), future))
         if first:
-            answered, size = self._last
-            if size == 1 and time.perf_counter() - answered > self.idle_seconds:
-                self._answer()  # idle: now, without waiting for a turn of the loop
+            if self.in_flight() > 1:
+                loop.call_soon(self._answer)  # at the end of this turn, with the others
             else:
-                loop.call_soon(self._answer)
+                self._answer()  # alone: now, without waiting for a turn of the loop
         return future
 
     def _answer(self) -> None:
@@ -379,7 +383,6 @@ class RouteBatch:
                 future.set_exception(answer)
             else:
                 future.set_result(answer)
-        self._last = (time.perf_counter(), len(calls))
 
 
 class _Disconnected(Exception):

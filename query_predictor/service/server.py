@@ -152,7 +152,11 @@ def uvicorn_server(app: ServiceApp, settings: ServeSettings) -> Any:
         timeout_graceful_shutdown=settings.graceful_seconds,
         backlog=settings.backlog,
     )
-    return uvicorn.Server(config)
+    server = uvicorn.Server(config)
+    if isinstance(app, ServiceApp):  # (a benchmark serves a bare ASGI function)
+        # the requests read and not yet answered: uvicorn's task per request
+        app.count_requests_with(lambda: len(server.server_state.tasks))
+    return server
 
 
 def bind(host: str, port: int, backlog: int) -> socket.socket:

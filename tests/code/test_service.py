@@ -10,7 +10,6 @@ import datetime as dt
 import http.client
 import json
 import logging
-import math
 import re
 import socket
 import subprocess
@@ -587,7 +586,7 @@ def test_calls_ready_at_once_are_routed_in_batches(served: Served) -> None:
     calls = routing_calls(served)
     router = router_of(served)
     sizes: list[int] = []
-    batch = RouteBatch(router, sizes.append, most=10, idle_seconds=math.inf)  # always busy
+    batch = RouteBatch(router, sizes.append, most=10)  # no server to ask: every call waits
 
     async def route_all() -> list[Any]:
         return await asyncio.gather(
@@ -604,32 +603,33 @@ def test_calls_ready_at_once_are_routed_in_batches(served: Served) -> None:
             assert answer == expected
 
 
-def test_a_call_to_an_idle_worker_is_answered_at_once(served: Served) -> None:
-    """No call waiting and none answered for a while: the call is routed before ``route``
-    returns, without waiting for the loop; calls that come on its heels are batched."""
-    calls = routing_calls(served)[:8]
+def test_a_call_alone_is_answered_at_once(served: Served) -> None:
+    """With no other request in flight a call is routed before ``route`` returns, without
+    waiting for a turn of the loop; with others in flight it waits for them."""
+    calls = routing_calls(served)[:6]
     sizes: list[int] = []
-    batch = RouteBatch(router_of(served), sizes.append, idle_seconds=0.05)
+    in_flight = [1]
+    batch = RouteBatch(router_of(served), sizes.append, in_flight=lambda: in_flight[0])
 
-    async def one_by_one() -> list[bool]:
-        done = []
-        for body, headers in calls[:3]:
-            await asyncio.sleep(0.06)  # idle longer than idle_seconds
-            future = batch.route(body, headers)
-            done.append(future.done())
-            await future
+    async def route_all() -> list[bool]:
+        futures = [batch.route(body, headers) for body, headers in calls]
+        done = [future.done() for future in futures]
+        await asyncio.gather(*futures)
         return done
 
-    assert asyncio.run(one_by_one()) == [True, True, True]
-    assert sizes == [1, 1, 1]
-
-    async def on_its_heels() -> None:
-        await asyncio.sleep(0.06)
-        await asyncio.gather(*(batch.route(body, headers) for body, headers in calls))
-
+    assert asyncio.run(route_all()) == [True] * len(calls)
+    assert sizes == [1] * len(calls)
+    in_flight[0] = len(calls)
     sizes.clear()
-    asyncio.run(on_its_heels())
-    assert sizes == [1, len(calls) - 1]  # the first alone, at once; the rest together
+    assert asyncio.run(route_all()) == [False] * len(calls)
+    assert sizes == [len(calls)]
+
+
+def test_the_server_tells_the_app_its_requests_in_flight(served: Served) -> None:
+    """uvicorn's own count of the requests it has read and not answered, not the default
+    (which would make every call wait)."""
+    assert served.running.app.batch.in_flight() == 0  # idle
+    assert RouteBatch(router_of(served)).in_flight() == 2
 
 
 def test_a_call_that_breaks_its_batch_fails_alone(served: Served) -> None:

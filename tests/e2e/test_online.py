@@ -123,9 +123,7 @@ def test_the_pipeline_reports_the_simulated_deployment(first_run: FirstRun) -> N
     assert online["tags"]["malformed"] == online["tags"]["conflicting"] == 0
     assert online["compared"] == online["rows"] and online["other_version_rows"] == 0
     assert list(online["versions"]) == [online["current_version"]]
-    written = pl.read_parquet(
-        first_run.path / "data" / "replay" / "online_disagreements.parquet"
-    )
+    written = pl.read_parquet(first_run.path / "data" / "replay" / "online_disagreements.parquet")
     assert written.height == online["disagreeing"]
     assert online["agreement"] == pytest.approx(1 - online["disagreeing"] / online["compared"])
     simulated = pl.read_parquet(first_run.path / "data" / "online" / "client_tags.parquet")
