@@ -40,7 +40,7 @@ from query_predictor.core.bundle import METADATA, BundleError, BundleMetadata
 from query_predictor.core.onnx_model import ModelError
 from query_predictor.service.metrics import CONTENT_TYPE, Metrics
 from query_predictor.service.predictor import Predictor
-from query_predictor.service.routing import HEADER_PREFIX, RequestError, Router
+from query_predictor.service.routing import HEADER_PREFIX, RequestError, Routed, Router
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -195,7 +195,9 @@ class ServiceApp:
             headers = _headers(scope["headers"])
             self._check(path, method, headers)
             if path == "/v1/route":
-                routed = await self.batch.route(await self._read_json(receive, headers), headers)
+                routed = self.batch.route(await self._read_json(receive, headers), headers)
+                if isinstance(routed, asyncio.Future):
+                    routed = await routed
                 payload = routed.payload
                 stage, group = routed.stage, payload["routingGroup"]
                 self.metrics.decided(group, stage)
@@ -347,18 +349,17 @@ class RouteBatch:
         self.in_flight = in_flight
         self._waiting: list[tuple[tuple[Any, dict[str, list[str]]], asyncio.Future[Any]]] = []
 
-    def route(self, body: Any, headers: dict[str, list[str]]) -> asyncio.Future[Any]:
-        """The :class:`~query_predictor.service.routing.Routed` answer to await (or the
-        :class:`RequestError` it raises); already there when the call was answered at once."""
+    def route(self, body: Any, headers: dict[str, list[str]]) -> Routed | asyncio.Future[Any]:
+        """The :class:`~query_predictor.service.routing.Routed` answer at once when the call
+        is alone (or the :class:`RequestError` raised), else a future of it to await."""
+        if not self._waiting and self.in_flight() <= 1:
+            self.batched(1)
+            return self.router.route(body, headers)
         loop = asyncio.get_running_loop()
+        if not self._waiting:
+            loop.call_soon(self._answer)  # at the end of this turn, with the others
         future = loop.create_future()
-        first = not self._waiting
         self._waiting.append(((body, headers), future))
-        if first:
-            if self.in_flight() > 1:
-                loop.call_soon(self._answer)  # at the end of this turn, with the others
-            else:
-                self._answer()  # alone: now, without waiting for a turn of the loop
         return future
 
     def _answer(self) -> None:

@@ -604,24 +604,30 @@ def test_calls_ready_at_once_are_routed_in_batches(served: Served) -> None:
 
 
 def test_a_call_alone_is_answered_at_once(served: Served) -> None:
-    """With no other request in flight a call is routed before ``route`` returns, without
+    """With no other request in flight a call gets its answer from ``route`` itself, without
     waiting for a turn of the loop; with others in flight it waits for them."""
     calls = routing_calls(served)[:6]
     sizes: list[int] = []
     in_flight = [1]
-    batch = RouteBatch(router_of(served), sizes.append, in_flight=lambda: in_flight[0])
+    router = router_of(served)
+    batch = RouteBatch(router, sizes.append, in_flight=lambda: in_flight[0])
 
-    async def route_all() -> list[bool]:
+    async def route_all() -> list[Any]:
+        return [batch.route(body, headers) for body, headers in calls]
+
+    alone = asyncio.run(route_all())
+    assert alone == [router.route(body, headers) for body, headers in calls]
+    assert sizes == [1] * len(calls)
+
+    async def route_all_together() -> tuple[list[bool], list[Any]]:
         futures = [batch.route(body, headers) for body, headers in calls]
         done = [future.done() for future in futures]
-        await asyncio.gather(*futures)
-        return done
+        return done, await asyncio.gather(*futures)
 
-    assert asyncio.run(route_all()) == [True] * len(calls)
-    assert sizes == [1] * len(calls)
     in_flight[0] = len(calls)
     sizes.clear()
-    assert asyncio.run(route_all()) == [False] * len(calls)
+    done, together = asyncio.run(route_all_together())
+    assert done == [False] * len(calls) and together == alone
     assert sizes == [len(calls)]
 
 
