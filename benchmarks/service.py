@@ -19,9 +19,9 @@ all. The client is one asyncio process (uvloop, a protocol per connection rather
 streams, so that it costs a fraction of what the server does) sharing the machine's cores
 with the servers; the table gives the CPU each used, and the server's CPU per answered
 request, the figure that holds best when other work crowds the machine. "client lag" is how
-late the client itself wrote requests that found a free connection (its timer's millisecond
-resolution, its share of the cores): it is part of every latency, so a p99 well under the
-latency's says the tail is the server's.
+late the client itself wrote requests that found a free connection (its share of the cores;
+its alarm, a ``timerfd`` on Linux, is accurate to tens of microseconds): it is part of every
+latency, so a p99 well under the latency's says the tail is the server's.
 
 The baseline is the old server's own source, taken from git history (:data:`BASELINE_REV`,
 the last commit that had it) into a temporary directory: the benchmark measures exactly what
@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import datetime as dt
 import gc
 import http.client
@@ -50,6 +51,7 @@ import sys
 import tempfile
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,7 +91,7 @@ class Run:
     offered: float  # requests per second, due
     latency: list[float] = field(default_factory=list)  # seconds, from due to answered
     # seconds from due to written, when a connection was free: the client's own lateness
-    # (its timer and its share of the cores), counted in the latency too
+    # (its alarm and its share of the cores), counted in the latency too
     lag: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     elapsed: float = 0.0
@@ -266,19 +268,93 @@ class Pool:
     closing = False
 
 
+class Alarm:
+    """Calls back at a time of :func:`time.perf_counter` to within tens of microseconds.
+
+    The event loop's own timers have a resolution of one millisecond (libuv's, and epoll's
+    timeout), which made the client write requests up to a millisecond late: an error as
+    large as half the latencies measured. On Linux the alarm is a ``timerfd`` (armed for an
+    absolute time of ``CLOCK_MONOTONIC``, the clock of ``perf_counter``) that the loop
+    watches like a socket; elsewhere it falls back to the loop's timer.
+    """
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.callback = callback
+        self.fd = -1
+        if sys.platform == "linux" and time.get_clock_info("perf_counter").implementation == (
+            "clock_gettime(CLOCK_MONOTONIC)"
+        ):
+            self.libc = ctypes.CDLL(None, use_errno=True)
+            self.fd = self.libc.timerfd_create(_CLOCK_MONOTONIC, _TFD_NONBLOCK | _TFD_CLOEXEC)
+            if self.fd < 0:
+                raise OSError(ctypes.get_errno(), "timerfd_create")
+            self.loop.add_reader(self.fd, self._ring)
+
+    def at(self, when: float) -> None:
+        """Call back once at ``when`` (or at once, if it has passed)."""
+        if self.fd < 0:
+            self.loop.call_at(self.loop.time() + when - time.perf_counter(), self.callback)
+            return
+        seconds, fraction = divmod(max(when, 1e-9), 1.0)  # zero would disarm the timer
+        value = _ITimerSpec((0, 0), (int(seconds), int(fraction * 1e9)))
+        if self.libc.timerfd_settime(self.fd, _TFD_TIMER_ABSTIME, ctypes.byref(value), None):
+            raise OSError(ctypes.get_errno(), "timerfd_settime")
+
+    def _ring(self) -> None:
+        try:
+            os.read(self.fd, 8)  # the expirations count; reading it re-arms the readiness
+        except BlockingIOError:
+            return
+        self.callback()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            self.loop.remove_reader(self.fd)
+            os.close(self.fd)
+            self.fd = -1
+
+
+class _TimeSpec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+class _ITimerSpec(ctypes.Structure):
+    _fields_ = [("it_interval", _TimeSpec), ("it_value", _TimeSpec)]
+
+
+_CLOCK_MONOTONIC, _TFD_TIMER_ABSTIME = 1, 1
+_TFD_NONBLOCK, _TFD_CLOEXEC = os.O_NONBLOCK, os.O_CLOEXEC  # as Linux defines them
+
+
 async def load(
     address: tuple[str, int], requests: list[bytes], rate: float, connections: int, run: Run
 ) -> None:
-    """Send ``requests`` open loop at ``rate`` over a pool of ``connections``."""
+    """Send ``requests`` open loop at ``rate`` over a pool of ``connections``: at each ring
+    of the alarm, every request due by then, and the alarm set for the next one."""
     pool = Pool(address, connections, run)
     await pool.connect()
+    sent = asyncio.get_running_loop().create_future()
     start = time.perf_counter()
-    for i, request in enumerate(requests):
-        due = start + i / rate
-        wait = due - time.perf_counter()
-        if wait > 0.0005:
-            await asyncio.sleep(wait)
-        pool.submit(due, request)
+    following = 0
+
+    def send_due() -> None:
+        nonlocal following
+        now = time.perf_counter()
+        while following < len(requests) and (due := start + following / rate) <= now:
+            pool.submit(due, requests[following])
+            following += 1
+        if following < len(requests):
+            alarm.at(start + following / rate)
+        elif not sent.done():
+            sent.set_result(None)
+
+    alarm = Alarm(send_due)
+    send_due()
+    try:
+        await sent
+    finally:
+        alarm.close()
     pool.closing = True
     if pool.outstanding:
         await pool.done
