@@ -24,6 +24,7 @@ in this process, one partition after another; the Spark runner
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import json
 import logging
@@ -255,14 +256,20 @@ class Checkpoint:
         return self._part(key) / "quarantine.parquet"
 
     def put(self, key: str, labeled: pl.DataFrame, quarantined: pl.DataFrame, counts: dict) -> None:
-        """Write one partition atomically: all three files appear at once, or none."""
+        """Write one partition atomically: all three files appear at once, or none. When
+        another run of the same plan (one left behind by an interrupted ``dvc repro``) has
+        written it meanwhile, its copy stays: a partition depends only on the plan and key."""
         self.dir.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".part={key}.", suffix=".tmp", dir=self.dir))
         try:
             labeled.write_parquet(tmp / "labeled.parquet", **PARQUET_OPTIONS)
             quarantined.write_parquet(tmp / "quarantine.parquet", **PARQUET_OPTIONS)
             (tmp / "counts.json").write_text(json.dumps(counts, sort_keys=True))
-            os.replace(tmp, self._part(key))
+            try:
+                os.replace(tmp, self._part(key))
+            except OSError as exc:  # a directory in the way: not empty, so written
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not self.has(key):
+                    raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 

@@ -172,6 +172,25 @@ def test_a_params_or_raw_change_invalidates_the_checkpoint(tmp_path: Path) -> No
     )
 
 
+def test_a_partition_another_run_wrote_meanwhile_is_kept(tmp_path: Path) -> None:
+    """Two runs of the same plan (a stage left running by an interrupted ``dvc repro`` and
+    the next one) may finish a partition each: the second finds it written, and goes on."""
+    raw = tmp_path / "raw"
+    _log(raw)
+    params = params_for(raw)
+    plan = plan_load(params.data_loading, params.filters)
+    first, second = Checkpoint(tmp_path / "c", plan), Checkpoint(tmp_path / "c", plan)
+    labeled = pl.DataFrame({"query_id": ["a"]})
+    first.put("2025-06-01", labeled, labeled.clear(), {"rows": 1})
+    second.put("2025-06-01", labeled, labeled.clear(), {"rows": 1})
+    assert second.has("2025-06-01") and second.counts("2025-06-01") == {"rows": 1}
+    assert [p.name for p in second.dir.iterdir()] == ["part=2025-06-01"]  # no temporary left
+    (second.dir / "part=2025-06-02").mkdir()
+    (second.dir / "part=2025-06-02" / "stray").write_text("")  # in the way, not a partition
+    with pytest.raises(OSError):
+        second.put("2025-06-02", labeled, labeled.clear(), {"rows": 1})
+
+
 def test_plan_reads_each_day_only_from_the_files_that_hold_it(tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     _log(raw)
