@@ -26,6 +26,8 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from .conventions import Conventions
 from .sql_tokens import _textscan, as_text, fingerprint
 
@@ -253,24 +255,51 @@ class _Statement(NamedTuple):
     compared: frozenset[str]
     dated: frozenset[str]
 
-    def record(self) -> tuple[Any, ...]:
-        """These fields as one plain tuple of strings, numbers and tuples (the dict and the
-        sets as tuples): the garbage collector stops tracking a tuple that holds nothing it
-        could track (a dict or set always could), so records kept for a long time add nothing
-        to its pauses; :meth:`from_record` undoes it."""
+    def record(self) -> tuple[Any, ...] | None:
+        """These fields as one flat tuple of strings, numbers and arrays, for a cache that keeps
+        thousands: the garbage collector stops tracking a tuple that holds nothing it could
+        track, in its first pass over it. A tuple inside a tuple would take a pass per level
+        (the collector examines a child after its parent), and a dict or set keeps it tracked
+        for good; so the strings of a field are joined into one, the numbers are an array.
+        :meth:`from_record` undoes it; None when that could not (a string holding the
+        separator, a NUL, which no SQL text has in practice)."""
         base, tables, ctes, first_date, terms, template, compared, dated = self
+        joined = [_joined(strings) for strings in (tables, ctes, terms, compared, dated)]
+        if None in joined:
+            return None
+        tables_, ctes_, words, compared_, dated_ = joined
+        counts = np.fromiter(terms.values(), dtype=np.int64, count=len(terms))
         return (
-            base, tables, ctes, first_date, tuple(terms.items()), template,
-            tuple(compared), tuple(dated),
+            np.array(base), tables_, ctes_, first_date, words, counts, template, compared_, dated_
         )  # fmt: skip
 
     @classmethod
-    def from_record(cls, record: tuple[Any, ...]) -> _Statement:
-        base, tables, ctes, first_date, terms, template, compared, dated = record
+    def from_record(cls, record: Sequence[Any]) -> _Statement:
+        base, tables, ctes, first_date, words, counts, template, compared, dated = record
         return cls(
-            base, tables, ctes, first_date, dict(terms), template,
-            frozenset(compared), frozenset(dated),
+            tuple(base.tolist()), _split(tables), _split(ctes), first_date,
+            dict(zip(_split(words), counts.tolist(), strict=True)), template,
+            frozenset(_split(compared)), frozenset(_split(dated)),
         )  # fmt: skip
+
+
+_SEPARATOR = "\x00"
+
+
+def _joined(strings: Iterable[str]) -> str | None:
+    """``strings`` as one string that :func:`_split` takes apart again; None if it could not
+    (one of them holds the separator, or they are one empty string)."""
+    strings = tuple(strings)
+    if not strings:
+        return ""
+    joined = _SEPARATOR.join(strings)
+    if joined.count(_SEPARATOR) != len(strings) - 1 or not joined:
+        return None
+    return joined
+
+
+def _split(joined: str) -> tuple[str, ...]:
+    return tuple(joined.split(_SEPARATOR)) if joined else ()
 
 
 class FeatureExtractor:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .conventions import Conventions
 from .features import (
     BASE_NAMES,
@@ -48,16 +50,20 @@ class PreparedText:
     statement: Any  # the extractor's analysis of the text alone
     vector: tuple[list[int], list[float]]  # TF-IDF (column indices, weights)
 
-    def record(self) -> tuple[Any, ...]:
-        """This as a plain tuple the garbage collector stops tracking (for a cache that
-        keeps thousands: see ``_Statement.record``); :meth:`from_record` undoes it."""
+    def record(self) -> tuple[Any, ...] | None:
+        """This as one flat tuple the garbage collector stops tracking at its first pass (for
+        a cache that keeps thousands: see ``_Statement.record``, None when there is none);
+        :meth:`from_record` undoes it."""
+        statement = self.statement.record()
+        if statement is None:
+            return None
         index, value = self.vector
-        return (self.statement.record(), tuple(index), tuple(value))
+        return (*statement, np.array(index, dtype=np.int64), np.array(value, dtype=np.float64))
 
     @classmethod
-    def from_record(cls, record: tuple[Any, ...]) -> PreparedText:
-        statement, index, value = record
-        return cls(_Statement.from_record(statement), (list(index), list(value)))
+    def from_record(cls, record: Sequence[Any]) -> PreparedText:
+        index, value = record[-2:]
+        return cls(_Statement.from_record(record[:-2]), (index.tolist(), value.tolist()))
 
 
 @dataclass

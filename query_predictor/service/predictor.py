@@ -21,6 +21,7 @@ with an empty one; answers are the same with or without it.
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 import threading
@@ -55,10 +56,13 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 # average), so 40 MB per worker when full
 STATEMENT_CACHE = 4096
 STATEMENT_CACHE_CHARS = 4_000_000
+# records a TextCache keeps between two passes of the collector over the youngest generation
+SWEEP_EVERY = 32
 __all__ = [
     "BUNDLE_FILES",
     "MODEL",
     "NO_SQL_STAGE",
+    "SWEEP_EVERY",
     "ZERO_COST",
     "Prediction",
     "Predictions",
@@ -95,28 +99,39 @@ class _Known:
     columns: np.ndarray | None = None  # int64
     weights: np.ndarray | None = None  # float32
 
-    def record(self) -> tuple[Any, ...]:
-        """What :class:`TextCache` keeps: a plain tuple of strings, tuples and arrays, which
-        the garbage collector stops tracking after its first pass. Kept as objects (this
-        dataclass, the analysis's named tuple, its sets and lists), 4,096 cached texts were
-        50,000 tracked objects, and every collection that reached them paused a worker for
-        up to 20-60 ms (docs/serving.md)."""
+    def record(self) -> tuple[Any, ...] | None:
+        """What :class:`TextCache` keeps: one flat tuple of strings and arrays, which the
+        garbage collector stops tracking at its first pass over it (``_Statement.record``).
+        Kept as objects (this dataclass, the analysis's named tuple, its sets and lists),
+        4,096 cached texts were 50,000 tracked objects, and every collection that reached
+        them paused a worker for up to 20-60 ms (docs/serving.md). None: not to be kept."""
         if self.prepared is None:
             return (self.category, self.stage)
-        return (self.category, self.stage, self.prepared.record(), self.columns, self.weights)
+        prepared = self.prepared.record()
+        if prepared is None:
+            return None
+        return (self.category, self.stage, self.columns, self.weights, *prepared)
 
     @classmethod
     def from_record(cls, record: tuple[Any, ...]) -> _Known:
         if len(record) == 2:
             return cls(record[0], record[1], None)
-        category, stage, prepared, columns, weights = record
-        return cls(category, stage, PreparedText.from_record(prepared), columns, weights)
+        category, stage, columns, weights = record[:4]
+        return cls(category, stage, PreparedText.from_record(record[4:]), columns, weights)
 
 
 class TextCache:
     """The :meth:`_Known.record` of the texts used last, least recently used out first; bounded
     by ``entries`` and by ``chars``, the total length of the texts kept (a longer text than
-    ``chars // 64`` is never kept). ``entries=0``: nothing kept. Safe across threads."""
+    ``chars // 64`` is never kept). ``entries=0``: nothing kept. Safe across threads.
+
+    A record's tuples are tracked by the garbage collector until its first pass over the
+    youngest generation. That pass is due after 700 allocations *net of deallocations*; once
+    the cache is full, each record kept frees an old one, so the count hardly moves, the pass
+    did not come for thousands of requests, and then walked the records of all of them at once
+    (a worker paused 5-17 ms every second or two at 500 requests/s, docs/serving.md). So the
+    cache runs that pass itself, every :data:`SWEEP_EVERY` records it keeps (about 0.1 ms).
+    """
 
     def __init__(self, entries: int = STATEMENT_CACHE, chars: int = STATEMENT_CACHE_CHARS) -> None:
         if entries < 0 or chars < 0:
@@ -126,6 +141,7 @@ class TextCache:
         self._held = 0  # characters
         self._lock = threading.Lock()
         self.hits = self.misses = 0
+        self._unswept = 0  # records kept since the last pass of the collector
 
     def __len__(self) -> int:
         return len(self._items)
@@ -151,6 +167,12 @@ class TextCache:
             while len(self._items) > self.entries or self._held > self.chars:
                 old, _ = self._items.popitem(last=False)
                 self._held -= len(old)
+            self._unswept += 1
+            sweep = self._unswept >= SWEEP_EVERY
+            if sweep:
+                self._unswept = 0
+        if sweep:
+            gc.collect(0)  # untracks the records kept since the last one
 
     def clear(self) -> None:
         with self._lock:
@@ -275,7 +297,9 @@ class Predictor:
             columns = np.asarray(index, dtype=np.int64) + len(FEATURE_NAMES)
             weights = np.asarray(value, dtype=np.float32)
             known = _Known(category, stage, prepared, columns, weights)
-        self.cache.put(text, known.record())
+        record = known.record()
+        if record is not None:
+            self.cache.put(text, record)
         return known
 
     def predict_many(

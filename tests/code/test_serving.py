@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -25,6 +26,7 @@ from query_predictor.service.predictor import (
     BUNDLE_FILES,
     MODEL,
     NO_SQL_STAGE,
+    SWEEP_EVERY,
     ZERO_COST,
     Predictor,
     TextCache,
@@ -443,7 +445,51 @@ def test_the_statement_cache_holds_nothing_the_garbage_collector_tracks(
         known = _Known.from_record(record)
         if known.prepared is not None:
             assert known.prepared == cached.featurizer.prepare(text)
-            assert np.array_equal(known.columns, record[3]) and known.weights is record[4]
+            assert np.array_equal(known.columns, record[2]) and known.weights is record[3]
+
+
+def test_kept_records_are_untracked_without_waiting_for_the_collector(
+    built: tuple[Path, dict[str, pl.DataFrame]], predictor: Predictor
+) -> None:
+    """The collector's own pass over new objects is due only after 700 allocations net of
+    deallocations, which a full cache (a record freed for each one kept) may not reach for
+    thousands of requests: the cache runs it every SWEEP_EVERY records. With the automatic
+    collector off, every record kept before the last SWEEP_EVERY is untracked, to the last
+    nested tuple, by those passes alone (one pass each)."""
+    _, splits = built
+    cached = dataclasses.replace(predictor)
+    statements = list(dict.fromkeys(readable(sql) for sql in splits["test"]["query"]))
+    # distinct texts (each kept apart), as many as needed: the split's, numbered
+    texts = [f"{statements[i % len(statements)]}\n-- {i}" for i in range(3 * SWEEP_EVERY + 5)]
+
+    def tracked(record: Any) -> list[Any]:
+        inner = [t for item in record if isinstance(item, tuple) for t in tracked(item)]
+        return [record, *inner] if gc.is_tracked(record) else inner
+
+    gc.collect()
+    gc.disable()
+    try:
+        for text in texts:
+            cached.predict(text, QueryContext(user="alice"))
+        records = [cached.cache.get(text) for text in texts]
+        swept, unswept = records[: 3 * SWEEP_EVERY], records[3 * SWEEP_EVERY :]
+        assert any(len(r) > 2 for r in swept)  # some went through the model
+        assert [t for r in swept for t in tracked(r)] == []
+        assert all(tracked(r) for r in unswept if len(r) > 2)  # no pass over them yet
+    finally:
+        gc.enable()
+
+
+def test_a_text_whose_record_could_not_be_read_back_is_not_kept(predictor: Predictor) -> None:
+    """A record joins the strings of a field with NUL: a text with a NUL in an identifier
+    is predicted as any other, and not kept (its record would not read back the same)."""
+    cached = dataclasses.replace(predictor)
+    uncached = dataclasses.replace(predictor, statement_cache=0)
+    context = QueryContext(user="alice")
+    plain = "SELECT a, id FROM hive.sales.orders"
+    for text in ['SELECT "a\x00b", id FROM hive.sales.orders', plain]:
+        assert cached.predict(text, context) == uncached.predict(text, context)
+    assert len(cached.cache) == 1 and cached.cache.get(plain)
 
 
 def test_the_statement_cache_is_bounded() -> None:
