@@ -330,6 +330,87 @@ def tokens(str text):
         out.append(text[start:p])
 
 
+# --------------------------------------------------------------------------- mask
+
+
+cdef inline bint _ascii_space(unsigned int c) noexcept nogil:
+    """What ``str.split()`` splits on, in ASCII: \\t \\n \\v \\f \\r, the separators 0x1c-0x1f
+    and the space."""
+    return c == 32 or (c >= 9 and c <= 13) or (c >= 28 and c <= 31)
+
+
+cdef inline void _put(char* out, Py_ssize_t* size, bint* space, unsigned int c) noexcept nogil:
+    """Write ``c`` lowercased; whitespace only marks that a space is due before the next
+    character written, if any was written before (runs collapse, none at either end)."""
+    if _ascii_space(c):
+        space[0] = size[0] > 0
+        return
+    if space[0]:
+        out[size[0]] = 32
+        size[0] += 1
+        space[0] = False
+    out[size[0]] = <char> (c + 32 if c >= 65 and c <= 90 else c)
+    size[0] += 1
+
+
+def mask(str text):
+    """:func:`query_predictor.core.sql_text.mask` of an ASCII ``text``, in one pass: each
+    ``--`` comment (to the end of its line) and ``/* */`` comment a space, each string literal
+    ``''``, each quoted identifier its content with ``""`` read as one quote, letters
+    lowercased and any character but a letter, digit or ``_`` made ``_`` (``_`` if empty), the
+    rest lowercased, whitespace runs one space and none at either end. A literal, identifier
+    or block comment never closed runs to the end of the text."""
+    if not text.isascii():
+        raise ValueError("mask() of the compiled core takes ASCII text only")
+    cdef Text t = _text(text)
+    cdef Py_ssize_t n = t.length, i = 0, j, end, stop, size = 0, written
+    cdef bint space = False
+    cdef Py_UCS4 c
+    # at most two characters out for one in (an unclosed ' gives ''), and the due space
+    cdef char* out = <char*> malloc(2 * n + 2)
+    if out == NULL:
+        raise MemoryError()
+    try:
+        while i < n:
+            c = _at(&t, i)
+            if c == 45 and _at(&t, i + 1) == 45:  # -- to the end of the line
+                i += 2
+                while i < n and _at(&t, i) != 10:
+                    i += 1
+                _put(out, &size, &space, 32)
+            elif c == 47 and _at(&t, i + 1) == 42:  # /* to the first */ after it
+                j = i + 2
+                while j + 1 < n and not (_at(&t, j) == 42 and _at(&t, j + 1) == 47):
+                    j += 1
+                i = j + 2 if j + 1 < n else n
+                _put(out, &size, &space, 32)
+            elif c == 39:  # a string literal
+                i = _quoted_end(&t, i, 39)
+                _put(out, &size, &space, 39)
+                _put(out, &size, &space, 39)
+            elif c == 34:  # a quoted identifier
+                end = _quoted_end(&t, i, 34)
+                stop = end - 1 if end - i > 1 and _at(&t, end - 1) == 34 else end
+                j, written = i + 1, 0
+                while j < stop:
+                    c = _at(&t, j)
+                    j += 2 if c == 34 and j + 1 < stop and _at(&t, j + 1) == 34 else 1
+                    if (c >= 97 and c <= 122) or (c >= 65 and c <= 90) or (c >= 48 and c <= 57):
+                        _put(out, &size, &space, c)
+                    else:
+                        _put(out, &size, &space, 95)
+                    written += 1
+                if written == 0:
+                    _put(out, &size, &space, 95)
+                i = end
+            else:
+                _put(out, &size, &space, c)
+                i += 1
+        return out[:size].decode("ascii")
+    finally:
+        free(out)
+
+
 # --------------------------------------------------------------------------- features
 
 cdef class _Tokens:

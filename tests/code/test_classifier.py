@@ -6,6 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from query_predictor.core import _textscan
 from query_predictor.core.classifier import (
     CANDIDATES,
     CATEGORIES,
@@ -27,7 +28,7 @@ from query_predictor.core.classifier import (
     USE,
     QueryClassifier,
 )
-from query_predictor.core.sql_text import mask
+from query_predictor.core.sql_text import mask, mask_pattern
 
 CLASSIFIER = QueryClassifier()
 
@@ -398,6 +399,31 @@ def test_case_whitespace_and_leading_comments_never_change_the_category(
 )
 def test_mask(sql: str, masked: str) -> None:
     assert mask(sql) == masked
+    assert mask_pattern(sql) == masked
+
+
+# what the compiled mask must tell apart: every character of a comment, literal or quoted
+# identifier, each kind of whitespace str.split() knows in ASCII (\v, \f, 0x1c-0x1f), NUL,
+# letters of both cases, digits and symbols
+_ASCII_SQL = st.lists(
+    st.sampled_from(
+        ["'", '"', "-", "/", "*", "\n", "\r", " ", "\t", "\v", "\f", "\x1c", "\x1f", "\x00",
+         "a", "Z", "_", "7", "$", ".", "(", "''", '""', "--", "/*", "*/", "SELECT ", " FROM t"]
+    ),
+    max_size=30,
+).map("".join) | st.text(alphabet=st.characters(max_codepoint=127), max_size=40)  # fmt: skip
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_ASCII_SQL)
+def test_the_compiled_mask_is_the_patterns_on_ascii(sql: str) -> None:
+    assert _textscan.mask(sql) == mask_pattern(sql) == mask(sql)
+
+
+def test_the_compiled_mask_takes_ascii_only() -> None:
+    with pytest.raises(ValueError, match="ASCII"):
+        _textscan.mask("ÉTÉ")
+    assert mask("SELECT 'É' FROM t") == "select '' from t"  # the pattern's
 
 
 @settings(max_examples=200, deadline=None)
