@@ -125,12 +125,12 @@ class TextCache:
     by ``entries`` and by ``chars``, the total length of the texts kept (a longer text than
     ``chars // 64`` is never kept). ``entries=0``: nothing kept. Safe across threads.
 
-    A record's tuples are tracked by the garbage collector until its first pass over the
-    youngest generation. That pass is due after 700 allocations *net of deallocations*; once
-    the cache is full, each record kept frees an old one, so the count hardly moves, the pass
-    did not come for thousands of requests, and then walked the records of all of them at once
-    (a worker paused 5-17 ms every second or two at 500 requests/s, docs/serving.md). So the
-    cache runs that pass itself, every :data:`SWEEP_EVERY` records it keeps (about 0.1 ms).
+    A record is tracked by the garbage collector until its first pass over the youngest
+    generation. That pass is due after 700 allocations *net of deallocations*; once the cache
+    is full, each record kept frees an old one, so the count hardly moves, the pass did not
+    come for thousands of requests, and then walked the records of all of them at once (a
+    worker paused 2-17 ms every second or two at 500 requests/s, docs/serving.md). So the
+    cache runs that pass itself, every :data:`SWEEP_EVERY` records it keeps (0.2-0.5 ms).
     """
 
     def __init__(self, entries: int = STATEMENT_CACHE, chars: int = STATEMENT_CACHE_CHARS) -> None:
