@@ -333,16 +333,11 @@ def tokens(str text):
 # --------------------------------------------------------------------------- mask
 
 
-cdef inline bint _ascii_space(unsigned int c) noexcept nogil:
-    """What ``str.split()`` splits on, in ASCII: \\t \\n \\v \\f \\r, the separators 0x1c-0x1f
-    and the space."""
-    return c == 32 or (c >= 9 and c <= 13) or (c >= 28 and c <= 31)
-
-
 cdef inline void _put(char* out, Py_ssize_t* size, bint* space, unsigned int c) noexcept nogil:
-    """Write ``c`` lowercased; whitespace only marks that a space is due before the next
-    character written, if any was written before (runs collapse, none at either end)."""
-    if _ascii_space(c):
+    """Write ``c`` lowercased; whitespace (what ``str.split()`` splits on: its own table)
+    only marks that a space is due before the next character written, if any was written
+    before (runs collapse, none at either end)."""
+    if Py_UNICODE_ISSPACE(c):
         space[0] = size[0] > 0
         return
     if space[0]:
