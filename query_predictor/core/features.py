@@ -373,10 +373,11 @@ class FeatureExtractor:
         if statement.first_date is not None and context.time is not None:
             today = (context.time.date() - _DAY_ZERO).days
             base[_AT["date_lookback_days"]] = float(max(0, today - statement.first_date))
-        resolved, *table_values = _tables_read(
-            statement.tables, statement.ctes, context.catalog, context.schema
+        read = _tables_read(
+            context.catalog, context.schema, len(statement.ctes), *statement.ctes, *statement.tables
         )
-        for at, value in zip(_TABLE_AT, table_values, strict=True):
+        values, resolved = read[: len(_TABLE_AT)], read[len(_TABLE_AT) :]
+        for at, value in zip(_TABLE_AT, values, strict=True):
             base[at] = value
         codes = _codes(context.query_type, context.catalog, context.source)
         for at, value in zip(_CODE_AT, codes, strict=True):
@@ -405,7 +406,12 @@ class FeatureExtractor:
 
 
 # The features of the tables read and of the router's codes repeat across a workload (the
-# same dashboards, users and clients), so both are cached: bounded, and exact.
+# same dashboards, users and clients), so both are cached: bounded, and exact. Each cache's
+# arguments and answers are flat tuples of strings and numbers, which the garbage collector
+# stops tracking at its first pass over them. Nested (the tables' tuple inside the key and
+# inside the answer), they were untracked a level per pass, so most entries reached the older
+# generations still tracked, and a worker's passes over those walked thousands of them
+# (docs/serving.md).
 _TABLE_AT = [
     _AT[name]
     for name in ("n_distinct_tables", "n_catalogs", "reads_lake", "reads_metadata", "reads_jdbc")
@@ -415,11 +421,12 @@ _CODE_AT = [_AT[name] for name in ("query_type_code", "catalog_code", "source_ki
 
 @lru_cache(maxsize=65_536)
 def _tables_read(
-    tables: tuple[str, ...], ctes: tuple[str, ...], catalog: str | None, schema: str | None
-) -> tuple[tuple[str, ...], float, float, float, float, float]:
-    """The tables a statement reads, fully qualified with the session catalog and schema
-    (CTE names dropped; sorted, distinct), then the values of the :data:`_TABLE_AT`
-    features."""
+    catalog: str | None, schema: str | None, n_ctes: int, *names: str
+) -> tuple[float | str, ...]:
+    """The values of the :data:`_TABLE_AT` features, then the tables a statement reads, fully
+    qualified with the session catalog and schema (CTE names dropped; sorted, distinct).
+    ``names``: the statement's ``n_ctes`` CTE names, then the tables it names."""
+    ctes, tables = names[:n_ctes], names[n_ctes:]
     out = set()
     for name in tables:
         parts = name.split(".")
@@ -430,16 +437,16 @@ def _tables_read(
         elif len(parts) == 2:
             parts = [catalog or "?", *parts]
         out.add(".".join(parts[-3:]))
-    resolved = tuple(sorted(out))
+    resolved = sorted(out)
     catalogs = {t.split(".")[0] for t in resolved}
     metadata = any(set(t.split(".")) & METADATA_SCHEMAS for t in resolved)
     return (
-        resolved,
         float(len(resolved)),
         float(len(catalogs - {"?"})),
         float(bool(catalogs & LAKE_CATALOGS)),
         float(metadata),
         float(any(c not in _NOT_JDBC for c in catalogs)),
+        *resolved,
     )
 
 

@@ -4,6 +4,7 @@ bundle is a one-line error."""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import gc
 import json
@@ -477,6 +478,35 @@ def test_kept_records_are_untracked_without_waiting_for_the_collector(
         assert all(tracked(r) for r in unswept if len(r) > 2)  # no pass over them yet
     finally:
         gc.enable()
+
+
+def test_predictions_leave_nothing_tracked_behind_one_pass(
+    built: tuple[Path, dict[str, pl.DataFrame]], predictor: Predictor
+) -> None:
+    """What a prediction keeps (the cached records, the caches of tables read and of codes)
+    is untracked by one pass of the collector, so a worker's later passes, and the full
+    ones most of all, walk only what a few requests allocated, however many it answered.
+    A nested tuple kept anywhere stays tracked into the older generations: each distinct
+    set of tables read left one behind, thousands per worker (docs/serving.md)."""
+    _, splits = built
+    cached = dataclasses.replace(predictor)
+    texts = list(dict.fromkeys(readable(sql) for sql in splits["test"]["query"]))
+    # each statement in 30 sessions: the tables it names resolve 30 ways
+    contexts = [QueryContext(user="alice", catalog=f"c{i}", schema="s") for i in range(30)]
+    gc.collect()
+    gc.freeze()  # as a worker does once its bundle is loaded (app.settle_heap)
+    gc.disable()
+    try:
+        for context in contexts:
+            for text in texts:
+                cached.predict(text, context)
+        gc.collect(0)
+        left = gc.get_objects()  # tracked, not frozen
+        assert len(texts) * len(contexts) > 300 and len(cached.cache) > 5
+        assert len(left) < 50, collections.Counter(type(o).__name__ for o in left).most_common(5)
+    finally:
+        gc.enable()
+        gc.unfreeze()
 
 
 def test_a_text_whose_record_could_not_be_read_back_is_not_kept(predictor: Predictor) -> None:
