@@ -76,8 +76,6 @@ def _run_predict(args: argparse.Namespace) -> int:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from query_predictor.service.app import ACCESS_LOG
     from query_predictor.service.server import (
         ServeSettings,
@@ -87,9 +85,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         serve,
     )
 
-    names = {field.name for field in dataclasses.fields(ServeSettings)}
-    given = {k: v for k, v in vars(args).items() if k in names and v is not None}
-    settings = ServeSettings(**given)
+    settings = ServeSettings.of(vars(args))
     try:
         settings.check()
         settings.token()  # an unreadable token file fails here, before the bundle loads

@@ -33,7 +33,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,13 @@ class ServeSettings:
     decision_tag: bool = True  # the decision as a client tag (core.client_tags)
     access_log: bool = False
     statement_cache: int = STATEMENT_CACHE  # per worker; 0: none
+
+    @classmethod
+    def of(cls, options: Mapping[str, Any]) -> ServeSettings:
+        """The settings among ``options`` (the CLI's parsed arguments, ``vars(args)``): other
+        keys, and options not given (None), are left out, so the defaults hold."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in options.items() if k in names and v is not None})
 
     def check(self) -> None:
         for name in ("workers", "max_connections", "keep_alive_seconds", "max_body_bytes"):

@@ -6,13 +6,13 @@ the metrics, labels and values the service exports."""
 from __future__ import annotations
 
 import configparser
-import dataclasses
 import re
 import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import promql_parser
 import pytest
@@ -36,26 +36,25 @@ def service_section() -> configparser.SectionProxy:
     return unit["Service"]
 
 
-def serve_args(service: configparser.SectionProxy) -> tuple[str, dict[str, object]]:
+def serve_settings(service: configparser.SectionProxy) -> tuple[str, ServeSettings]:
+    """The unit's program and the settings its command line gives, as the CLI reads them."""
     program, *argv = shlex.split(service["ExecStart"])
     args = build_parser().parse_args(argv)  # an unknown option exits here
     assert args.command == "serve"
-    names = {f.name for f in dataclasses.fields(ServeSettings)}
-    return program, {k: v for k, v in vars(args).items() if k in names and v is not None}
+    return program, ServeSettings.of(vars(args))
 
 
 def test_the_units_command_line_is_a_serve_the_cli_takes() -> None:
-    program, given = serve_args(service_section())
+    program, settings = serve_settings(service_section())
     assert Path(program).name == "query-predictor"
-    ServeSettings(**given).check()  # type: ignore[arg-type]
-    assert given["workers"] > 1  # type: ignore[operator]  # so the supervisor's signals matter
+    settings.check()
+    assert settings.workers > 1  # so the supervisor's signals matter
 
 
 def test_stop_outlasts_the_graceful_period_and_reload_is_a_sighup() -> None:
     service = service_section()
-    _, given = serve_args(service)
-    graceful = given.get("graceful_seconds", ServeSettings.graceful_seconds)
-    assert int(service["TimeoutStopSec"]) > graceful  # type: ignore[operator]
+    _, settings = serve_settings(service)
+    assert int(service["TimeoutStopSec"]) > settings.graceful_seconds
     # SIGTERM to the supervisor alone (it stops its workers), not to every process at once
     assert service["KillMode"] == "mixed" and service["KillSignal"] == "SIGTERM"
     assert shlex.split(service["ExecReload"])[1:] == ["-HUP", "$MAINPID"]
@@ -64,7 +63,7 @@ def test_stop_outlasts_the_graceful_period_and_reload_is_a_sighup() -> None:
 def test_systemd_reads_the_unit_without_a_complaint(tmp_path: Path) -> None:
     if shutil.which("systemd-analyze") is None:
         pytest.skip("systemd-analyze is not installed")
-    program, _ = serve_args(service_section())
+    program, _ = serve_settings(service_section())
     copy = tmp_path / UNIT.name  # with a program that exists here
     copy.write_text(UNIT.read_text().replace(program, sys.executable))
     result = subprocess.run(
@@ -114,27 +113,47 @@ def documented_error_kinds() -> set[str]:
     return set(re.findall(r"`([a-z_]+)`", row.split("|")[3]))
 
 
+EXPORTED = exported()
+KNOWN_VALUES = {
+    "endpoint": set(ENDPOINTS),
+    "routing_group": {ServeSettings.heavy_group, ServeSettings.light_group},
+    "kind": documented_error_kinds(),
+}
+
+
+def problems(expr: str) -> list[str]:
+    """What is wrong with an alert's expression: a syntax error, or a metric, label or label
+    value the service does not export (``up`` is Prometheus' own)."""
+    try:
+        found = selectors(expr)
+    except ValueError as exc:
+        return [f"does not parse: {exc}"]
+    wrong = []
+    for selector in found:
+        if selector.name == "up":
+            continue
+        if selector.name not in EXPORTED:
+            wrong.append(f"no metric {selector.name}")
+            continue
+        for matcher in selector.matchers.matchers:
+            if matcher.name not in EXPORTED[selector.name]:
+                wrong.append(f"{selector.name} has no label {matcher.name}")
+            elif matcher.value not in KNOWN_VALUES.get(matcher.name, {matcher.value}):
+                wrong.append(f"{matcher.name}={matcher.value!r} never happens")
+    return wrong
+
+
+def rules() -> list[dict[str, Any]]:
+    return yaml.safe_load(RULES.read_text())["groups"][0]["rules"]
+
+
 def test_every_alert_parses_and_names_what_the_service_exports() -> None:
-    rules = yaml.safe_load(RULES.read_text())["groups"][0]["rules"]
-    samples, kinds = exported(), documented_error_kinds()
-    values = {
-        "endpoint": set(ENDPOINTS),
-        "routing_group": {ServeSettings.heavy_group, ServeSettings.light_group},
-        "kind": kinds,
-    }
-    assert "internal" in kinds and "reload_failed" in kinds
+    assert {"internal", "reload_failed"} <= KNOWN_VALUES["kind"]
     seen = set()
-    for rule in rules:
+    for rule in rules():
         assert rule["alert"].startswith("QueryPredictor") and rule["annotations"]["summary"]
-        for selector in selectors(rule["expr"]):
-            if selector.name == "up":  # Prometheus' own
-                continue
-            assert selector.name in samples, (rule["alert"], selector.name)
-            for matcher in selector.matchers.matchers:
-                assert matcher.name in samples[selector.name], (rule["alert"], matcher.name)
-                if matcher.name in values:
-                    assert matcher.value in values[matcher.name], (rule["alert"], matcher.value)
-            seen.add(selector.name)
+        assert problems(rule["expr"]) == [], rule["alert"]
+        seen |= {selector.name for selector in selectors(rule["expr"])}
     # the errors, the latency, the decisions and the model are all watched
     assert {
         "query_predictor_errors_total",
@@ -144,11 +163,21 @@ def test_every_alert_parses_and_names_what_the_service_exports() -> None:
     } <= seen
 
 
-def test_a_wrong_metric_or_label_fails_the_check() -> None:
-    """The check above can fail: a metric the service does not export is not among the
-    samples, and a syntax error does not parse."""
-    samples = exported()
-    (selector,) = selectors('rate(query_predictor_request_total{endpoint="/v1/route"}[5m])')
-    assert selector.name not in samples  # requests_total, not request_total
-    with pytest.raises(ValueError):
-        selectors("sum(rate(query_predictor_requests_total[5m])")
+@pytest.mark.parametrize(
+    "expr",
+    [
+        'rate(query_predictor_request_total{endpoint="/v1/route"}[5m]) > 1',  # requests_total
+        'rate(query_predictor_requests_total{path="/v1/route"}[5m]) > 1',  # label: endpoint
+        'rate(query_predictor_requests_total{endpoint="/route"}[5m]) > 1',  # no such endpoint
+        'increase(query_predictor_errors_total{kind="reload_fail"}[15m]) > 0',
+        "sum(rate(query_predictor_requests_total[5m]) > 1",  # unclosed
+    ],
+)
+def test_the_check_finds_what_is_wrong_in_an_expression(expr: str) -> None:
+    assert problems(expr)
+
+
+def test_the_docs_list_every_alert_of_the_file() -> None:
+    text = (REPO / "docs" / "serving.md").read_text()
+    listed = set(re.findall(r"^\| `(QueryPredictor\w+)` \|", text, flags=re.MULTILINE))
+    assert listed == {rule["alert"] for rule in rules()}
